@@ -1,0 +1,212 @@
+"""The ASGI application: one port serving ``bedrock`` and ``bedrock-runtime``, plus ``/_outcrop/``.
+
+A request flows through a short list of steps::
+
+    match route (raw path) → read body → identify caller (account, Region) → parse + validate input
+    → call the operation → serialize output, or the AWS error of the domain error raised
+
+Operations are plain async callables ``(RequestContext, params) -> dict`` bound to their operation
+names in ``_bind``; they never see HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from outcrop.config import Config, load_config
+from outcrop.context import RequestContext
+from outcrop.control.catalog import Catalog
+from outcrop.control.foundation_models import FoundationModels
+from outcrop.control.pagination import PageTokens, load_token_key
+from outcrop.control.profiles import InferenceProfiles
+from outcrop.control.tags import Tags
+from outcrop.errors import InternalServer, NotImplementedOperation, ServiceError, UnknownOperation, ValidationError
+from outcrop.store.engine import Store
+from outcrop.wire.model import Operation, ServiceCatalog
+from outcrop.wire.restjson import error_response, parse_request, serialize_output
+
+log = logging.getLogger("outcrop")
+
+Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+MAX_BODY_BYTES = 25 * 1024 * 1024
+
+_SERVICES: ServiceCatalog | None = None
+
+
+def service_catalog() -> ServiceCatalog:
+    """The parsed service models, shared by every app in the process (they are read-only)."""
+    global _SERVICES
+    if _SERVICES is None:
+        _SERVICES = ServiceCatalog()
+    return _SERVICES
+
+
+class Outcrop:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.services = service_catalog()
+        self.catalog = Catalog.load(config.catalog.models, config.catalog.profiles)
+        self.store: Store | None = None
+        self.handlers: dict[tuple[str, str], Handler] = {}
+        self.ready = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        store = Store(self.config.resolved_database_url)
+        store.migrate()
+        key = store.write_sync(load_token_key)
+        self.store = store
+        self._bind(store, PageTokens(key))
+        self.ready = True
+
+    def stop(self) -> None:
+        self.ready = False
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def _bind(self, store: Store, tokens: PageTokens) -> None:
+        profiles = InferenceProfiles(store, self.catalog, self.config, tokens)
+        self.profiles = profiles
+        tags = Tags(store, profiles, self.config.max_tags_per_resource)
+        models = FoundationModels(self.catalog)
+        self.handlers.update(
+            {
+                ("bedrock", "CreateInferenceProfile"): profiles.create,
+                ("bedrock", "GetInferenceProfile"): profiles.get,
+                ("bedrock", "ListInferenceProfiles"): profiles.list,
+                ("bedrock", "DeleteInferenceProfile"): profiles.delete,
+                ("bedrock", "TagResource"): tags.tag_resource,
+                ("bedrock", "UntagResource"): tags.untag_resource,
+                ("bedrock", "ListTagsForResource"): tags.list_tags_for_resource,
+                ("bedrock", "ListFoundationModels"): models.list,
+                ("bedrock", "GetFoundationModel"): models.get,
+            }
+        )
+
+    # -- ASGI ------------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.start()
+                except Exception as e:
+                    log.exception("outcrop failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = str(uuid.uuid4())
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        method = scope["method"]
+        if raw_path.startswith("/_outcrop/"):
+            await self._admin(method, raw_path, request_id, send)
+            return
+        op: Operation | None = None
+        try:
+            match = self.services.match(method, raw_path)
+            if match is None:
+                raise UnknownOperation(f"No Bedrock operation is served at {method} {raw_path}.")
+            op, labels = match
+            handler = self.handlers.get((op.service, op.name))
+            if handler is None:
+                raise NotImplementedOperation(
+                    f"outcrop does not implement {op.service}:{op.name}. It serves the inference-profile "
+                    "operations of bedrock and the invocation operations of bedrock-runtime."
+                )
+            if not self.ready:
+                raise InternalServer("The server is starting; retry shortly.")
+            body = await _read_body(receive)
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            ctx = self._identify(headers, request_id)
+            params = parse_request(op, labels, scope.get("query_string", b""), headers, body)
+            result = await handler(ctx, params)
+            status, out_headers, payload = serialize_output(op, result)
+        except ServiceError as e:
+            status, out_headers, payload = error_response(op, e)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            status, out_headers, payload = error_response(
+                op, InternalServer(f"An internal error occurred (request {request_id}).")
+            )
+        await _respond(send, status, out_headers, payload, request_id)
+
+    def _identify(self, headers: dict[str, str], request_id: str) -> RequestContext:
+        account, region, key = self.config.default_account, self.config.default_region, None
+        m = CREDENTIAL.search(headers.get("authorization", ""))
+        if m is not None:
+            key, region = m.group(1), m.group(3)
+            account = self.config.accounts.get(key, account)
+        return RequestContext(request_id=request_id, account=account, region=region, access_key=key)
+
+    async def _admin(self, method: str, path: str, request_id: str, send: Send) -> None:
+        if path == "/_outcrop/health" and method == "GET":
+            status = 200 if self.ready else 503
+            body = orjson.dumps({"status": "ok" if self.ready else "starting"})
+            await _respond(send, status, [(b"content-type", b"application/json")], body, request_id)
+            return
+        status, headers, body = error_response(None, UnknownOperation(f"No outcrop endpoint at {method} {path}."))
+        await _respond(send, status, headers, body, request_id)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ValidationError(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+            chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, request_id: str
+) -> None:
+    headers = [
+        *headers,
+        (b"x-amzn-requestid", request_id.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(config: Config | None = None) -> Outcrop:
+    return Outcrop(config or load_config())
+
+
+def factory() -> Outcrop:
+    """Entry point for ASGI servers in factory mode: the config comes from the environment."""
+    return create_app(load_config())

@@ -1,0 +1,130 @@
+"""One typed configuration object for the whole server.
+
+Precedence, lowest first: the embedded defaults below, a TOML file (``--config`` or ``OUTCROP_CONFIG``),
+``OUTCROP_*`` environment variables, then command-line flags. Everything else reads this object; nothing
+reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 8643
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "outcrop"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+@dataclass(frozen=True)
+class CatalogExtras:
+    """Regions, foundation models and system profiles added to the shipped catalogue by the config file."""
+
+    models: tuple[dict[str, Any], ...] = ()
+    profiles: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None
+    workers: int = 1
+    default_account: str = DEFAULT_ACCOUNT
+    default_region: str = DEFAULT_REGION
+    # access key id -> account id; keys not listed act in ``default_account``.
+    accounts: dict[str, str] = field(default_factory=dict)
+    application_profile_quota: int = 1000
+    max_tags_per_resource: int = 50
+    idempotency_ttl_hours: int = 24
+    log_format: str = "text"
+    log_level: str = "info"
+    catalog: CatalogExtras = field(default_factory=CatalogExtras)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'outcrop.db'}"
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_ENV = {
+    "OUTCROP_HOST": ("host", str),
+    "OUTCROP_PORT": ("port", int),
+    "OUTCROP_DATA_DIR": ("data_dir", Path),
+    "OUTCROP_DATABASE_URL": ("database_url", str),
+    "OUTCROP_WORKERS": ("workers", int),
+    "OUTCROP_DEFAULT_ACCOUNT": ("default_account", str),
+    "OUTCROP_DEFAULT_REGION": ("default_region", str),
+    "OUTCROP_APPLICATION_PROFILE_QUOTA": ("application_profile_quota", int),
+    "OUTCROP_LOG_FORMAT": ("log_format", str),
+    "OUTCROP_LOG_LEVEL": ("log_level", str),
+}
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file {path} does not exist") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    known = {f.name for f in fields(Config)}
+    out: dict[str, Any] = {}
+    server = raw.pop("server", {})
+    for key, value in {**server, **raw}.items():
+        if key == "catalog":
+            out["catalog"] = CatalogExtras(
+                models=tuple(value.get("models", ())), profiles=tuple(value.get("profiles", ()))
+            )
+        elif key == "accounts":
+            out["accounts"] = {str(k): str(v) for k, v in value.items()}
+        elif key in known:
+            out[key] = Path(value) if key == "data_dir" else value
+        else:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+    return out
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Build the configuration: defaults, then the file, then the environment, then ``overrides``."""
+    values: dict[str, Any] = {}
+    path = path or os.environ.get("OUTCROP_CONFIG")
+    if path:
+        values.update(_from_file(Path(path)))
+    for env, (name, kind) in _ENV.items():
+        if env in os.environ:
+            try:
+                values[name] = kind(os.environ[env])
+            except ValueError as e:
+                raise ConfigError(f"{env}={os.environ[env]!r}: {e}") from e
+    config = Config(**values).with_overrides(**overrides)
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    if not (0 <= config.port < 65536):
+        raise ConfigError(f"port {config.port} is not a TCP port")
+    if config.application_profile_quota < 0:
+        raise ConfigError("application_profile_quota must be zero or more")
+    for key, account in config.accounts.items():
+        if not (len(account) == 12 and account.isdigit()):
+            raise ConfigError(f"accounts: {key} maps to {account!r}, which is not a 12-digit account ID")
+    if config.log_format not in ("text", "json"):
+        raise ConfigError("log_format must be 'text' or 'json'")

@@ -1,0 +1,356 @@
+"""Inference profiles: CreateInferenceProfile, GetInferenceProfile, ListInferenceProfiles,
+DeleteInferenceProfile.
+
+System-defined profiles come from the catalogue, rendered with the caller's account and Region.
+Application profiles live in the store, one row each, scoped to (account, Region): a profile of another
+account or Region does not exist as far as a caller can tell.
+
+Decisions where AWS's behaviour is unknown follow ``shared/spec/README.md``: ConflictException for a
+duplicate name or a reused ``clientRequestToken`` with other parameters; the original response for a
+replayed token; ValidationException for system profiles on Delete; pages ordered by ``updatedAt``
+(system) or ``createdAt`` then ID (application), resumable from an opaque, signed ``nextToken``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from outcrop.config import Config
+from outcrop.context import RequestContext
+from outcrop.control.catalog import Catalog, SystemProfile, partition_of
+from outcrop.control.identifiers import PROFILE_ARN, application_arn, parse_identifier
+from outcrop.control.pagination import PageTokens
+from outcrop.control.tags import check_new_tags
+from outcrop.errors import Conflict, NotFound, ServiceQuotaExceeded, ValidationError
+from outcrop.store.engine import Store
+from outcrop.store.schema import idempotency_tokens, inference_profiles, profile_counts, profile_tags
+from outcrop.store.upsert import insert_ignore
+
+UTC = dt.UTC
+ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+COPY_FROM_MESSAGE = "copyFrom must be a valid inference profile model source ARN."
+DEFAULT_PAGE_SIZE = 100
+OPERATION_CREATE = "CreateInferenceProfile"
+
+
+class _Clock:
+    """Microseconds since the epoch, strictly increasing within this process (ties broken by ID anyway)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def now_us(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns() // 1000)
+            return self._last
+
+
+def from_us(us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+def row_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "inferenceProfileName": row["name"],
+        "createdAt": from_us(row["created_us"]),
+        "updatedAt": from_us(row["updated_us"]),
+        "inferenceProfileArn": application_arn(row["region"], row["account"], row["profile_id"]),
+        "models": [{"modelArn": a} for a in orjson.loads(row["models"])],
+        "inferenceProfileId": row["profile_id"],
+        "status": "ACTIVE",
+        "type": "APPLICATION",
+    }
+    if row["description"] is not None:
+        out["description"] = row["description"]
+    return out
+
+
+def not_found(identifier: str) -> NotFound:
+    return NotFound(f"Inference profile {identifier} not found.")
+
+
+class InferenceProfiles:
+    """The inference-profile operations of the ``bedrock`` control plane."""
+
+    def __init__(self, store: Store, catalog: Catalog, config: Config, tokens: PageTokens) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.config = config
+        self.tokens = tokens
+        self.clock = _Clock()
+
+    # -- create ----------------------------------------------------------------------------------------
+    async def create(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        name: str = params["inferenceProfileName"]
+        description: str | None = params.get("description")
+        tags = params.get("tags") or []
+        check_new_tags(tags, existing=0, limit=self.config.max_tags_per_resource, resource=name)
+        copy_from = params["modelSource"]["copyFrom"]
+        models = self._source_models(ctx, copy_from)
+        token: str | None = params.get("clientRequestToken")
+        request_hash = hashlib.sha256(
+            orjson.dumps(
+                [name, description, copy_from, sorted((t["key"], t["value"]) for t in tags)]
+            )
+        ).hexdigest()
+        quota = self.config.application_profile_quota
+
+        def write(conn: Connection) -> dict[str, Any]:
+            if token is not None:
+                replay = _replay(conn, ctx, token, request_hash)
+                if replay is not None:
+                    return replay
+            _take_quota(conn, ctx, quota)
+            if conn.execute(
+                select(inference_profiles.c.profile_id).where(
+                    inference_profiles.c.account == ctx.account,
+                    inference_profiles.c.region == ctx.region,
+                    inference_profiles.c.name == name,
+                )
+            ).first():
+                raise _duplicate_name(name)
+            now = self.clock.now_us()
+            profile_id = "".join(secrets.choice(ID_ALPHABET) for _ in range(12))
+            response = {
+                "inferenceProfileArn": application_arn(ctx.region, ctx.account, profile_id),
+                "status": "ACTIVE",
+            }
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(inference_profiles).values(
+                            account=ctx.account,
+                            region=ctx.region,
+                            profile_id=profile_id,
+                            name=name,
+                            description=description,
+                            models=orjson.dumps(models).decode(),
+                            source_arn=copy_from,
+                            created_us=now,
+                            updated_us=now,
+                        )
+                    )
+                    if tags:
+                        conn.execute(
+                            insert(profile_tags),
+                            [
+                                {"account": ctx.account, "region": ctx.region, "profile_id": profile_id,
+                                 "key": t["key"], "value": t["value"]}
+                                for t in tags
+                            ],
+                        )
+                    if token is not None:
+                        conn.execute(
+                            insert(idempotency_tokens).values(
+                                account=ctx.account, region=ctx.region, operation=OPERATION_CREATE,
+                                token=token, request_hash=request_hash,
+                                response=orjson.dumps(response).decode(), created_us=now,
+                            )
+                        )
+            except IntegrityError:
+                # Another server process won a race on the same name or token: answer as if we had lost it
+                # before starting.
+                if token is not None:
+                    replay = _replay(conn, ctx, token, request_hash)
+                    if replay is not None:
+                        return replay
+                raise _duplicate_name(name) from None
+            return response
+
+        return await self.store.write(write)
+
+    def _source_models(self, ctx: RequestContext, copy_from: str) -> list[str]:
+        m = PROFILE_ARN.fullmatch(copy_from)
+        if m is None or m["kind"] == "application-inference-profile" or m["partition"] != partition_of(ctx.region):
+            raise ValidationError(COPY_FROM_MESSAGE)
+        other_place = m["region"] not in ("", ctx.region) or m["account"] not in ("", ctx.account)
+        if m["kind"] == "foundation-model":
+            model = None if other_place else self.catalog.model_in(ctx.region, m["id"])
+            if model is None:
+                raise NotFound("Model not found")
+            return [model.arn(ctx.region)]
+        profile = None if other_place else self.catalog.system_profile(ctx.region, m["id"])
+        if profile is None:
+            raise NotFound("Inference profile not found")
+        return profile.model_arns()
+
+    # -- get -------------------------------------------------------------------------------------------
+    async def get(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        identifier = params["inferenceProfileIdentifier"]
+        ref = parse_identifier(identifier, ctx)
+        _check_project(params, ref.kind)
+        if not ref.visible:
+            raise not_found(identifier)
+        if ref.kind == "SYSTEM_DEFINED":
+            profile = self.catalog.system_profile(ctx.region, ref.profile_id)
+            if profile is None:
+                raise not_found(identifier)
+            return profile.summary(ctx.account)
+        row = await self.store.read(lambda conn: _select_profile(conn, ctx, ref.profile_id))
+        if row is None:
+            raise not_found(identifier)
+        return row_summary(row)
+
+    # -- list ------------------------------------------------------------------------------------------
+    async def list(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        kind = params.get("typeEquals") or "SYSTEM_DEFINED"
+        _check_project(params, kind)
+        limit = params.get("maxResults") or DEFAULT_PAGE_SIZE
+        scope = (ctx.account, ctx.region, kind)
+        after = self.tokens.decode(params["nextToken"], scope) if params.get("nextToken") else None
+        if kind == "SYSTEM_DEFINED":
+            profiles = self.catalog.system_profiles_in(ctx.region)
+            start = 0
+            if after is not None:
+                key = (dt.datetime.fromtimestamp(0, UTC) + dt.timedelta(microseconds=after[0]), after[1])
+                start = bisect.bisect_right([(p.updated_at, p.profile_id) for p in profiles], key)
+            page: list[SystemProfile] = profiles[start : start + limit]
+            summaries = [p.summary(ctx.account) for p in page]
+            more = start + limit < len(profiles)
+            last = (_us(page[-1].updated_at), page[-1].profile_id) if page else None
+        else:
+            rows = await self.store.read(lambda conn: _page_rows(conn, ctx, after, limit + 1))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            summaries = [row_summary(r) for r in rows]
+            last = (rows[-1]["created_us"], rows[-1]["profile_id"]) if rows else None
+        out: dict[str, Any] = {"inferenceProfileSummaries": summaries}
+        if more and last is not None:
+            out["nextToken"] = self.tokens.encode(last, scope)
+        return out
+
+    # -- delete ----------------------------------------------------------------------------------------
+    async def delete(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        identifier = params["inferenceProfileIdentifier"]
+        ref = parse_identifier(identifier, ctx)
+        if not ref.visible:
+            raise not_found(identifier)
+        if ref.kind == "SYSTEM_DEFINED":
+            if self.catalog.system_profile(ctx.region, ref.profile_id) is None:
+                raise not_found(identifier)
+            raise ValidationError(
+                f"{identifier} is a system-defined inference profile; only application inference profiles "
+                "can be deleted."
+            )
+
+        def write(conn: Connection) -> dict[str, Any]:
+            key = _key(ctx, ref.profile_id)
+            deleted = conn.execute(delete(inference_profiles).where(*key)).rowcount
+            if not deleted:
+                raise not_found(identifier)
+            conn.execute(delete(profile_tags).where(*_tag_key(ctx, ref.profile_id)))
+            conn.execute(
+                update(profile_counts)
+                .where(profile_counts.c.account == ctx.account, profile_counts.c.region == ctx.region)
+                .values(n=profile_counts.c.n - 1)
+            )
+            return {}
+
+        return await self.store.write(write)
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+    def expire_tokens_sync(self, now_us: int | None = None) -> int:
+        """Forget idempotency tokens older than the configured lifetime (never sooner than 24 hours)."""
+        hours = max(self.config.idempotency_ttl_hours, 24)
+        cutoff = (now_us or self.clock.now_us()) - hours * 3600 * 1_000_000
+        return self.store.write_sync(
+            lambda conn: conn.execute(
+                delete(idempotency_tokens).where(idempotency_tokens.c.created_us < cutoff)
+            ).rowcount
+        )
+
+
+def _us(value: dt.datetime) -> int:
+    delta = value - dt.datetime.fromtimestamp(0, UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _key(ctx: RequestContext, profile_id: str) -> tuple[Any, ...]:
+    c = inference_profiles.c
+    return (c.account == ctx.account, c.region == ctx.region, c.profile_id == profile_id)
+
+
+def _tag_key(ctx: RequestContext, profile_id: str) -> tuple[Any, ...]:
+    c = profile_tags.c
+    return (c.account == ctx.account, c.region == ctx.region, c.profile_id == profile_id)
+
+
+def _select_profile(conn: Connection, ctx: RequestContext, profile_id: str) -> Mapping[str, Any] | None:
+    row = conn.execute(select(inference_profiles).where(*_key(ctx, profile_id))).mappings().first()
+    return row
+
+
+def _page_rows(
+    conn: Connection, ctx: RequestContext, after: tuple[int, str] | None, n: int
+) -> list[Mapping[str, Any]]:
+    c = inference_profiles.c
+    q = select(inference_profiles).where(c.account == ctx.account, c.region == ctx.region)
+    if after is not None:
+        created, pid = after
+        q = q.where(or_(c.created_us > created, and_(c.created_us == created, c.profile_id > pid)))
+    q = q.order_by(c.created_us, c.profile_id).limit(n)
+    return list(conn.execute(q).mappings().all())
+
+
+def _replay(conn: Connection, ctx: RequestContext, token: str, request_hash: str) -> dict[str, Any] | None:
+    t = idempotency_tokens.c
+    row = conn.execute(
+        select(t.request_hash, t.response).where(
+            t.account == ctx.account, t.region == ctx.region, t.operation == OPERATION_CREATE, t.token == token
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        raise Conflict(
+            f"The clientRequestToken {token} was already used for a CreateInferenceProfile request with "
+            "different parameters. Use a new token for a new request."
+        )
+    result: dict[str, Any] = orjson.loads(row.response)
+    return result
+
+
+def _take_quota(conn: Connection, ctx: RequestContext, quota: int) -> None:
+    c = profile_counts.c
+    conn.execute(insert_ignore(conn, profile_counts, {"account": ctx.account, "region": ctx.region, "n": 0}))
+    taken = conn.execute(
+        update(profile_counts)
+        .where(c.account == ctx.account, c.region == ctx.region, c.n < quota)
+        .values(n=c.n + 1)
+    ).rowcount
+    if not taken:
+        raise ServiceQuotaExceeded(
+            f"You have reached the quota of {quota} application inference profiles in {ctx.region} for "
+            f"account {ctx.account}. Delete unused profiles or raise the quota "
+            "(application_profile_quota)."
+        )
+
+
+def _duplicate_name(name: str) -> Conflict:
+    return Conflict(f"An inference profile named {name} already exists. Choose a different name.")
+
+
+def _check_project(params: Mapping[str, Any], kind: str) -> None:
+    project = params.get("projectIdentifier")
+    if project is not None and project != "default" and kind == "APPLICATION":
+        raise ValidationError(
+            "Only the default project is supported for application inference profiles: "
+            f"projectIdentifier must be 'default', not '{project}'."
+        )
+
+
+def count_profiles(conn: Connection, account: str, region: str) -> int:
+    c = inference_profiles.c
+    return int(conn.execute(select(func.count()).where(c.account == account, c.region == region)).scalar_one())

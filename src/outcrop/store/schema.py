@@ -1,0 +1,71 @@
+"""The one schema, for SQLite and PostgreSQL alike (SQLAlchemy Core).
+
+Times are stored as integer microseconds since the Unix epoch: exact, ordered the same way on both
+databases, and free of time-zone conversions. Migrations in ``migrations/versions`` create exactly these
+tables; ``tests/unit/test_schema.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+metadata = MetaData()
+
+inference_profiles = Table(
+    "inference_profiles",
+    metadata,
+    Column("account", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("profile_id", String(12), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("description", String(200)),
+    # JSON list of foundation-model ARNs, in the order GetInferenceProfile returns them.
+    Column("models", Text, nullable=False),
+    # The ``copyFrom`` ARN of the create request: write-only at AWS, kept for routing and audit.
+    Column("source_arn", String(2048), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("account", "region", "name", name="uq_inference_profiles_name"),
+    Index("ix_inference_profiles_order", "account", "region", "created_us", "profile_id"),
+)
+
+profile_tags = Table(
+    "profile_tags",
+    metadata,
+    Column("account", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("profile_id", String(12), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+# One row per (account, Region): the number of application profiles, updated in the same transaction as
+# each create and delete, so that the quota holds across server processes sharing one database.
+profile_counts = Table(
+    "profile_counts",
+    metadata,
+    Column("account", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+idempotency_tokens = Table(
+    "idempotency_tokens",
+    metadata,
+    Column("account", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("operation", String(64), primary_key=True),
+    Column("token", String(256), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    # JSON of the response first given for this token.
+    Column("response", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Index("ix_idempotency_tokens_created", "created_us"),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,233 @@
+"""The rest-json protocol, server side: request → typed input params, output params → response.
+
+Both directions are driven by the operation's shapes (``outcrop.wire.model``). Input conversion problems
+(a query value that is not a number, a blob that is not base64) are collected as validation errors beside
+the constraint checks of ``outcrop.wire.validate``, so a caller sees every problem at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Mapping
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+from botocore.model import Shape
+
+from outcrop.errors import SerializationError, ServiceError, ValidationError
+from outcrop.wire.model import Operation
+from outcrop.wire.validate import validate_input, validation_message
+
+UTC = dt.UTC
+JSON_CONTENT_TYPE = b"application/json"
+
+
+# --------------------------------------------------------------------------------------------- input
+def parse_request(
+    op: Operation,
+    raw_labels: list[str],
+    query_string: bytes,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> dict[str, Any]:
+    """Typed, validated input params of ``op``; raises ValidationError or SerializationError."""
+    params: dict[str, Any] = {}
+    problems: list[str] = []
+    for binding, raw in zip(op.labels, raw_labels, strict=False):
+        params[binding.member] = _from_text(unquote(raw), binding.shape, binding.member, problems)
+    if op.query and query_string:
+        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            binding = op.query.get(key)
+            if binding is None:
+                continue
+            if binding.shape.type_name == "list":
+                item = _from_text(value, binding.shape.member, binding.member, problems)
+                params.setdefault(binding.member, []).append(item)
+            else:
+                params[binding.member] = _from_text(value, binding.shape, binding.member, problems)
+    for binding in op.headers:
+        value = headers.get(binding.wire_name)
+        if value is not None:
+            params[binding.member] = _from_text(value, binding.shape, binding.member, problems)
+    if op.payload is not None:
+        shape = op.payload.shape
+        if shape.type_name in ("blob", "string"):
+            if body or op.payload.member in op.input_shape.required_members:  # type: ignore[union-attr]
+                params[op.payload.member] = body if shape.type_name == "blob" else body.decode("utf-8", "replace")
+        elif body:
+            params[op.payload.member] = _from_json(_load_json(body), shape, op.payload.member, problems)
+    elif op.body:
+        document = _load_json(body) if body.strip() else {}
+        if not isinstance(document, dict):
+            raise SerializationError("The request body must be a JSON object.")
+        for key, value in document.items():
+            binding = op.body.get(key)
+            if binding is not None and value is not None:
+                params[binding.member] = _from_json(value, binding.shape, binding.member, problems)
+    errors = validate_input(params, op.input_shape, problems)
+    if errors:
+        raise ValidationError(validation_message(errors))
+    return params
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise SerializationError(f"The request body is not valid JSON: {e.msg} at position {e.pos}.") from None
+
+
+def _from_text(value: str, shape: Shape, path: str, problems: list[str]) -> Any:
+    """A label, query or header value, converted to its shape's type (left as text if it will not go)."""
+    kind = shape.type_name
+    try:
+        if kind in ("integer", "long"):
+            return int(value)
+        if kind in ("float", "double"):
+            return float(value)
+        if kind == "boolean":
+            if value in ("true", "false"):
+                return value == "true"
+            raise ValueError(value)
+        if kind == "timestamp":
+            return _parse_timestamp(value)
+        if kind == "blob":
+            return base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error, OverflowError):
+        problems.append(
+            f"Value '{value[:256]}' at '{path}' failed to satisfy constraint: Member must be of type {kind}"
+        )
+        return None
+    return value
+
+
+def _from_json(value: Any, shape: Shape, path: str, problems: list[str]) -> Any:
+    """A JSON value converted where the JSON form differs from the typed one (blobs, timestamps)."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            member = shape.members.get(key)
+            if member is not None and item is not None:
+                out[key] = _from_json(item, member, f"{path}.{key}", problems)
+        return out
+    if kind == "list" and isinstance(value, list):
+        return [
+            None if item is None else _from_json(item, shape.member, f"{path}.{i}.member", problems)
+            for i, item in enumerate(value, 1)
+        ]
+    if kind == "map" and isinstance(value, dict):
+        return {k: None if v is None else _from_json(v, shape.value, f"{path}.{k}", problems) for k, v in value.items()}
+    if kind == "blob" and isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            problems.append(
+                f"Value at '{path}' failed to satisfy constraint: Member must be base64-encoded binary data"
+            )
+            return None
+    if kind == "timestamp" and isinstance(value, str | int | float) and not isinstance(value, bool):
+        try:
+            return _parse_timestamp(value)
+        except (ValueError, OverflowError):
+            problems.append(f"Value '{value}' at '{path}' failed to satisfy constraint: Member must be a timestamp")
+            return None
+    if kind in ("float", "double") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _parse_timestamp(value: str | float) -> dt.datetime:
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, UTC)
+    try:
+        return dt.datetime.fromtimestamp(float(value), UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        parsed = parsedate_to_datetime(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -------------------------------------------------------------------------------------------- output
+def format_timestamp(value: dt.datetime, fmt: str = "iso8601") -> str | float:
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if fmt == "iso8601":
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if fmt == "rfc822":
+        return format_datetime(value, usegmt=True)
+    return value.timestamp()
+
+
+def to_json_value(value: Any, shape: Shape, default_ts: str = "unixTimestamp") -> Any:
+    """An output value in its JSON form: timestamps per the shape's format, blobs as base64."""
+    kind = shape.type_name
+    if kind == "structure":
+        out = {}
+        for name, member in shape.members.items():
+            item = value.get(name)
+            if item is not None:
+                out[member.serialization.get("name", name)] = to_json_value(item, member, default_ts)
+        return out
+    if kind == "list":
+        return [to_json_value(item, shape.member, default_ts) for item in value]
+    if kind == "map":
+        return {k: to_json_value(v, shape.value, default_ts) for k, v in value.items()}
+    if kind == "timestamp" and isinstance(value, dt.datetime):
+        return format_timestamp(value, shape.serialization.get("timestampFormat", default_ts))
+    if kind == "blob" and isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
+def serialize_output(op: Operation, result: Mapping[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of a successful, non-streaming response."""
+    status = op.status
+    headers: list[tuple[bytes, bytes]] = []
+    for binding in op.output_headers:
+        value = result.get(binding.member)
+        if value is not None:
+            headers.append((binding.wire_name.encode("latin-1"), _header_text(value, binding.shape).encode("latin-1")))
+    if op.output_status_member and result.get(op.output_status_member) is not None:
+        status = int(result[op.output_status_member])
+    if op.output_payload is not None:
+        value = result.get(op.output_payload.member)
+        if op.output_payload.shape.type_name in ("blob", "string"):
+            body = value if isinstance(value, bytes) else (value or "").encode("utf-8")
+            return status, headers, body
+        body_obj = to_json_value(value or {}, op.output_payload.shape)
+    else:
+        body_obj = {}
+        for key, binding in op.output_body.items():
+            value = result.get(binding.member)
+            if value is not None:
+                body_obj[key] = to_json_value(value, binding.shape)
+    headers.append((b"content-type", JSON_CONTENT_TYPE))
+    return status, headers, orjson.dumps(body_obj)
+
+
+def _header_text(value: Any, shape: Shape) -> str:
+    if isinstance(value, dt.datetime):
+        return str(format_timestamp(value, shape.serialization.get("timestampFormat", "rfc822")))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def error_response(op: Operation | None, error: ServiceError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """AWS's error shape: ``x-amzn-ErrorType``, ``{"message": …}``, and the status the model gives it."""
+    status = error.status
+    if op is not None and error.code in op.errors:
+        status = op.errors[error.code]
+    body = {"message": error.message, **error.fields}
+    headers = [
+        (b"x-amzn-errortype", error.code.encode("latin-1")),
+        (b"content-type", JSON_CONTENT_TYPE),
+    ]
+    return status, headers, orjson.dumps(body)

@@ -1,0 +1,197 @@
+"""Validation of parsed input against its shape: every constraint, every error, in AWS's words.
+
+botocore's client-side validator checks only required members, types and ``min``; a server must check
+``max``, ``pattern`` and ``enum`` too, and must not trust the client to have checked anything. This walk
+collects every violation before reporting, as AWS does::
+
+    2 validation errors detected: Value 'a.b' at 'inferenceProfileName' failed to satisfy constraint:
+    Member must satisfy regular expression pattern: ([0-9a-zA-Z][ _-]?)+; Value '5000' at 'maxResults'
+    failed to satisfy constraint: Member must have value less than or equal to 1000
+
+Member paths follow AWS's form: ``modelSource.copyFrom``, ``tags.1.member.key`` (lists count from 1).
+Values of ``sensitive`` shapes are never echoed. Patterns are Java regular expressions matched against
+the whole value; the ``regex`` module understands their ``\\p{L}`` classes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import Any
+
+import regex
+from botocore.model import Shape
+
+MAX_ECHO = 256
+
+# Where AWS is known to word a pattern violation its own way, keyed by the shape's name (a patch of the
+# model's wording, not of its constraints).
+PATTERN_MESSAGES = {
+    "InferenceProfileModelSourceArn": "copyFrom must be a valid inference profile model source ARN.",
+}
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> regex.Pattern[str] | None:
+    try:
+        return regex.compile(pattern, regex.V0)
+    except regex.error:
+        return None
+
+
+def _echo(value: Any, shape: Shape) -> str:
+    if shape.metadata.get("sensitive"):
+        return "Value"
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, bytes):
+        text = "java.nio.HeapByteBuffer"
+    elif isinstance(value, list | dict):
+        text = "[...]" if isinstance(value, list) else "{...}"
+    else:
+        text = str(value)
+    if len(text) > MAX_ECHO:
+        text = text[:MAX_ECHO] + "..."
+    return f"Value '{text}'"
+
+
+class ShapeValidator:
+    """Walks a value and its shape; ``errors`` holds one AWS-worded line per violation."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def fail(self, value: Any, shape: Shape, path: str, constraint: str) -> None:
+        prefix = "Value null" if value is None else _echo(value, shape)
+        self.errors.append(f"{prefix} at '{path}' failed to satisfy constraint: Member {constraint}")
+
+    def validate(self, value: Any, shape: Shape, path: str) -> None:
+        handler = getattr(self, "_validate_" + shape.type_name, None)
+        if handler is not None:
+            handler(value, shape, path)
+
+    def _validate_structure(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, dict):
+            self.fail(value, shape, path or shape.name, "must be a structure")
+            return
+        for name in shape.required_members:
+            if value.get(name) is None:
+                self.fail(None, shape.members[name], _join(path, name), "must not be null")
+        set_members = [k for k, v in value.items() if v is not None and k in shape.members]
+        if shape.is_tagged_union and len(set_members) != 1:
+            choices = ", ".join(shape.members)
+            self.errors.append(
+                f"Value at '{path or shape.name}' failed to satisfy constraint: Member must have exactly "
+                f"one of the following members set: {choices}"
+            )
+        for name in set_members:
+            self.validate(value[name], shape.members[name], _join(path, name))
+
+    def _validate_list(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, list):
+            self.fail(value, shape, path, "must be a list")
+            return
+        self._length(len(value), value, shape, path)
+        for i, item in enumerate(value, 1):
+            if item is None:
+                self.fail(None, shape.member, f"{path}.{i}.member", "must not be null")
+            else:
+                self.validate(item, shape.member, f"{path}.{i}.member")
+
+    def _validate_map(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, dict):
+            self.fail(value, shape, path, "must be a map")
+            return
+        self._length(len(value), value, shape, path)
+        for k, v in value.items():
+            self.validate(k, shape.key, f"{path}.key")
+            if v is None:
+                self.fail(None, shape.value, f"{path}.{k}", "must not be null")
+            else:
+                self.validate(v, shape.value, f"{path}.{k}")
+
+    def _validate_string(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, str):
+            self.fail(value, shape, path, "must be a string")
+            return
+        self._length(len(value), value, shape, path)
+        enum = shape.metadata.get("enum")
+        if enum and value not in enum:
+            self.fail(value, shape, path, f"must satisfy enum value set: [{', '.join(enum)}]")
+        pattern = shape.metadata.get("pattern")
+        if pattern is not None:
+            compiled = _compiled(pattern)
+            try:
+                matched = compiled is None or compiled.fullmatch(value, timeout=1.0) is not None
+            except TimeoutError:
+                matched = False
+            if not matched and shape.name in PATTERN_MESSAGES:
+                self.errors.append(PATTERN_MESSAGES[shape.name])
+            elif not matched:
+                self.fail(value, shape, path, f"must satisfy regular expression pattern: {pattern}")
+
+    def _validate_integer(self, value: Any, shape: Shape, path: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(value, shape, path, "must be a number")
+            return
+        self._range(value, shape, path)
+
+    _validate_long = _validate_integer
+
+    def _validate_float(self, value: Any, shape: Shape, path: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(value, shape, path, "must be a number")
+            return
+        self._range(value, shape, path)
+
+    _validate_double = _validate_float
+
+    def _validate_boolean(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, bool):
+            self.fail(value, shape, path, "must be a boolean")
+
+    def _validate_blob(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, bytes | bytearray):
+            self.fail(value, shape, path, "must be base64-encoded binary data")
+            return
+        self._length(len(value), value, shape, path)
+
+    def _validate_timestamp(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, dt.datetime):
+            self.fail(value, shape, path, "must be a timestamp")
+
+    def _length(self, n: int, value: Any, shape: Shape, path: str) -> None:
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if lo is not None and n < lo:
+            self.fail(value, shape, path, f"must have length greater than or equal to {lo}")
+        if hi is not None and n > hi:
+            self.fail(value, shape, path, f"must have length less than or equal to {hi}")
+
+    def _range(self, value: float, shape: Shape, path: str) -> None:
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if lo is not None and value < lo:
+            self.fail(value, shape, path, f"must have value greater than or equal to {lo}")
+        if hi is not None and value > hi:
+            self.fail(value, shape, path, f"must have value less than or equal to {hi}")
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def validation_message(errors: list[str]) -> str:
+    n = len(errors)
+    if n == 1 and errors[0] in PATTERN_MESSAGES.values():
+        return errors[0]
+    noun = "error" if n == 1 else "errors"
+    return f"{n} validation {noun} detected: " + "; ".join(errors)
+
+
+def validate_input(params: dict[str, Any], shape: Shape | None, prior: list[str] | None = None) -> list[str]:
+    """Every violation of ``shape`` by ``params``, after any ``prior`` ones found while parsing."""
+    v = ShapeValidator()
+    if prior:
+        v.errors.extend(prior)
+    if shape is not None:
+        v.validate(params, shape, "")
+    return v.errors
