@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from outcrop.config import Config
@@ -287,21 +287,45 @@ def _tag_key(ctx: RequestContext, profile_id: str) -> tuple[Any, ...]:
     return (c.account == ctx.account, c.region == ctx.region, c.profile_id == profile_id)
 
 
+# Hot-path statements are built once, with bind parameters, so each call reuses the compiled SQL.
+_P = inference_profiles.c
+_SELECT_PROFILE = select(inference_profiles).where(
+    _P.account == bindparam("account"), _P.region == bindparam("region"), _P.profile_id == bindparam("pid")
+)
+_FIRST_PAGE = (
+    select(inference_profiles)
+    .where(_P.account == bindparam("account"), _P.region == bindparam("region"))
+    .order_by(_P.created_us, _P.profile_id)
+    .limit(bindparam("n"))
+)
+_NEXT_PAGE = (
+    select(inference_profiles)
+    .where(
+        _P.account == bindparam("account"),
+        _P.region == bindparam("region"),
+        or_(
+            _P.created_us > bindparam("created"),
+            and_(_P.created_us == bindparam("created"), _P.profile_id > bindparam("pid")),
+        ),
+    )
+    .order_by(_P.created_us, _P.profile_id)
+    .limit(bindparam("n"))
+)
+
+
 def _select_profile(conn: Connection, ctx: RequestContext, profile_id: str) -> Mapping[str, Any] | None:
-    row = conn.execute(select(inference_profiles).where(*_key(ctx, profile_id))).mappings().first()
-    return row
+    params = {"account": ctx.account, "region": ctx.region, "pid": profile_id}
+    return conn.execute(_SELECT_PROFILE, params).mappings().first()
 
 
 def _page_rows(
     conn: Connection, ctx: RequestContext, after: tuple[int, str] | None, n: int
 ) -> list[Mapping[str, Any]]:
-    c = inference_profiles.c
-    q = select(inference_profiles).where(c.account == ctx.account, c.region == ctx.region)
-    if after is not None:
-        created, pid = after
-        q = q.where(or_(c.created_us > created, and_(c.created_us == created, c.profile_id > pid)))
-    q = q.order_by(c.created_us, c.profile_id).limit(n)
-    return list(conn.execute(q).mappings().all())
+    params: dict[str, Any] = {"account": ctx.account, "region": ctx.region, "n": n}
+    if after is None:
+        return list(conn.execute(_FIRST_PAGE, params).mappings().all())
+    params["created"], params["pid"] = after
+    return list(conn.execute(_NEXT_PAGE, params).mappings().all())
 
 
 def _replay(conn: Connection, ctx: RequestContext, token: str, request_hash: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -165,25 +165,70 @@ def format_timestamp(value: dt.datetime, fmt: str = "iso8601") -> str | float:
     return value.timestamp()
 
 
-def to_json_value(value: Any, shape: Shape, default_ts: str = "unixTimestamp") -> Any:
-    """An output value in its JSON form: timestamps per the shape's format, blobs as base64."""
+Converter = Callable[[Any], Any]
+_CONVERTERS: dict[tuple[int, str, str], Converter | None] = {}
+
+
+def json_converter(shape: Shape, default_ts: str = "unixTimestamp") -> Converter | None:
+    """A function that turns an output value into its JSON form (timestamps per the shape's format, blobs
+    as base64, members renamed, unset members dropped), or None where the value is JSON already.
+
+    Built once per shape and cached: serializing a response is then a walk over precomputed closures.
+    """
+    key = (id(getattr(shape, "_shape_resolver", None)), shape.name, default_ts)
+    if key in _CONVERTERS:
+        return _CONVERTERS[key]
+    # A recursive shape refers back to itself: point it at the cache, filled in below.
+    _CONVERTERS[key] = lambda value: _apply(_CONVERTERS[key], value)
+    converter = _build_converter(shape, default_ts)
+    _CONVERTERS[key] = converter
+    return converter
+
+
+def _apply(converter: Converter | None, value: Any) -> Any:
+    return value if converter is None else converter(value)
+
+
+def _build_converter(shape: Shape, default_ts: str) -> Converter | None:
     kind = shape.type_name
     if kind == "structure":
-        out = {}
-        for name, member in shape.members.items():
-            item = value.get(name)
-            if item is not None:
-                out[member.serialization.get("name", name)] = to_json_value(item, member, default_ts)
-        return out
+        members = [
+            (name, member.serialization.get("name", name), json_converter(member, default_ts))
+            for name, member in shape.members.items()
+        ]
+
+        def convert_structure(value: Mapping[str, Any]) -> dict[str, Any]:
+            out = {}
+            for name, wire, conv in members:
+                item = value.get(name)
+                if item is not None:
+                    out[wire] = item if conv is None else conv(item)
+            return out
+
+        return convert_structure
     if kind == "list":
-        return [to_json_value(item, shape.member, default_ts) for item in value]
+        inner = json_converter(shape.member, default_ts)
+        if inner is None:
+            return None
+        return lambda value: [inner(item) for item in value]
     if kind == "map":
-        return {k: to_json_value(v, shape.value, default_ts) for k, v in value.items()}
-    if kind == "timestamp" and isinstance(value, dt.datetime):
-        return format_timestamp(value, shape.serialization.get("timestampFormat", default_ts))
-    if kind == "blob" and isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode("ascii")
-    return value
+        inner_value = json_converter(shape.value, default_ts)
+        if inner_value is None:
+            return None
+        return lambda value: {k: inner_value(v) for k, v in value.items()}
+    if kind == "timestamp":
+        fmt = shape.serialization.get("timestampFormat", default_ts)
+        return lambda value: format_timestamp(value, fmt) if isinstance(value, dt.datetime) else value
+    if kind == "blob":
+        return lambda value: (
+            base64.b64encode(value).decode("ascii") if isinstance(value, bytes | bytearray) else value
+        )
+    return None
+
+
+def to_json_value(value: Any, shape: Shape, default_ts: str = "unixTimestamp") -> Any:
+    """An output value in its JSON form (see ``json_converter``)."""
+    return _apply(json_converter(shape, default_ts), value)
 
 
 def serialize_output(op: Operation, result: Mapping[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -204,12 +249,24 @@ def serialize_output(op: Operation, result: Mapping[str, Any]) -> tuple[int, lis
         body_obj = to_json_value(value or {}, op.output_payload.shape)
     else:
         body_obj = {}
-        for key, binding in op.output_body.items():
-            value = result.get(binding.member)
+        for key, member, conv in _body_plan(op):
+            value = result.get(member)
             if value is not None:
-                body_obj[key] = to_json_value(value, binding.shape)
+                body_obj[key] = value if conv is None else conv(value)
     headers.append((b"content-type", JSON_CONTENT_TYPE))
     return status, headers, orjson.dumps(body_obj)
+
+
+_BODY_PLANS: dict[int, list[tuple[str, str, Converter | None]]] = {}
+
+
+def _body_plan(op: Operation) -> list[tuple[str, str, Converter | None]]:
+    """(JSON key, member, converter) for each body member of the output, computed once per operation."""
+    plan = _BODY_PLANS.get(id(op))
+    if plan is None:
+        plan = [(key, b.member, json_converter(b.shape)) for key, b in op.output_body.items()]
+        _BODY_PLANS[id(op)] = plan
+    return plan
 
 
 def _header_text(value: Any, shape: Shape) -> str:
