@@ -33,7 +33,7 @@ from outcrop.control.identifiers import PROFILE_ARN, application_arn, parse_iden
 from outcrop.control.pagination import PageTokens
 from outcrop.control.tags import check_new_tags
 from outcrop.errors import Conflict, NotFound, ServiceQuotaExceeded, ValidationError
-from outcrop.store.engine import Store
+from outcrop.store.engine import Query, Store
 from outcrop.store.schema import idempotency_tokens, inference_profiles, profile_counts, profile_tags
 from outcrop.store.upsert import insert_ignore
 
@@ -289,16 +289,18 @@ def _tag_key(ctx: RequestContext, profile_id: str) -> tuple[Any, ...]:
 
 # Hot-path statements are built once, with bind parameters, so each call reuses the compiled SQL.
 _P = inference_profiles.c
-_SELECT_PROFILE = select(inference_profiles).where(
-    _P.account == bindparam("account"), _P.region == bindparam("region"), _P.profile_id == bindparam("pid")
+_SELECT_PROFILE = Query(
+    select(inference_profiles).where(
+        _P.account == bindparam("account"), _P.region == bindparam("region"), _P.profile_id == bindparam("pid")
+    )
 )
-_FIRST_PAGE = (
+_FIRST_PAGE = Query(
     select(inference_profiles)
     .where(_P.account == bindparam("account"), _P.region == bindparam("region"))
     .order_by(_P.created_us, _P.profile_id)
     .limit(bindparam("n"))
 )
-_NEXT_PAGE = (
+_NEXT_PAGE = Query(
     select(inference_profiles)
     .where(
         _P.account == bindparam("account"),
@@ -315,7 +317,7 @@ _NEXT_PAGE = (
 
 def _select_profile(conn: Connection, ctx: RequestContext, profile_id: str) -> Mapping[str, Any] | None:
     params = {"account": ctx.account, "region": ctx.region, "pid": profile_id}
-    return conn.execute(_SELECT_PROFILE, params).mappings().first()
+    return _SELECT_PROFILE.first(conn, params)
 
 
 def _page_rows(
@@ -323,9 +325,9 @@ def _page_rows(
 ) -> list[Mapping[str, Any]]:
     params: dict[str, Any] = {"account": ctx.account, "region": ctx.region, "n": n}
     if after is None:
-        return list(conn.execute(_FIRST_PAGE, params).mappings().all())
+        return _FIRST_PAGE.all(conn, params)
     params["created"], params["pid"] = after
-    return list(conn.execute(_NEXT_PAGE, params).mappings().all())
+    return _NEXT_PAGE.all(conn, params)
 
 
 def _replay(conn: Connection, ctx: RequestContext, token: str, request_hash: str) -> dict[str, Any] | None:
