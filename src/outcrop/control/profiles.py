@@ -173,9 +173,15 @@ class InferenceProfiles:
 
     def _source_models(self, ctx: RequestContext, copy_from: str) -> list[str]:
         m = PROFILE_ARN.fullmatch(copy_from)
-        if m is None or m["kind"] == "application-inference-profile" or m["partition"] != partition_of(ctx.region):
+        if m is None or m["kind"] == "application-inference-profile":
             raise ValidationError(COPY_FROM_MESSAGE)
-        other_place = m["region"] not in ("", ctx.region) or m["account"] not in ("", ctx.account)
+        # A well-formed ARN of another partition, Region or account names a source that is not offered
+        # here: not found, like any other source outside the caller's Region.
+        other_place = (
+            m["partition"] != partition_of(ctx.region)
+            or m["region"] not in ("", ctx.region)
+            or m["account"] not in ("", ctx.account)
+        )
         if m["kind"] == "foundation-model":
             model = None if other_place else self.catalog.model_in(ctx.region, m["id"])
             if model is None:
