@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -26,8 +26,17 @@ from outcrop.control.foundation_models import FoundationModels
 from outcrop.control.pagination import PageTokens, load_token_key
 from outcrop.control.profiles import InferenceProfiles
 from outcrop.control.tags import Tags
-from outcrop.errors import InternalServer, NotImplementedOperation, ServiceError, UnknownOperation, ValidationError
+from outcrop.errors import (
+    InternalServer,
+    NotImplementedOperation,
+    ServiceError,
+    UnknownOperation,
+    ValidationError,
+)
+from outcrop.runtime import Chaos, Runtime
+from outcrop.runtime.admin import chaos_endpoint
 from outcrop.store.engine import Store
+from outcrop.wire.eventstream import stream_output
 from outcrop.wire.model import Operation, ServiceCatalog
 from outcrop.wire.restjson import error_response, parse_request, serialize_output
 
@@ -59,6 +68,8 @@ class Outcrop:
         self.catalog = Catalog.load(config.catalog.models, config.catalog.profiles)
         self.store: Store | None = None
         self.handlers: dict[tuple[str, str], Handler] = {}
+        self.chaos = Chaos()
+        self.runtime: Runtime | None = None
         self.ready = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -81,6 +92,8 @@ class Outcrop:
         self.profiles = profiles
         tags = Tags(store, profiles, self.config.max_tags_per_resource)
         models = FoundationModels(self.catalog)
+        self.runtime = Runtime(self.catalog, store, self.config, self.chaos)
+        self.handlers.update(self.runtime.handlers())
         self.handlers.update(
             {
                 ("bedrock", "CreateInferenceProfile"): profiles.create,
@@ -115,6 +128,8 @@ class Outcrop:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.runtime is not None:
+                    await self.runtime.close()
                 self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -123,6 +138,10 @@ class Outcrop:
         request_id = str(uuid.uuid4())
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         method = scope["method"]
+        if raw_path == "/_outcrop/chaos" or raw_path.startswith("/_outcrop/chaos/"):
+            status, body = await chaos_endpoint(self.chaos, method, raw_path, await _read_body(receive))
+            await _respond(send, status, [(b"content-type", b"application/json")], body, request_id)
+            return
         if raw_path.startswith("/_outcrop/"):
             await self._admin(method, raw_path, request_id, send)
             return
@@ -145,6 +164,10 @@ class Outcrop:
             ctx = self._identify(headers, request_id)
             params = parse_request(op, labels, scope.get("query_string", b""), headers, body)
             result = await handler(ctx, params)
+            if op.has_event_stream_output:
+                status, out_headers, frames = stream_output(op, result, request_id)
+                await _respond_stream(send, status, out_headers, frames, request_id)
+                return
             status, out_headers, payload = serialize_output(op, result)
         except ServiceError as e:
             status, out_headers, payload = error_response(op, e)
@@ -201,6 +224,17 @@ async def _respond(
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _respond_stream(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], frames: AsyncIterator[bytes], request_id: str
+) -> None:
+    """An event stream: each frame sent (and flushed) as the events arrive."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"x-amzn-requestid", request_id.encode())]})
+    async for frame in frames:
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def create_app(config: Config | None = None) -> Outcrop:

@@ -7,6 +7,7 @@ reads the environment on its own.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -35,6 +36,40 @@ class CatalogExtras:
     profiles: tuple[dict[str, Any], ...] = ()
 
 
+BACKENDS = ("builtin", "openai", "bedrock")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where invocations of a (Region, model) pair are served. ``region`` and ``model`` are globs.
+
+    ``builtin`` is the embedded deterministic model; ``openai`` any chat-completions server at ``url``
+    (``backend_model`` names the model there, default: the Bedrock model ID); ``bedrock`` an upstream
+    Bedrock endpoint (``url`` optional, default AWS's), signed with the ``aws_*`` credentials.
+    """
+
+    region: str = "*"
+    model: str = "*"
+    backend: str = "builtin"
+    url: str | None = None
+    api_key: str | None = None
+    backend_model: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    upstream_region: str | None = None  # default: the deployment's Region
+    timeout_seconds: float = 60.0
+    # builtin: time to first token and generation speed (0: as fast as possible).
+    ttft_ms: float = 0.0
+    tokens_per_second: float = 0.0
+
+    def matches(self, region: str, model_id: str) -> bool:
+        return fnmatch.fnmatchcase(region, self.region) and fnmatch.fnmatchcase(model_id, self.model)
+
+
+BUILTIN = Deployment()
+
+
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
@@ -52,6 +87,11 @@ class Config:
     log_format: str = "text"
     log_level: str = "info"
     catalog: CatalogExtras = field(default_factory=CatalogExtras)
+    # First match wins; anything unmatched is served by the builtin model.
+    deployments: tuple[Deployment, ...] = ()
+
+    def deployment_for(self, region: str, model_id: str) -> Deployment:
+        return next((d for d in self.deployments if d.matches(region, model_id)), BUILTIN)
 
     @property
     def resolved_database_url(self) -> str:
@@ -92,6 +132,11 @@ def _from_file(path: Path) -> dict[str, Any]:
             out["catalog"] = CatalogExtras(
                 models=tuple(value.get("models", ())), profiles=tuple(value.get("profiles", ()))
             )
+        elif key == "deployments":
+            try:
+                out["deployments"] = tuple(Deployment(**d) for d in value)
+            except TypeError as e:
+                raise ConfigError(f"config file {path}: [[deployments]]: {e}") from e
         elif key == "accounts":
             out["accounts"] = {str(k): str(v) for k, v in value.items()}
         elif key in known:
@@ -126,5 +171,10 @@ def _check(config: Config) -> None:
     for key, account in config.accounts.items():
         if not (len(account) == 12 and account.isdigit()):
             raise ConfigError(f"accounts: {key} maps to {account!r}, which is not a 12-digit account ID")
+    for d in config.deployments:
+        if d.backend not in BACKENDS:
+            raise ConfigError(f"deployments: backend {d.backend!r} is not one of {', '.join(BACKENDS)}")
+        if d.backend == "openai" and not d.url:
+            raise ConfigError(f"deployments: the openai deployment for {d.region}/{d.model} needs a url")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format must be 'text' or 'json'")

@@ -78,3 +78,23 @@ class UnknownOperation(ServiceError):
 class NotImplementedOperation(ServiceError):
     code = "NotImplementedException"
     status = 501
+
+
+class ModelTimeout(ServiceError):
+    code = "ModelTimeoutException"
+    status = 408
+
+
+class ModelError(ServiceError):
+    code = "ModelErrorException"
+    status = 424
+
+
+class ModelNotReady(ServiceError):
+    code = "ModelNotReadyException"
+    status = 429
+
+
+class ModelStreamError(ServiceError):
+    code = "ModelStreamErrorException"
+    status = 424

@@ -31,6 +31,15 @@ MODEL_PATCHES: dict[str, list[tuple[str, str, str, str]]] = {
             "InvokeModelWithBidirectionalStream",
             "CountTokens",
         )
+    ]
+    # Response headers Bedrock sends on InvokeModel that the model does not declare.
+    + [
+        ("output-header", "InvokeModelResponse", member, header)
+        for member, header in (
+            ("invocationLatency", "X-Amzn-Bedrock-Invocation-Latency"),
+            ("inputTokenCount", "X-Amzn-Bedrock-Input-Token-Count"),
+            ("outputTokenCount", "X-Amzn-Bedrock-Output-Token-Count"),
+        )
     ],
 }
 
@@ -91,6 +100,11 @@ def _load_raw(service: str) -> dict[str, Any]:
         if kind == "operation-uri":
             http = raw["operations"][target]["http"]
             http["requestUri"] = http["requestUri"].replace(old, new)
+        elif kind == "output-header":
+            raw["shapes"].setdefault("OutcropHeaderValue", {"type": "string"})
+            raw["shapes"][target]["members"][old] = {
+                "shape": "OutcropHeaderValue", "location": "header", "locationName": new,
+            }
     return raw
 
 

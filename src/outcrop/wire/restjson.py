@@ -108,6 +108,8 @@ def _from_text(value: str, shape: Shape, path: str, problems: list[str]) -> Any:
 def _from_json(value: Any, shape: Shape, path: str, problems: list[str]) -> Any:
     """A JSON value converted where the JSON form differs from the typed one (blobs, timestamps)."""
     kind = shape.type_name
+    if getattr(shape, "is_document_type", False):  # free-form JSON (tool input, additionalModelRequestFields): kept as sent
+        return value
     if kind == "structure" and isinstance(value, dict):
         out = {}
         for key, item in value.items():
@@ -191,6 +193,8 @@ def _apply(converter: Converter | None, value: Any) -> Any:
 
 def _build_converter(shape: Shape, default_ts: str) -> Converter | None:
     kind = shape.type_name
+    if getattr(shape, "is_document_type", False):
+        return None
     if kind == "structure":
         members = [
             (name, member.serialization.get("name", name), json_converter(member, default_ts))

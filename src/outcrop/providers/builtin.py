@@ -1,0 +1,258 @@
+"""The builtin model: deterministic, offline, the default backend of every catalogue model in every Region.
+
+Same request → same reply. The reply is a sentence of words drawn from a fixed vocabulary by the
+SHA-256 of the request (its messages, system prompt, tools and settings), so a test can pin it. Rules:
+
+* Tools: when the request offers tools, ``toolChoice`` is not ``none`` and the last user message holds
+  no tool result, the model calls a tool: the one ``toolChoice`` names, else the first tool whose name
+  appears in the last user message, else the first tool. Its input fills each required property (all
+  properties when none is required) from the JSON schema: a string gets a vocabulary word, an integer
+  a number from the hash, a boolean ``true``, an enum its first value. After a tool result it answers
+  with text that quotes the result: ``Tool <name> returned: <result>.``
+* Stop conditions: ``max_tokens`` cuts the reply (stopReason ``max_tokens``); a stop sequence found in
+  the reply cuts it before the sequence (``stop_sequence``).
+* Tokens follow ``outcrop.providers.tokens``; each streamed text delta is exactly one token.
+* Pacing: ``ttft_ms`` before the first token, then ``tokens_per_second`` (0: no delay).
+* Embeddings: unit vectors of the requested dimension, from the SHA-256 of each text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from outcrop.providers.base import Target
+from outcrop.providers.messages import (
+    BlockDelta,
+    BlockStart,
+    BlockStop,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    MessageStart,
+    MessageStop,
+    Metadata,
+    StopReason,
+    StreamEvent,
+    Text,
+    Tool,
+    ToolResult,
+    ToolUse,
+    Usage,
+)
+from outcrop.providers.tokens import count_request, count_text, split_tokens
+
+VOCABULARY = ["granite", "basalt", "quartz", "shale", "slate", "marble", "gneiss", "schist", "chalk", "flint", "jasper", "agate", "onyx", "obsidian", "pumice", "tuff", "ridge", "ledge", "cliff", "scarp", "mesa", "butte", "canyon", "gorge", "valley", "river", "delta", "fjord", "glacier", "moraine", "dune", "plateau", "summit", "crag", "bluff", "terrace", "bedrock", "stratum", "seam", "vein", "fault", "fold", "dome", "arch", "cave", "grotto", "spring", "geyser", "crater", "caldera", "lava", "magma", "crystal", "mineral", "pebble", "cobble", "boulder", "sand", "silt"]
+DEFAULT_LENGTH = (12, 40)  # words, before max_tokens
+
+
+def _digest(request: ChatRequest, model_id: str) -> bytes:
+    canonical = orjson.dumps(
+        {
+            "model": model_id,
+            "system": request.system,
+            "messages": [[m.role, [_block_key(b) for b in m.content]] for m in request.messages],
+            "tools": [t.name for t in request.tools],
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).digest()
+
+
+def _block_key(block: object) -> Any:
+    if isinstance(block, Text):
+        return block.text
+    if isinstance(block, ToolUse):
+        return [block.id, block.name, block.input]
+    if isinstance(block, ToolResult):
+        return [block.tool_use_id, block.text()]
+    return type(block).__name__
+
+
+class _Stream:
+    """A deterministic byte stream from a digest (SHA-256 in counter mode)."""
+
+    def __init__(self, seed: bytes) -> None:
+        self.seed, self.counter, self.buffer = seed, 0, b""
+
+    def byte(self) -> int:
+        if not self.buffer:
+            self.buffer = hashlib.sha256(self.seed + self.counter.to_bytes(8, "big")).digest()
+            self.counter += 1
+        b, self.buffer = self.buffer[0], self.buffer[1:]
+        return b
+
+    def word(self) -> str:
+        return VOCABULARY[self.byte() % len(VOCABULARY)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole reply, decided before any of it is sent."""
+
+    deltas: tuple[str, ...]  # text deltas, one token each
+    tool_use: ToolUse | None
+    stop_reason: StopReason
+    stop_sequence: str | None
+    usage: Usage
+
+
+def plan_reply(request: ChatRequest, model_id: str) -> Plan:
+    digest = _digest(request, model_id)
+    rng = _Stream(digest)
+    input_tokens = count_request(request)
+    tool = _tool_to_call(request)
+    if tool is not None:
+        tool_input = _fill_schema(tool.input_schema, rng)
+        use = ToolUse("tooluse_" + hashlib.sha256(digest + b"tool").hexdigest()[:22], tool.name, tool_input)
+        output = count_text(use.name) + count_text(orjson.dumps(tool_input).decode())
+        return Plan((), use, "tool_use", None, Usage(input_tokens, output))
+    text = _reply_text(request, rng)
+    tokens = split_tokens(text)
+    deltas, stop_reason, stop_sequence = _apply_stops(text, tokens, request)
+    return Plan(tuple(deltas), None, stop_reason, stop_sequence, Usage(input_tokens, count_text("".join(deltas))))
+
+
+def _reply_text(request: ChatRequest, rng: _Stream) -> str:
+    last = request.messages[-1] if request.messages else None
+    results = [b for b in last.content if isinstance(b, ToolResult)] if last and last.role == "user" else []
+    if results:
+        names = {b.id: b.name for m in request.messages for b in m.content if isinstance(b, ToolUse)}
+        return " ".join(f"Tool {names.get(r.tool_use_id, r.tool_use_id)} returned: {r.text()}." for r in results)
+    n = DEFAULT_LENGTH[0] + rng.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
+    words = [rng.word() for _ in range(n)]
+    return " ".join(words).capitalize() + "."
+
+
+def _apply_stops(text: str, tokens: list[str], request: ChatRequest) -> tuple[list[str], StopReason, str | None]:
+    """Deltas (each token with the space before it), cut at a stop sequence or at max_tokens."""
+    deltas: list[str] = []
+    pos = 0
+    for token in tokens:
+        start = text.index(token, pos)
+        deltas.append(text[pos:start] + token)
+        pos = start + len(token)
+    emitted = ""
+    for i, delta in enumerate(deltas):
+        candidate = emitted + delta
+        for seq in request.stop_sequences:
+            if seq and seq in candidate:
+                cut = candidate[: candidate.index(seq)]
+                kept = deltas[:i]
+                tail = cut[len(emitted):]
+                if tail.strip():
+                    kept.append(tail)
+                return _limit(kept, request, "stop_sequence", seq)
+        emitted = candidate
+    return _limit(deltas, request, "end_turn", None)
+
+
+def _limit(
+    deltas: list[str], request: ChatRequest, reason: StopReason, seq: str | None
+) -> tuple[list[str], StopReason, str | None]:
+    if request.max_tokens is not None and len(deltas) > request.max_tokens:
+        return deltas[: request.max_tokens], "max_tokens", None
+    return deltas, reason, seq
+
+
+def _tool_to_call(request: ChatRequest) -> Tool | None:
+    if not request.tools or not request.messages:
+        return None
+    choice = request.tool_choice
+    if choice is not None and choice.mode == "none":
+        return None
+    last = request.messages[-1]
+    if last.role != "user" or any(isinstance(b, ToolResult) for b in last.content):
+        return None
+    if choice is not None and choice.mode == "tool":
+        return next((t for t in request.tools if t.name == choice.name), request.tools[0])
+    said = last.text().lower()
+    return next((t for t in request.tools if t.name.lower() in said), request.tools[0])
+
+
+def _fill_schema(schema: dict[str, Any], rng: _Stream) -> Any:
+    kind = schema.get("type", "object")
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind == "object":
+        props: dict[str, Any] = schema.get("properties") or {}
+        names = schema.get("required") or list(props)
+        return {name: _fill_schema(props.get(name) or {"type": "string"}, rng) for name in names}
+    if kind == "array":
+        return [_fill_schema(schema.get("items") or {"type": "string"}, rng)]
+    if kind == "integer":
+        return 1 + rng.byte() % 100
+    if kind == "number":
+        return (1 + rng.byte() % 1000) / 10
+    if kind == "boolean":
+        return True
+    return rng.word()
+
+
+class BuiltinProvider:
+    """Serves every deployment whose backend is ``builtin``."""
+
+    async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
+        plan = plan_reply(request, target.model_id)
+        await self._pace(target, plan)
+        content = (plan.tool_use,) if plan.tool_use else (Text("".join(plan.deltas)),)
+        return ChatResponse(content, plan.stop_reason, plan.usage, plan.stop_sequence)
+
+    async def _pace(self, target: Target, plan: Plan) -> None:
+        d = target.deployment
+        delay = d.ttft_ms / 1000
+        if d.tokens_per_second > 0:
+            delay += max(len(plan.deltas), 1) / d.tokens_per_second
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def chat_stream(self, target: Target, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        plan = plan_reply(request, target.model_id)
+        d = target.deployment
+        if d.ttft_ms > 0:
+            await asyncio.sleep(d.ttft_ms / 1000)
+        gap = 1 / d.tokens_per_second if d.tokens_per_second > 0 else 0.0
+        yield MessageStart("assistant", plan.usage.input_tokens)
+        if plan.tool_use is not None:
+            use = plan.tool_use
+            yield BlockStart(0, use)
+            yield BlockDelta(0, tool_input=orjson.dumps(use.input).decode())
+            yield BlockStop(0)
+        else:
+            yield BlockStart(0)
+            for i, delta in enumerate(plan.deltas):
+                if gap and i:
+                    await asyncio.sleep(gap)
+                yield BlockDelta(0, text=delta)
+            yield BlockStop(0)
+        yield MessageStop(plan.stop_reason, plan.stop_sequence)
+        yield Metadata(plan.usage)
+
+    async def embed(self, target: Target, request: EmbedRequest) -> EmbedResponse:
+        vectors = tuple(_embedding(text, request.dimensions, request.normalize) for text in request.texts)
+        return EmbedResponse(vectors, Usage(sum(count_text(t) for t in request.texts), 0))
+
+    async def close(self) -> None:
+        return None
+
+
+def _embedding(text: str, dimensions: int, normalize: bool) -> tuple[float, ...]:
+    rng = _Stream(hashlib.sha256(text.encode()).digest())
+    raw = []
+    for _ in range(dimensions):
+        b = bytes(rng.byte() for _ in range(2))
+        raw.append(struct.unpack(">h", b)[0] / 32768)
+    if normalize:
+        norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+        raw = [x / norm for x in raw]
+    return tuple(round(x, 6) for x in raw)

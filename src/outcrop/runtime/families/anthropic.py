@@ -1,0 +1,164 @@
+"""Anthropic Claude on Bedrock: the Messages API body (``anthropic_version: bedrock-2023-05-31``)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from outcrop.providers.messages import (
+    Block,
+    BlockDelta,
+    BlockStart,
+    BlockStop,
+    ChatRequest,
+    ChatResponse,
+    Image,
+    Message,
+    MessageStart,
+    MessageStop,
+    Metadata,
+    StreamEvent,
+    Text,
+    Tool,
+    ToolChoice,
+    ToolResult,
+    ToolUse,
+)
+from outcrop.runtime.families.base import NUMBER, malformed, optional, require
+
+
+def _model_name(model_id: str) -> str:
+    """``anthropic.claude-3-haiku-20240307-v1:0`` → ``claude-3-haiku-20240307``, as the body's ``model``."""
+    name = model_id.split(".", 1)[-1]
+    return name.rsplit("-v", 1)[0] if "-v" in name else name
+
+
+def _block(raw: Any, where: str) -> Block:
+    if isinstance(raw, str):
+        return Text(raw)
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise malformed(f"{where}: expected a content block with a type")
+    kind = raw["type"]
+    if kind == "text":
+        return Text(str(raw.get("text", "")))
+    if kind == "image":
+        source = raw.get("source") or {}
+        return Image(str(source.get("media_type", "image/png")).split("/")[-1], base64.b64decode(source.get("data", "")))
+    if kind == "tool_use":
+        return ToolUse(str(raw.get("id", "")), str(raw.get("name", "")), raw.get("input") or {})
+    if kind == "tool_result":
+        content = raw.get("content", "")
+        items: tuple[Any, ...]
+        if isinstance(content, str):
+            items = (content,)
+        else:
+            items = tuple(c.get("text", "") if c.get("type") == "text" else c for c in content)
+        return ToolResult(str(raw.get("tool_use_id", "")), items, "error" if raw.get("is_error") else None)
+    raise malformed(f"{where}.type: {kind} is not a valid enum value")
+
+
+class Anthropic:
+    name = "anthropic"
+
+    def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
+        require(body, "anthropic_version", str)
+        max_tokens = require(body, "max_tokens", int)
+        raw_messages = require(body, "messages", list)
+        messages = []
+        for i, m in enumerate(raw_messages):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                raise malformed(f"#/messages/{i}/role: must be user or assistant")
+            content = m.get("content", "")
+            blocks = [Text(content)] if isinstance(content, str) else [
+                _block(c, f"#/messages/{i}/content/{j}") for j, c in enumerate(content)
+            ]
+            messages.append(Message(m["role"], tuple(blocks)))
+        system = body.get("system")
+        if isinstance(system, str):
+            system_texts: tuple[str, ...] = (system,) if system else ()
+        else:
+            system_texts = tuple(s.get("text", "") for s in system or ())
+        tools = tuple(
+            Tool(t["name"], t.get("description", ""), t.get("input_schema") or {"type": "object"})
+            for t in optional(body, "tools", list) or ()
+        )
+        choice = None
+        raw_choice = optional(body, "tool_choice", dict)
+        if raw_choice is not None:
+            choice = ToolChoice(raw_choice.get("type", "auto"), raw_choice.get("name"))
+        return ChatRequest(
+            messages=tuple(messages),
+            system=system_texts,
+            max_tokens=max_tokens,
+            temperature=optional(body, "temperature", NUMBER),
+            top_p=optional(body, "top_p", NUMBER),
+            top_k=optional(body, "top_k", int),
+            stop_sequences=tuple(optional(body, "stop_sequences", list) or ()),
+            tools=tools,
+            tool_choice=choice,
+        )
+
+    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        for b in response.content:
+            if isinstance(b, Text):
+                content.append({"type": "text", "text": b.text})
+            elif isinstance(b, ToolUse):
+                content.append({"type": "tool_use", "id": b.id, "name": b.name, "input": b.input})
+        return {
+            "id": _message_id(request_id),
+            "type": "message",
+            "role": "assistant",
+            "model": _model_name(model_id),
+            "content": content,
+            "stop_reason": response.stop_reason,
+            "stop_sequence": response.stop_sequence,
+            "usage": {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens},
+        }
+
+    async def stream(
+        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        stop: MessageStop | None = None
+        async for event in events:
+            if isinstance(event, MessageStart):
+                yield {
+                    "type": "message_start",
+                    "message": {
+                        "id": _message_id(request_id), "type": "message", "role": "assistant",
+                        "model": _model_name(model_id), "content": [], "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": event.input_tokens or 0, "output_tokens": 1},
+                    },
+                }
+            elif isinstance(event, BlockStart):
+                block: dict[str, Any] = {"type": "text", "text": ""}
+                if event.tool_use is not None:
+                    block = {"type": "tool_use", "id": event.tool_use.id, "name": event.tool_use.name, "input": {}}
+                yield {"type": "content_block_start", "index": event.index, "content_block": block}
+            elif isinstance(event, BlockDelta):
+                delta = (
+                    {"type": "text_delta", "text": event.text}
+                    if event.text is not None
+                    else {"type": "input_json_delta", "partial_json": event.tool_input or ""}
+                )
+                yield {"type": "content_block_delta", "index": event.index, "delta": delta}
+            elif isinstance(event, BlockStop):
+                yield {"type": "content_block_stop", "index": event.index}
+            elif isinstance(event, MessageStop):
+                stop = event
+            elif isinstance(event, Metadata) and stop is not None:
+                yield {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop.stop_reason, "stop_sequence": stop.stop_sequence},
+                    "usage": {"output_tokens": event.usage.output_tokens},
+                }
+                yield {"type": "message_stop"}
+
+
+def _message_id(request_id: str) -> str:
+    return "msg_bdrk_" + hashlib.sha256(request_id.encode()).hexdigest()[:24]
+
+

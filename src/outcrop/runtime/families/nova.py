@@ -1,0 +1,126 @@
+"""Amazon Nova: the ``messages-v1`` body, Converse-shaped with ``inferenceConfig.max_new_tokens``."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from outcrop.providers.messages import (
+    Block,
+    BlockDelta,
+    BlockStart,
+    BlockStop,
+    ChatRequest,
+    ChatResponse,
+    Image,
+    Message,
+    MessageStart,
+    MessageStop,
+    Metadata,
+    StreamEvent,
+    Text,
+    Tool,
+    ToolChoice,
+    ToolResult,
+    ToolUse,
+)
+from outcrop.runtime.families.base import malformed, optional, require
+
+
+def _block(raw: Any, where: str) -> Block:
+    if not isinstance(raw, dict):
+        raise malformed(f"{where}: expected type: JSONObject")
+    if "text" in raw:
+        return Text(str(raw["text"]))
+    if "image" in raw:
+        image = raw["image"]
+        return Image(image.get("format", "png"), base64.b64decode(image.get("source", {}).get("bytes", "")))
+    if "toolUse" in raw:
+        t = raw["toolUse"]
+        return ToolUse(t.get("toolUseId", ""), t.get("name", ""), t.get("input") or {})
+    if "toolResult" in raw:
+        t = raw["toolResult"]
+        items = tuple(c["text"] if "text" in c else c.get("json") for c in t.get("content", ()))
+        return ToolResult(t.get("toolUseId", ""), items, t.get("status"))
+    raise malformed(f"{where}: extraneous key [{next(iter(raw), '')}] is not permitted")
+
+
+class Nova:
+    name = "nova"
+
+    def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
+        raw_messages = require(body, "messages", list)
+        messages = []
+        for i, m in enumerate(raw_messages):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                raise malformed(f"#/messages/{i}/role: must be user or assistant")
+            content = m.get("content")
+            if not isinstance(content, list):
+                raise malformed(f"#/messages/{i}/content: expected type: JSONArray")
+            messages.append(Message(m["role"], tuple(_block(c, f"#/messages/{i}/content/{j}") for j, c in enumerate(content))))
+        config = optional(body, "inferenceConfig", dict) or {}
+        tool_config = optional(body, "toolConfig", dict) or {}
+        tools = tuple(
+            Tool(s["name"], s.get("description", ""), (s.get("inputSchema") or {}).get("json") or {"type": "object"})
+            for s in (t.get("toolSpec", {}) for t in tool_config.get("tools", ()))
+        )
+        raw_choice = tool_config.get("toolChoice")
+        choice = None
+        if isinstance(raw_choice, dict) and raw_choice:
+            mode = next(iter(raw_choice))
+            choice = ToolChoice(mode if mode in ("auto", "any", "tool") else "auto", (raw_choice.get("tool") or {}).get("name"))
+        return ChatRequest(
+            messages=tuple(messages),
+            system=tuple(s.get("text", "") for s in optional(body, "system", list) or ()),
+            max_tokens=config.get("max_new_tokens", config.get("maxTokens")),
+            temperature=config.get("temperature"),
+            top_p=config.get("top_p", config.get("topP")),
+            top_k=config.get("top_k"),
+            stop_sequences=tuple(config.get("stopSequences", ())),
+            tools=tools,
+            tool_choice=choice,
+        )
+
+    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        for b in response.content:
+            if isinstance(b, Text):
+                content.append({"text": b.text})
+            elif isinstance(b, ToolUse):
+                content.append({"toolUse": {"toolUseId": b.id, "name": b.name, "input": b.input}})
+        u = response.usage
+        return {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": response.stop_reason,
+            "usage": {
+                "inputTokens": u.input_tokens, "outputTokens": u.output_tokens, "totalTokens": u.total_tokens,
+                "cacheReadInputTokenCount": u.cache_read_tokens, "cacheWriteInputTokenCount": u.cache_write_tokens,
+            },
+        }
+
+    async def stream(
+        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        async for event in events:
+            if isinstance(event, MessageStart):
+                yield {"messageStart": {"role": event.role}}
+            elif isinstance(event, BlockStart) and event.tool_use is not None:
+                start = {"toolUse": {"toolUseId": event.tool_use.id, "name": event.tool_use.name}}
+                yield {"contentBlockStart": {"start": start, "contentBlockIndex": event.index}}
+            elif isinstance(event, BlockDelta):
+                delta = {"text": event.text} if event.text is not None else {"toolUse": {"input": event.tool_input or ""}}
+                yield {"contentBlockDelta": {"delta": delta, "contentBlockIndex": event.index}}
+            elif isinstance(event, BlockStop):
+                yield {"contentBlockStop": {"contentBlockIndex": event.index}}
+            elif isinstance(event, MessageStop):
+                yield {"messageStop": {"stopReason": event.stop_reason}}
+            elif isinstance(event, Metadata):
+                u = event.usage
+                yield {
+                    "metadata": {
+                        "usage": {"inputTokens": u.input_tokens, "outputTokens": u.output_tokens},
+                        "metrics": {},
+                        "trace": {},
+                    }
+                }

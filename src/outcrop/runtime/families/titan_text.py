@@ -1,0 +1,67 @@
+"""Amazon Titan Text: ``{"inputText", "textGenerationConfig"}`` → ``{"inputTextTokenCount", "results"}``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from outcrop.providers.messages import (
+    BlockDelta,
+    ChatRequest,
+    ChatResponse,
+    MessageStart,
+    MessageStop,
+    Metadata,
+    StreamEvent,
+)
+from outcrop.runtime.families.base import optional, require
+from outcrop.runtime.families.prompt import prompt_request
+
+COMPLETION = {"end_turn": "FINISH", "max_tokens": "LENGTH", "stop_sequence": "STOP_CRITERIA_MET",
+              "content_filtered": "CONTENT_FILTERED"}
+
+
+class TitanText:
+    name = "titan-text"
+
+    def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
+        text = require(body, "inputText", str)
+        config = optional(body, "textGenerationConfig", dict) or {}
+        return prompt_request(
+            text, config.get("maxTokenCount"), config.get("temperature"), config.get("topP"),
+            stop=tuple(config.get("stopSequences", ())),
+        )
+
+    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+        return {
+            "inputTextTokenCount": response.usage.input_tokens,
+            "results": [{
+                "tokenCount": response.usage.output_tokens,
+                "outputText": response.text(),
+                "completionReason": COMPLETION.get(response.stop_reason, "FINISH"),
+            }],
+        }
+
+    async def stream(
+        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        input_tokens, generated, pending = 0, 0, None
+        async for event in events:
+            if isinstance(event, MessageStart):
+                input_tokens = event.input_tokens or 0
+            elif isinstance(event, BlockDelta) and event.text is not None:
+                if pending is not None:
+                    yield pending
+                generated += 1
+                pending = {"outputText": event.text, "index": 0, "totalOutputTextTokenCount": generated,
+                           "completionReason": None, "inputTextTokenCount": input_tokens}
+            elif isinstance(event, MessageStop):
+                # The last chunk carries the completion reason.
+                pending = (pending or {"outputText": "", "index": 0, "totalOutputTextTokenCount": generated,
+                                       "inputTextTokenCount": input_tokens})
+                pending["completionReason"] = COMPLETION.get(event.stop_reason, "FINISH")
+            elif isinstance(event, Metadata) and pending is not None:
+                pending["totalOutputTextTokenCount"] = event.usage.output_tokens
+                pending["inputTextTokenCount"] = event.usage.input_tokens
+                yield pending
+                pending = None

@@ -1,0 +1,320 @@
+"""The invocation pipeline of bedrock-runtime: Converse, ConverseStream, InvokeModel (+stream), CountTokens.
+
+Each operation: resolve ``modelId`` → translate the request (Converse or the model family's body) to
+the neutral form → the dispatcher picks a candidate deployment, applies chaos and calls its provider
+→ translate the neutral response back → one ``InvocationRecord`` (served Region, usage, outcome).
+
+Streams are primed: the first event is awaited before the operation returns, so a failure before any
+output is an ordinary HTTP error; a failure after it becomes an exception frame (the wire layer's job).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from outcrop.config import Config
+from outcrop.context import RequestContext
+from outcrop.control.catalog import Catalog, FoundationModel
+from outcrop.errors import ServiceError, ValidationError
+from outcrop.providers.base import Target
+from outcrop.providers.messages import ChatRequest, Metadata, StreamEvent, Usage
+from outcrop.providers.registry import Providers
+from outcrop.providers.tokens import count_request, count_text
+from outcrop.runtime.chaos import Chaos
+from outcrop.runtime.converse import chat_request, converse_events, converse_output
+from outcrop.runtime.families import CHAT_FAMILIES, EMBEDDING_FAMILIES, ChatFamily, EmbeddingFamily
+from outcrop.runtime.families.base import malformed
+from outcrop.runtime.resolve import Resolution, Resolver
+from outcrop.store.engine import Store
+
+log = logging.getLogger("outcrop.runtime")
+T = TypeVar("T")
+JSON = "application/json"
+UNSUPPORTED_ACTION = (
+    "This action doesn't support the model that you provided. Try again with a supported text or chat model."
+)
+
+
+@dataclass
+class InvocationRecord:
+    """One per invocation: what metering will read (it never parses a body)."""
+
+    request_id: str
+    account: str
+    source_region: str
+    operation: str
+    model_id: str
+    profile_arn: str | None
+    served_region: str | None = None
+    usage: Usage | None = None
+    outcome: str = "success"  # or the AWS error code
+    latency_ms: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+RecordSink = Callable[[InvocationRecord], None]
+
+
+def log_record(record: InvocationRecord) -> None:
+    log.info(
+        "invocation %s %s model=%s profile=%s served=%s outcome=%s usage=%s latency_ms=%d",
+        record.request_id, record.operation, record.model_id, record.profile_arn, record.served_region,
+        record.outcome, record.usage, record.latency_ms,
+    )
+
+
+class Dispatcher:
+    """Chooses where a resolved invocation runs and calls it there: the seam a router will replace.
+
+    Today: the candidate in the caller's Region if there is one, else the first; chaos applies there.
+    """
+
+    def __init__(self, config: Config, providers: Providers, chaos: Chaos) -> None:
+        self.config = config
+        self.providers = providers
+        self.chaos = chaos
+
+    async def run(
+        self, ctx: RequestContext, resolution: Resolution, record: InvocationRecord,
+        call: Callable[[Any, Target], Awaitable[T]],
+    ) -> T:
+        candidate = next((c for c in resolution.candidates if c.region == ctx.region), resolution.candidates[0])
+        deployment = self.config.deployment_for(candidate.region, candidate.model_id)
+        target = Target(candidate.region, candidate.model_id, deployment)
+        record.served_region = target.region
+        await self.chaos.apply(target.region, target.model_id)
+        return await call(self.providers.for_deployment(deployment), target)
+
+
+class Runtime:
+    def __init__(
+        self, catalog: Catalog, store: Store, config: Config, chaos: Chaos | None = None,
+        sink: RecordSink = log_record,
+    ) -> None:
+        self.resolver = Resolver(catalog, store)
+        self.providers = Providers()
+        self.chaos = chaos or Chaos()
+        self.dispatcher = Dispatcher(config, self.providers, self.chaos)
+        self.sink = sink
+
+    def handlers(self) -> dict[tuple[str, str], Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]]:
+        return {
+            ("bedrock-runtime", "Converse"): self.converse,
+            ("bedrock-runtime", "ConverseStream"): self.converse_stream,
+            ("bedrock-runtime", "InvokeModel"): self.invoke_model,
+            ("bedrock-runtime", "InvokeModelWithResponseStream"): self.invoke_model_stream,
+            ("bedrock-runtime", "CountTokens"): self.count_tokens,
+        }
+
+    async def close(self) -> None:
+        await self.providers.close()
+
+    # -- operations ------------------------------------------------------------------------------------
+    async def converse(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        resolution = await self.resolver.resolve(ctx, params["modelId"])
+        _require_chat(resolution.model)
+        request = chat_request(params)
+        record = self._record(ctx, "Converse", resolution)
+        with self._recording(record):
+            response = await self.dispatcher.run(ctx, resolution, record, lambda p, t: p.chat(t, request))
+            record.usage = response.usage
+        return converse_output(response, record.latency_ms)
+
+    async def converse_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        resolution = await self.resolver.resolve(ctx, params["modelId"])
+        _require_chat(resolution.model)
+        request = chat_request(params)
+        record = self._record(ctx, "ConverseStream", resolution)
+        events = await self._open_stream(ctx, resolution, record, request)
+        return {"stream": converse_events(events, record.started)}
+
+    async def invoke_model(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        resolution = await self.resolver.resolve(ctx, params["modelId"])
+        body = _json_body(params.get("body"))
+        record = self._record(ctx, "InvokeModel", resolution)
+        model = resolution.model
+        embedding = EMBEDDING_FAMILIES.get(model.family)
+        if embedding is not None:
+            embed_request = embedding.parse(body, model.model_id)
+            with self._recording(record):
+                embedded = await self.dispatcher.run(
+                    ctx, resolution, record, lambda p, t: p.embed(t, embed_request)
+                )
+                record.usage = embedded.usage
+            out = embedding.render(embedded, embed_request, ctx.request_id)
+        else:
+            family = _chat_family(model)
+            request = family.parse(body, model.model_id)
+            with self._recording(record):
+                response = await self.dispatcher.run(ctx, resolution, record, lambda p, t: p.chat(t, request))
+                record.usage = response.usage
+            out = family.render(response, model.model_id, ctx.request_id)
+        usage = record.usage or Usage(0, 0)
+        return {
+            "body": orjson.dumps(out),
+            "contentType": JSON,
+            "invocationLatency": str(record.latency_ms),
+            "inputTokenCount": str(usage.input_tokens),
+            "outputTokenCount": str(usage.output_tokens),
+        }
+
+    async def invoke_model_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        resolution = await self.resolver.resolve(ctx, params["modelId"])
+        body = _json_body(params.get("body"))
+        model = resolution.model
+        if model.family in EMBEDDING_FAMILIES or not model.streaming:
+            raise ValidationError("The model is unsupported for streaming.")
+        family = _chat_family(model)
+        request = family.parse(body, model.model_id)
+        record = self._record(ctx, "InvokeModelWithResponseStream", resolution)
+        events = await self._open_stream(ctx, resolution, record, request)
+        chunks = family.stream(events, model.model_id, ctx.request_id)
+        return {"body": _payload_parts(chunks, record), "contentType": JSON}
+
+    async def count_tokens(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        resolution = await self.resolver.resolve(ctx, params["modelId"], invocation=False)
+        model = resolution.model
+        source = params.get("input") or {}
+        if "converse" in source:
+            _require_chat(model)
+            return {"inputTokens": count_request(chat_request(source["converse"]))}
+        body = _json_body((source.get("invokeModel") or {}).get("body"))
+        embedding = EMBEDDING_FAMILIES.get(model.family)
+        if embedding is not None:
+            return {"inputTokens": sum(count_text(t) for t in embedding.parse(body, model.model_id).texts)}
+        return {"inputTokens": count_request(_chat_family(model).parse(body, model.model_id))}
+
+    # -- plumbing --------------------------------------------------------------------------------------
+    def _record(self, ctx: RequestContext, operation: str, resolution: Resolution) -> InvocationRecord:
+        return InvocationRecord(
+            ctx.request_id, ctx.account, ctx.region, operation, resolution.model.model_id, resolution.profile_arn
+        )
+
+    def _recording(self, record: InvocationRecord) -> _Recording:
+        return _Recording(record, self.sink)
+
+    async def _open_stream(
+        self, ctx: RequestContext, resolution: Resolution, record: InvocationRecord, request: ChatRequest
+    ) -> AsyncIterator[StreamEvent]:
+        async def start(provider: Any, target: Target) -> AsyncIterator[StreamEvent]:
+            return await _primed(provider.chat_stream(target, request))
+
+        with _Recording(record, self.sink, on_success=False):
+            events = await self.dispatcher.run(ctx, resolution, record, start)
+        return _observed(events, record, self.sink)
+
+
+class _Recording:
+    """Times an invocation and emits its record; an AWS error becomes the record's outcome."""
+
+    def __init__(self, record: InvocationRecord, sink: RecordSink, on_success: bool = True) -> None:
+        self.record, self.sink, self.on_success = record, sink, on_success
+
+    def __enter__(self) -> _Recording:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        self.record.latency_ms = int((time.monotonic() - self.record.started) * 1000)
+        if error is not None:
+            self.record.outcome = error.code if isinstance(error, ServiceError) else "InternalServerException"
+            self.sink(self.record)
+        elif self.on_success:
+            self.sink(self.record)
+
+
+async def _primed(stream: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    """The same stream, with its first event already awaited (so early failures raise here)."""
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        return _empty()
+
+    async def rest() -> AsyncIterator[StreamEvent]:
+        try:
+            yield first
+            async for event in stream:
+                yield event
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+    return rest()
+
+
+async def _empty() -> AsyncIterator[StreamEvent]:
+    return
+    yield
+
+
+async def _observed(events: AsyncIterator[StreamEvent], record: InvocationRecord, sink: RecordSink) -> AsyncIterator[StreamEvent]:
+    try:
+        async for event in events:
+            if isinstance(event, Metadata):
+                record.usage = event.usage
+            yield event
+    except ServiceError as e:
+        record.outcome = e.code
+        raise
+    finally:
+        if record.usage is None and record.outcome == "success":
+            record.outcome = "ClientDisconnected"
+        record.latency_ms = int((time.monotonic() - record.started) * 1000)
+        sink(record)
+
+
+async def _payload_parts(chunks: AsyncIterator[dict[str, Any]], record: InvocationRecord) -> AsyncIterator[dict[str, Any]]:
+    """``chunk`` events; the last one carries ``amazon-bedrock-invocationMetrics``, as at Bedrock."""
+    previous: dict[str, Any] | None = None
+    first_byte: int | None = None
+    async for chunk in chunks:
+        if previous is not None:
+            yield {"chunk": {"bytes": orjson.dumps(previous)}}
+        if first_byte is None:
+            first_byte = int((time.monotonic() - record.started) * 1000)
+        previous = chunk
+    if previous is not None:
+        usage = record.usage or Usage(0, 0)
+        previous["amazon-bedrock-invocationMetrics"] = {
+            "inputTokenCount": usage.input_tokens,
+            "outputTokenCount": usage.output_tokens,
+            "invocationLatency": int((time.monotonic() - record.started) * 1000),
+            "firstByteLatency": first_byte or 0,
+        }
+        yield {"chunk": {"bytes": orjson.dumps(previous)}}
+
+
+def _json_body(body: bytes | None) -> dict[str, Any]:
+    if not body:
+        raise malformed("#: expected type: JSONObject, found: Null")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise malformed(f"#: the body is not valid JSON ({e.msg} at position {e.pos})") from None
+    if not isinstance(value, dict):
+        raise malformed(f"#: expected type: JSONObject, found: {type(value).__name__}")
+    return value
+
+
+def _require_chat(model: FoundationModel) -> None:
+    if model.family in EMBEDDING_FAMILIES or "TEXT" not in model.output_modalities:
+        raise ValidationError(UNSUPPORTED_ACTION)
+
+
+def _chat_family(model: FoundationModel) -> ChatFamily:
+    family = CHAT_FAMILIES.get(model.family)
+    if family is None:
+        raise ValidationError(
+            f"outcrop does not implement the InvokeModel body of {model.model_id} (family {model.family}); "
+            "use Converse for this model."
+        )
+    return family
+
+
+__all__ = ["EmbeddingFamily", "InvocationRecord", "Runtime"]

@@ -1,0 +1,132 @@
+"""modelId → the foundation model and the (Region, model) pairs that may serve it.
+
+Accepted, as Bedrock accepts them: a foundation-model ID or ARN; a system profile ID or ARN; an
+application profile ARN or ID. A profile's candidates come from stored data (the catalogue's
+destinations for a system profile, the stored model ARNs of an application profile), never from
+parsing the profile's own ARN. Anything unknown, deleted, or of another account, Region or partition
+is "The provided model identifier is invalid."; a model offered only through profiles, called by its
+own ID, gets Bedrock's on-demand error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import regex
+from sqlalchemy import Connection, select
+
+from outcrop.context import RequestContext
+from outcrop.control.catalog import Catalog, FoundationModel, partition_of
+from outcrop.control.identifiers import APPLICATION_ID, PROFILE_ARN, application_arn
+from outcrop.errors import ValidationError
+from outcrop.store.engine import Store
+from outcrop.store.schema import inference_profiles
+
+INVALID_MESSAGE = "The provided model identifier is invalid."
+MODEL_ARN = regex.compile(r"arn:[a-z-]+:bedrock:(?P<region>[0-9a-z-]*)::foundation-model/(?P<id>.+)")
+
+
+def invalid_identifier() -> ValidationError:
+    return ValidationError(INVALID_MESSAGE)
+
+
+def on_demand_unsupported(model_id: str) -> ValidationError:
+    return ValidationError(
+        f"Invocation of model ID {model_id} with on-demand throughput isn\u2019t supported. Retry your "
+        "request with the ID or ARN of an inference profile that contains this model."
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    region: str
+    model_id: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    model: FoundationModel
+    candidates: tuple[Candidate, ...]
+    # The profile invoked, if any (for usage records and logs).
+    profile_arn: str | None = None
+
+
+class Resolver:
+    def __init__(self, catalog: Catalog, store: Store) -> None:
+        self.catalog = catalog
+        self.store = store
+
+    async def resolve(self, ctx: RequestContext, model_id: str, invocation: bool = True) -> Resolution:
+        """``invocation=False`` (CountTokens) accepts profile-only models by their own ID."""
+        m = PROFILE_ARN.fullmatch(model_id)
+        if m is not None:
+            if m["partition"] != partition_of(ctx.region) or m["region"] != ctx.region:
+                raise invalid_identifier()
+            if m["kind"] == "foundation-model":
+                if m["account"]:
+                    raise invalid_identifier()
+                return self._foundation(ctx, m["id"], invocation)
+            if m["account"] not in ("", ctx.account):
+                raise invalid_identifier()
+            if m["kind"] == "inference-profile":
+                return self._system(ctx, m["id"])
+            return await self._application(ctx, m["id"])
+        if model_id.startswith("arn:"):
+            raise invalid_identifier()
+        if model_id in self.catalog.models:
+            return self._foundation(ctx, model_id, invocation)
+        if APPLICATION_ID.fullmatch(model_id):
+            return await self._application(ctx, model_id)
+        return self._system(ctx, model_id)
+
+    def _foundation(self, ctx: RequestContext, model_id: str, invocation: bool) -> Resolution:
+        model = self.catalog.model_in(ctx.region, model_id)
+        if model is None:
+            raise invalid_identifier()
+        if invocation and "ON_DEMAND" not in model.inference_types_in(ctx.region):
+            raise on_demand_unsupported(model_id)
+        return Resolution(model, (Candidate(ctx.region, model_id),))
+
+    def _system(self, ctx: RequestContext, profile_id: str) -> Resolution:
+        profile = self.catalog.system_profile(ctx.region, profile_id)
+        model = self.catalog.models.get(profile.model_id) if profile else None
+        if profile is None or model is None:
+            raise invalid_identifier()
+        candidates = tuple(Candidate(r, model.model_id) for r in profile.destinations)
+        return Resolution(model, candidates, profile.arn(ctx.account))
+
+    async def _application(self, ctx: RequestContext, profile_id: str) -> Resolution:
+        row = await self.store.read(lambda conn: _profile_row(conn, ctx, profile_id))
+        if row is None:
+            raise invalid_identifier()
+        arns, source_arn = row
+        candidates: list[Candidate] = []
+        model: FoundationModel | None = None
+        for arn in arns:
+            m = MODEL_ARN.fullmatch(arn)
+            found = self.catalog.models.get(m["id"]) if m else None
+            if m is None or found is None:
+                continue
+            model = found
+            if m["region"]:
+                candidates.append(Candidate(m["region"], found.model_id))
+            else:  # the Region-less ARN of a global profile: wherever its source profile routes
+                source = PROFILE_ARN.fullmatch(source_arn)
+                system = self.catalog.system_profile(ctx.region, source["id"]) if source else None
+                regions = system.destinations if system else tuple(sorted(found.regions))
+                candidates.extend(Candidate(r, found.model_id) for r in regions)
+        if model is None:
+            raise invalid_identifier()
+        unique = tuple(dict.fromkeys(candidates))
+        return Resolution(model, unique, application_arn(ctx.region, ctx.account, profile_id))
+
+
+def _profile_row(conn: Connection, ctx: RequestContext, profile_id: str) -> tuple[list[str], str] | None:
+    c = inference_profiles.c
+    row = conn.execute(
+        select(c.models, c.source_arn).where(
+            c.account == ctx.account, c.region == ctx.region, c.profile_id == profile_id
+        )
+    ).first()
+    return None if row is None else (orjson.loads(row.models), row.source_arn)

@@ -1,0 +1,149 @@
+"""Each model family's own InvokeModel body and stream chunks, and tool use round trips, over boto3."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerProcess
+from tests.integration.runtime_helpers import HAIKU, US_HAIKU, server_for_module
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from server_for_module(tmp_path_factory.mktemp("families"))
+
+
+@pytest.fixture(scope="module")
+def runtime(server: ServerProcess) -> Any:
+    return server.client("bedrock-runtime")
+
+
+# (model ID, request body, text of the response, text of one stream chunk)
+FAMILIES: dict[str, tuple[str, dict[str, Any], Any, Any]] = {
+    "anthropic": (
+        HAIKU,
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "system": "Be brief.",
+         "messages": [{"role": "user", "content": "Hello there"}]},
+        lambda b: b["content"][0]["text"],
+        lambda c: c.get("delta", {}).get("text", ""),
+    ),
+    "nova": (
+        "us.amazon.nova-lite-v1:0",
+        {"schemaVersion": "messages-v1", "messages": [{"role": "user", "content": [{"text": "Hello there"}]}],
+         "inferenceConfig": {"max_new_tokens": 64}},
+        lambda b: b["output"]["message"]["content"][0]["text"],
+        lambda c: c.get("contentBlockDelta", {}).get("delta", {}).get("text", ""),
+    ),
+    "llama": (
+        "meta.llama3-8b-instruct-v1:0",
+        {"prompt": "Hello there", "max_gen_len": 64},
+        lambda b: b["generation"],
+        lambda c: c["generation"],
+    ),
+    "titan-text": (
+        "amazon.titan-text-express-v1",
+        {"inputText": "Hello there", "textGenerationConfig": {"maxTokenCount": 64}},
+        lambda b: b["results"][0]["outputText"],
+        lambda c: c["outputText"],
+    ),
+    "mistral": (
+        "mistral.mistral-7b-instruct-v0:2",
+        {"prompt": "<s>[INST] Hello there [/INST]", "max_tokens": 64},
+        lambda b: b["outputs"][0]["text"],
+        lambda c: c["outputs"][0]["text"],
+    ),
+    "cohere-command": (
+        "cohere.command-r-v1:0",
+        {"message": "Hello there", "max_tokens": 64},
+        lambda b: b["text"],
+        lambda c: c.get("text", "") if c["event_type"] == "text-generation" else "",
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_invoke_and_stream_agree_and_report_usage(runtime, family):
+    model_id, body, text_of, chunk_text = FAMILIES[family]
+    r = runtime.invoke_model(modelId=model_id, body=json.dumps(body))
+    text = text_of(json.loads(r["body"].read()))
+    assert text
+    headers = r["ResponseMetadata"]["HTTPHeaders"]
+    assert int(headers["x-amzn-bedrock-output-token-count"]) > 0
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in
+              runtime.invoke_model_with_response_stream(modelId=model_id, body=json.dumps(body))["body"]]
+    assert "".join(chunk_text(c) for c in chunks) == text
+    metrics = chunks[-1]["amazon-bedrock-invocationMetrics"]
+    assert metrics["outputTokenCount"] == int(headers["x-amzn-bedrock-output-token-count"])
+    assert metrics["inputTokenCount"] == int(headers["x-amzn-bedrock-input-token-count"])
+    assert all("amazon-bedrock-invocationMetrics" not in c for c in chunks[:-1])
+    counted = runtime.count_tokens(modelId=model_id, input={"invokeModel": {"body": json.dumps(body)}})
+    assert counted["inputTokens"] == metrics["inputTokenCount"]
+
+
+def test_titan_embeddings(runtime):
+    r = runtime.invoke_model(modelId="amazon.titan-embed-text-v2:0",
+                             body=json.dumps({"inputText": "Hello there", "dimensions": 512}))
+    body = json.loads(r["body"].read())
+    assert len(body["embedding"]) == 512 and body["inputTextTokenCount"] == 2
+    again = json.loads(runtime.invoke_model(modelId="amazon.titan-embed-text-v2:0",
+                                            body=json.dumps({"inputText": "Hello there", "dimensions": 512}))["body"].read())
+    assert again["embedding"] == body["embedding"]
+
+
+def test_cohere_embeddings(runtime):
+    r = runtime.invoke_model(modelId="cohere.embed-english-v3",
+                             body=json.dumps({"texts": ["a", "b c"], "input_type": "search_document"}))
+    body = json.loads(r["body"].read())
+    assert [len(v) for v in body["embeddings"]] == [1024, 1024]
+    assert body["response_type"] == "embeddings_floats" and body["texts"] == ["a", "b c"]
+
+
+WEATHER_TOOL = {"toolSpec": {"name": "get_weather", "description": "Weather in a city",
+                             "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                      "required": ["city"]}}}}
+
+
+def test_converse_tool_use_round_trip(runtime):
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"text": "What is the weather in Paris?"}]}]
+    tool_config = {"tools": [WEATHER_TOOL], "toolChoice": {"auto": {}}}
+    first = runtime.converse(modelId=US_HAIKU, messages=messages, toolConfig=tool_config)
+    assert first["stopReason"] == "tool_use"
+    use = first["output"]["message"]["content"][0]["toolUse"]
+    assert use["name"] == "get_weather" and isinstance(use["input"]["city"], str)
+    messages += [first["output"]["message"],
+                 {"role": "user", "content": [{"toolResult": {"toolUseId": use["toolUseId"],
+                                                              "content": [{"json": {"sky": "clear"}}]}}]}]
+    second = runtime.converse(modelId=US_HAIKU, messages=messages, toolConfig=tool_config)
+    assert second["stopReason"] == "end_turn"
+    assert second["output"]["message"]["content"][0]["text"] == 'Tool get_weather returned: {"sky":"clear"}.'
+
+
+def test_converse_stream_tool_use_events(runtime):
+    events = list(runtime.converse_stream(
+        modelId=US_HAIKU, messages=[{"role": "user", "content": [{"text": "weather?"}]}],
+        toolConfig={"tools": [WEATHER_TOOL], "toolChoice": {"tool": {"name": "get_weather"}}})["stream"])
+    start = next(e["contentBlockStart"] for e in events if "contentBlockStart" in e)
+    assert start["start"]["toolUse"]["name"] == "get_weather"
+    fragment = "".join(e["contentBlockDelta"]["delta"]["toolUse"]["input"] for e in events
+                       if "contentBlockDelta" in e)
+    assert "city" in json.loads(fragment)
+    assert next(e for e in events if "messageStop" in e)["messageStop"]["stopReason"] == "tool_use"
+
+
+def test_anthropic_tool_use_round_trip(runtime):
+    tools = [{"name": "lookup", "description": "d", "input_schema": {"type": "object",
+                                                                     "properties": {"q": {"type": "string"}}}}]
+    base = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "tools": tools}
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "lookup something"}]
+    first = json.loads(runtime.invoke_model(modelId=HAIKU, body=json.dumps({**base, "messages": messages}))["body"].read())
+    assert first["stop_reason"] == "tool_use"
+    use = first["content"][0]
+    assert use["type"] == "tool_use" and use["name"] == "lookup"
+    messages += [{"role": "assistant", "content": first["content"]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"], "content": "42"}]}]
+    second = json.loads(runtime.invoke_model(modelId=HAIKU, body=json.dumps({**base, "messages": messages}))["body"].read())
+    assert second["stop_reason"] == "end_turn" and second["content"][0]["text"] == "Tool lookup returned: 42."

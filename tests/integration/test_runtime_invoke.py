@@ -1,0 +1,192 @@
+"""bedrock-runtime over the wire with boto3: every operation by every identifier form, on the builtin model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import ServerProcess
+from tests.integration.runtime_helpers import (
+    ACCOUNT,
+    HAIKU,
+    HAIKU_PROFILE_ARN,
+    US_HAIKU,
+    USER_HELLO,
+    anthropic_body,
+    server_for_module,
+)
+
+INVALID = "The provided model identifier is invalid."
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from server_for_module(tmp_path_factory.mktemp("runtime"))
+
+
+@pytest.fixture(scope="module")
+def runtime(server: ServerProcess) -> Any:
+    return server.client("bedrock-runtime")
+
+
+@pytest.fixture(scope="module")
+def app_profile(server: ServerProcess) -> dict[str, Any]:
+    bedrock = server.client("bedrock")
+    arn = bedrock.create_inference_profile(
+        inferenceProfileName="runtime-app", modelSource={"copyFrom": HAIKU_PROFILE_ARN}
+    )["inferenceProfileArn"]
+    return bedrock.get_inference_profile(inferenceProfileIdentifier=arn)
+
+
+IDENTIFIER_FORMS = ["foundation-id", "foundation-arn", "system-id", "system-arn", "app-arn", "app-id"]
+
+
+def identifier(form: str, app_profile: dict[str, Any]) -> str:
+    return {
+        "foundation-id": HAIKU,
+        "foundation-arn": f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}",
+        "system-id": US_HAIKU,
+        "system-arn": HAIKU_PROFILE_ARN,
+        "app-arn": app_profile["inferenceProfileArn"],
+        "app-id": app_profile["inferenceProfileId"],
+    }[form]
+
+
+def _stream_text(events: Any) -> tuple[str, list[str]]:
+    text, kinds = "", []
+    for event in events:
+        kind = next(iter(event))
+        kinds.append(kind)
+        if kind == "contentBlockDelta":
+            text += event[kind]["delta"].get("text", "")
+    return text, kinds
+
+
+@pytest.mark.parametrize("form", IDENTIFIER_FORMS)
+def test_every_operation_accepts_every_identifier_form(runtime, app_profile, form):
+    model_id = identifier(form, app_profile)
+    converse = runtime.converse(modelId=model_id, messages=USER_HELLO, inferenceConfig={"maxTokens": 64})
+    assert converse["ResponseMetadata"]["HTTPStatusCode"] == 200
+    text = converse["output"]["message"]["content"][0]["text"]
+    assert converse["stopReason"] == "end_turn"
+    assert converse["usage"] == {"inputTokens": 2, "outputTokens": converse["usage"]["outputTokens"],
+                                 "totalTokens": 2 + converse["usage"]["outputTokens"]}
+    assert "latencyMs" in converse["metrics"]
+
+    streamed, kinds = _stream_text(runtime.converse_stream(
+        modelId=model_id, messages=USER_HELLO, inferenceConfig={"maxTokens": 64})["stream"])
+    assert streamed == text  # same input → same output, streamed or not
+    assert kinds[0] == "messageStart" and kinds[-3:] == ["contentBlockStop", "messageStop", "metadata"]
+
+    invoked = runtime.invoke_model(modelId=model_id, body=anthropic_body())
+    body = json.loads(invoked["body"].read())
+    assert body["type"] == "message" and body["content"][0]["type"] == "text"
+    assert body["usage"]["input_tokens"] == 2
+
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in runtime.invoke_model_with_response_stream(
+        modelId=model_id, body=anthropic_body())["body"]]
+    assert chunks[0]["type"] == "message_start" and chunks[-1]["type"] == "message_stop"
+    assert chunks[-1]["amazon-bedrock-invocationMetrics"]["inputTokenCount"] == 2
+
+    counted = runtime.count_tokens(modelId=model_id, input={"converse": {"messages": USER_HELLO}})
+    assert counted["inputTokens"] == 2
+
+
+def test_identifier_with_a_literal_slash_in_the_path_is_accepted(server, app_profile):
+    arn = app_profile["inferenceProfileArn"]  # …:application-inference-profile/<id>, sent unencoded
+    path = "/model/" + arn.replace(":", "%3A") + "/converse"
+    r = httpx.post(server.url + path, json={"messages": USER_HELLO}, headers={
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261127/us-east-1/bedrock/aws4_request, "
+                         "SignedHeaders=host, Signature=0"})
+    assert r.status_code == 200, r.text
+    assert r.json()["stopReason"] == "end_turn"
+
+
+@pytest.mark.parametrize("model_id", [
+    "anthropic.claude-nonexistent-v1:0",
+    "us.anthropic.claude-nonexistent-v1:0",
+    "abcdefghijkl",  # an application profile ID that does not exist
+    f"arn:aws:bedrock:us-east-1:{ACCOUNT}:application-inference-profile/abcdefghijkl",
+    f"arn:aws:bedrock:us-east-1:999999999999:inference-profile/{US_HAIKU}",  # another account
+    f"arn:aws:bedrock:us-west-2:{ACCOUNT}:inference-profile/{US_HAIKU}",  # another Region
+    f"arn:aws:bedrock:us-west-2::foundation-model/{HAIKU}",
+])
+def test_unknown_or_foreign_identifier_is_invalid(runtime, model_id):
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId=model_id, messages=USER_HELLO)
+    assert e.value.response["Error"] == {"Code": "ValidationException", "Message": INVALID}
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_deleted_application_profile_is_invalid(server, runtime):
+    bedrock = server.client("bedrock")
+    arn = bedrock.create_inference_profile(
+        inferenceProfileName="to-delete", modelSource={"copyFrom": HAIKU_PROFILE_ARN})["inferenceProfileArn"]
+    runtime.converse(modelId=arn, messages=USER_HELLO)
+    bedrock.delete_inference_profile(inferenceProfileIdentifier=arn)
+    with pytest.raises(ClientError) as e:
+        runtime.invoke_model(modelId=arn, body=anthropic_body())
+    assert e.value.response["Error"]["Message"] == INVALID
+
+
+def test_profile_only_model_called_directly_gets_the_on_demand_error(runtime):
+    model = "anthropic.claude-sonnet-4-20250514-v1:0"
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId=model, messages=USER_HELLO)
+    assert e.value.response["Error"]["Message"] == (
+        f"Invocation of model ID {model} with on-demand throughput isn\u2019t supported. Retry your request "
+        "with the ID or ARN of an inference profile that contains this model.")
+    # …and through its profile it works.
+    assert runtime.converse(modelId="us." + model, messages=USER_HELLO)["stopReason"] == "end_turn"
+
+
+def test_invoke_model_sends_bedrocks_headers(runtime):
+    r = runtime.invoke_model(modelId=US_HAIKU, body=anthropic_body())
+    headers = r["ResponseMetadata"]["HTTPHeaders"]
+    body = json.loads(r["body"].read())
+    assert r["contentType"] == "application/json"
+    assert headers["x-amzn-bedrock-input-token-count"] == str(body["usage"]["input_tokens"])
+    assert headers["x-amzn-bedrock-output-token-count"] == str(body["usage"]["output_tokens"])
+    assert int(headers["x-amzn-bedrock-invocation-latency"]) >= 0
+    assert headers["x-amzn-requestid"] == r["ResponseMetadata"]["RequestId"]
+
+
+def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):
+    r = runtime.invoke_model(modelId=HAIKU, body=anthropic_body(), contentType="application/octet-stream")
+    assert json.loads(r["body"].read())["type"] == "message"
+    raw = httpx.post(server.url + f"/model/{HAIKU}/invoke", content=anthropic_body())
+    assert raw.status_code == 200 and raw.json()["type"] == "message"
+
+
+def test_malformed_family_body_is_a_validation_error(runtime):
+    with pytest.raises(ClientError) as e:
+        runtime.invoke_model(modelId=HAIKU, body=json.dumps({"anthropic_version": "bedrock-2023-05-31",
+                                                             "messages": []}))
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert e.value.response["Error"]["Message"].startswith("Malformed input request: ")
+
+
+def test_converse_accepts_what_langchain_sends(runtime):
+    r = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, system=[], inferenceConfig={})
+    assert r["stopReason"] == "end_turn"
+
+
+def test_converse_on_an_embedding_model_is_refused(runtime):
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId="amazon.titan-embed-text-v2:0", messages=USER_HELLO)
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_converse_stop_sequence_and_max_tokens(runtime):
+    full = runtime.converse(modelId=HAIKU, messages=USER_HELLO)["output"]["message"]["content"][0]["text"]
+    word = full.split()[3]
+    stopped = runtime.converse(modelId=HAIKU, messages=USER_HELLO, inferenceConfig={"stopSequences": [word]})
+    assert stopped["stopReason"] == "stop_sequence"
+    assert stopped["output"]["message"]["content"][0]["text"] == full[: full.index(word)].rstrip()
+    short = runtime.converse(modelId=HAIKU, messages=USER_HELLO, inferenceConfig={"maxTokens": 2})
+    assert short["stopReason"] == "max_tokens" and short["usage"]["outputTokens"] == 2
