@@ -98,3 +98,23 @@ class ModelNotReady(ServiceError):
 class ModelStreamError(ServiceError):
     code = "ModelStreamErrorException"
     status = 424
+
+
+class MissingAuthenticationToken(ServiceError):
+    code = "MissingAuthenticationTokenException"
+    status = 403
+
+
+class IncompleteSignature(ServiceError):
+    code = "IncompleteSignatureException"
+    status = 403
+
+
+class InvalidSignature(ServiceError):
+    code = "InvalidSignatureException"
+    status = 403
+
+
+class UnrecognizedClient(ServiceError):
+    code = "UnrecognizedClientException"
+    status = 403
