@@ -1,0 +1,236 @@
+"""Any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp server, LM Studio …).
+
+``POST {url}/chat/completions`` with the neutral request translated to chat messages (system first,
+tool calls and ``tool`` messages for tool use and results); streaming with SSE ``data:`` lines until
+``[DONE]``, asking for usage in the last chunk (``stream_options.include_usage``). Usage comes from the
+backend; only a backend that reports none is counted by outcrop's own rule.
+
+Failures are AWS errors: 429 → ThrottlingException; timeout → ModelTimeoutException; connection
+refused, 502, 503 → ServiceUnavailableException; other 5xx → ModelErrorException; 400/422 →
+ValidationException with the backend's message; a stream cut short → ModelStreamErrorException.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from outcrop.errors import (
+    ModelError,
+    ModelStreamError,
+    ModelTimeout,
+    ServiceError,
+    ServiceUnavailable,
+    Throttled,
+    ValidationError,
+)
+from outcrop.providers.base import Target
+from outcrop.providers.messages import (
+    BlockDelta,
+    BlockStart,
+    BlockStop,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    MessageStart,
+    MessageStop,
+    Metadata,
+    StopReason,
+    StreamEvent,
+    Text,
+    ToolResult,
+    ToolUse,
+    Usage,
+)
+from outcrop.providers.tokens import count_request, count_text
+
+FINISH: dict[str, StopReason] = {
+    "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
+    "content_filter": "content_filtered",
+}
+TIMEOUT_MESSAGE = "Model has timed out in processing the request. Try your request again."
+
+
+def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": "\n\n".join(request.system)})
+    for m in request.messages:
+        results = [b for b in m.content if isinstance(b, ToolResult)]
+        for r in results:
+            messages.append({"role": "tool", "tool_call_id": r.tool_use_id, "content": r.text()})
+        uses = [b for b in m.content if isinstance(b, ToolUse)]
+        text = m.text()
+        if uses:
+            messages.append({
+                "role": "assistant", "content": text or None,
+                "tool_calls": [{"id": u.id, "type": "function",
+                                "function": {"name": u.name, "arguments": orjson.dumps(u.input).decode()}}
+                               for u in uses],
+            })
+        elif text or not results:
+            messages.append({"role": m.role, "content": text})
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    for key, value in (("max_tokens", request.max_tokens), ("temperature", request.temperature),
+                       ("top_p", request.top_p)):
+        if value is not None:
+            body[key] = value
+    if request.stop_sequences:
+        body["stop"] = list(request.stop_sequences)
+    if request.tools:
+        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                           "parameters": t.input_schema}} for t in request.tools]
+        choice = request.tool_choice
+        if choice is not None:
+            body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}.get(choice.mode) or {
+                "type": "function", "function": {"name": choice.name}}
+    return body
+
+
+def _arguments(raw: str | None) -> Any:
+    try:
+        return orjson.loads(raw or "{}")
+    except orjson.JSONDecodeError:
+        return {"arguments": raw}
+
+
+def _usage(raw: dict[str, Any] | None, request: ChatRequest, output_text: str) -> Usage:
+    if raw:
+        cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), cached)
+    return Usage(count_request(request), count_text(output_text))
+
+
+def _error(status: int, text: str) -> ServiceError:
+    try:
+        detail = orjson.loads(text).get("error", {})
+        message = detail.get("message", text) if isinstance(detail, dict) else str(detail)
+    except (orjson.JSONDecodeError, AttributeError):
+        message = text
+    message = message[:1000] or f"HTTP {status}"
+    if status == 429:
+        return Throttled("Too many requests, please wait before trying again.")
+    if status in (408, 504):
+        return ModelTimeout(TIMEOUT_MESSAGE)
+    if status in (502, 503):
+        return ServiceUnavailable(f"The model backend is unavailable: {message}")
+    if status in (400, 422):
+        return ValidationError(message)
+    return ModelError(f"The model backend returned HTTP {status}: {message}", originalStatusCode=status)
+
+
+class OpenAIProvider:
+    def __init__(self) -> None:
+        self.client = httpx.AsyncClient()
+
+    def _request(self, target: Target, request: ChatRequest, stream: bool) -> httpx.Request:
+        d = target.deployment
+        headers = {"authorization": f"Bearer {d.api_key}"} if d.api_key else {}
+        url = (d.url or "").rstrip("/") + "/chat/completions"
+        body = chat_body(request, d.backend_model or target.model_id, stream)
+        return self.client.build_request("POST", url, json=body, headers=headers, timeout=d.timeout_seconds)
+
+    async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
+        try:
+            r = await self.client.send(self._request(target, request, False))
+        except httpx.TimeoutException:
+            raise ModelTimeout(TIMEOUT_MESSAGE) from None
+        except httpx.TransportError as e:
+            raise ServiceUnavailable(f"The model backend cannot be reached: {type(e).__name__}.") from None
+        if r.status_code != 200:
+            raise _error(r.status_code, r.text)
+        try:
+            payload = r.json()
+            choice = payload["choices"][0]
+        except (ValueError, KeyError, IndexError):
+            raise ModelError("The model backend returned a malformed response.", originalStatusCode=200) from None
+        message = choice.get("message") or {}
+        content: list[Text | ToolUse] = []
+        if message.get("content"):
+            content.append(Text(message["content"]))
+        for call in message.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            content.append(ToolUse(call.get("id", ""), fn.get("name", ""), _arguments(fn.get("arguments"))))
+        stop = FINISH.get(choice.get("finish_reason") or "stop", "end_turn")
+        if any(isinstance(b, ToolUse) for b in content):
+            stop = "tool_use"
+        text = message.get("content") or ""
+        return ChatResponse(tuple(content), stop, _usage(payload.get("usage"), request, text))
+
+    async def chat_stream(self, target: Target, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        try:
+            response = await self.client.send(self._request(target, request, True), stream=True)
+        except httpx.TimeoutException:
+            raise ModelTimeout(TIMEOUT_MESSAGE) from None
+        except httpx.TransportError as e:
+            raise ServiceUnavailable(f"The model backend cannot be reached: {type(e).__name__}.") from None
+        try:
+            if response.status_code != 200:
+                raise _error(response.status_code, (await response.aread()).decode("utf-8", "replace"))
+            async for event in _translate_sse(response, request):
+                yield event
+        except httpx.TimeoutException:
+            raise ModelTimeout(TIMEOUT_MESSAGE) from None
+        except httpx.TransportError as e:
+            raise ModelStreamError(f"The model backend stream failed: {type(e).__name__}.",
+                                   originalStatusCode=502, originalMessage=str(e)[:500]) from None
+        finally:
+            await response.aclose()
+
+    async def embed(self, target: Target, request: EmbedRequest) -> EmbedResponse:
+        raise ValidationError("The openai backend serves chat models; embedding models need the builtin backend.")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def _translate_sse(response: httpx.Response, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    yield MessageStart("assistant")
+    index = -1
+    kind: str | None = None  # "text" or the OpenAI index of the tool call being streamed
+    text_parts: list[str] = []
+    finish: StopReason | None = None
+    usage: dict[str, Any] | None = None
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        chunk = orjson.loads(data)
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                if kind != "text":
+                    if index >= 0:
+                        yield BlockStop(index)
+                    index, kind = index + 1, "text"
+                    yield BlockStart(index)
+                text_parts.append(delta["content"])
+                yield BlockDelta(index, text=delta["content"])
+            for call in delta.get("tool_calls") or ():
+                key = f"tool{call.get('index', 0)}"
+                fn = call.get("function") or {}
+                if kind != key:
+                    if index >= 0:
+                        yield BlockStop(index)
+                    index, kind = index + 1, key
+                    yield BlockStart(index, ToolUse(call.get("id", ""), fn.get("name", ""), {}))
+                if fn.get("arguments"):
+                    yield BlockDelta(index, tool_input=fn["arguments"])
+            if choice.get("finish_reason"):
+                finish = FINISH.get(choice["finish_reason"], "end_turn")
+    if finish is None:
+        raise ModelStreamError("The model backend ended the stream without finishing.",
+                               originalStatusCode=200, originalMessage="no finish_reason")
+    if index >= 0:
+        yield BlockStop(index)
+    yield MessageStop(finish)
+    yield Metadata(_usage(usage, request, "".join(text_parts)))
