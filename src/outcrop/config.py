@@ -174,6 +174,8 @@ def _check(config: Config) -> None:
     for d in config.deployments:
         if d.backend not in BACKENDS:
             raise ConfigError(f"deployments: backend {d.backend!r} is not one of {', '.join(BACKENDS)}")
+        if d.backend == "bedrock":
+            raise ConfigError("deployments: backend 'bedrock' (upstream Amazon Bedrock) is not implemented yet")
         if d.backend == "openai" and not d.url:
             raise ConfigError(f"deployments: the openai deployment for {d.region}/{d.model} needs a url")
     if config.log_format not in ("text", "json"):
