@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from outcrop.config import DEFAULT_PORT, ConfigError, load_config
 
@@ -58,6 +59,72 @@ def _redact(url: str) -> str:
     return url
 
 
+def _identities(args: argparse.Namespace) -> int:
+    """``outcrop keys …`` and ``outcrop api-keys …``: issue, list and delete credentials in the database."""
+    import json
+
+    from outcrop.auth.identities import Identities, IdentityError
+    from outcrop.store.engine import Store
+
+    config = load_config(args.config, database_url=args.database)
+    policy = None
+    if getattr(args, "policy", None):
+        from outcrop.auth.policy import PolicyError, parse_policy
+
+        try:
+            text = Path(args.policy).read_text()
+            parse_policy(text)
+        except (OSError, PolicyError) as e:
+            print(f"outcrop: policy {args.policy}: {e}", file=sys.stderr)
+            return 2
+        policy = json.dumps(json.loads(text), separators=(",", ":"))
+    store = Store(config.resolved_database_url)
+    try:
+        store.migrate()
+        identities = Identities(store)
+        api = args.command == "api-keys"
+        if args.action == "create":
+            create = identities.create_api_key if api else identities.create_access_key
+            try:
+                result: object = create(args.account, policy, args.user_name)
+            except IdentityError as e:
+                print(f"outcrop: {e}", file=sys.stderr)
+                return 2
+        elif args.action == "list":
+            result = (identities.list_api_keys if api else identities.list_access_keys)(args.account)
+        else:
+            deleted = (identities.delete_api_key if api else identities.delete_access_key)(args.key_id)
+            if not deleted:
+                print(f"outcrop: no such key: {args.key_id}", file=sys.stderr)
+                return 1
+            result = {"deleted": args.key_id}
+    finally:
+        store.close()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _add_identity_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for command, what, key_help in (
+        ("keys", "SigV4 access keys", "the access key ID"),
+        ("api-keys", "Bedrock API keys (Authorization: Bearer)", "the apiKeyId shown by create and list"),
+    ):
+        parser = sub.add_parser(command, help=f"create, list and delete {what}")
+        actions = parser.add_subparsers(dest="action", required=True)
+        create = actions.add_parser("create", help="issue a key; its secret is printed this once")
+        create.add_argument("--account", required=True, help="the 12-digit account the key acts in")
+        create.add_argument("--policy", help="an IAM-style identity policy (JSON file); default: allow everything")
+        create.add_argument("--user-name", help="the IAM user name the key acts as (default: root, or one derived from the key)")
+        listing = actions.add_parser("list", help="list keys (never their secrets)")
+        listing.add_argument("--account", help="only keys of this account")
+        remove = actions.add_parser("delete", help="delete a key; a running server refuses it at once")
+        remove.add_argument("key_id", help=key_help)
+        for p in (create, listing, remove):
+            p.add_argument("--database", help="SQLAlchemy URL (default: the one outcrop serve uses)")
+            p.add_argument("--config", help="TOML config file")
+            p.set_defaults(func=_identities)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="outcrop", description="Amazon Bedrock inference profiles, self-hosted.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML config file")
     serve.add_argument("--workers", type=int, help="server processes (default 1)")
     serve.set_defaults(func=_serve)
+    _add_identity_commands(sub)
     return parser
 
 

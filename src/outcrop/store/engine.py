@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -50,8 +51,8 @@ def normalize_url(url: str) -> str:
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> Engine:
     path = url.split("///", 1)[1] if "///" in url else ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if path and path != ":memory:" and not path.startswith("file:"):
+        _create_private(Path(path))
     engine = create_engine(
         url,
         poolclass=QueuePool if pool_size else NullPool,
@@ -82,6 +83,17 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> Engine:
     # snapshot per statement, and never a lock held between statements.
 
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (it holds secrets), and its directory 0700.
+
+    SQLite gives its -wal and -shm files the permissions of the database file.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 class Query:

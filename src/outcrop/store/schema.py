@@ -69,3 +69,30 @@ settings = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# Credentials for SigV4. The secret is kept as issued because verifying a signature needs it (AWS keeps
+# it too); it is never logged, and the database file is created readable by its owner only.
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", String(128), primary_key=True),
+    Column("secret_access_key", String(128), nullable=False),
+    Column("account", String(12), nullable=False),
+    Column("user_name", String(64), nullable=False),
+    # An IAM-style identity policy (JSON); NULL: the account's root, allowed everything.
+    Column("policy", Text),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# Bedrock API keys (``Authorization: Bearer …``), stored only as the SHA-256 of the key; ``key_id`` is
+# the short, non-secret name shown by ``outcrop api-keys list`` and used to delete one.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("key_id", String(32), nullable=False, unique=True),
+    Column("account", String(12), nullable=False),
+    Column("user_name", String(64), nullable=False),
+    Column("policy", Text),
+    Column("created_us", BigInteger, nullable=False),
+)
