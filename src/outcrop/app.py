@@ -33,6 +33,7 @@ from outcrop.errors import (
     UnknownOperation,
     ValidationError,
 )
+from outcrop.observability import Metrics
 from outcrop.runtime import Chaos, Runtime
 from outcrop.runtime.admin import chaos_endpoint
 from outcrop.store.engine import Store
@@ -69,6 +70,7 @@ class Outcrop:
         self.store: Store | None = None
         self.handlers: dict[tuple[str, str], Handler] = {}
         self.chaos = Chaos()
+        self.metrics = Metrics()
         self.runtime: Runtime | None = None
         self.ready = False
 
@@ -142,7 +144,7 @@ class Outcrop:
             status, body = await chaos_endpoint(self.chaos, method, raw_path, await _read_body(receive))
             await _respond(send, status, [(b"content-type", b"application/json")], body, request_id)
             return
-        if raw_path.startswith("/_outcrop/"):
+        if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":
             await self._admin(method, raw_path, request_id, send)
             return
         op: Operation | None = None
@@ -187,6 +189,10 @@ class Outcrop:
         return RequestContext(request_id=request_id, account=account, region=region, access_key=key)
 
     async def _admin(self, method: str, path: str, request_id: str, send: Send) -> None:
+        if path in ("/metrics", "/_outcrop/metrics") and method == "GET":
+            body, content_type = self.metrics.render()
+            await _respond(send, 200, [(b"content-type", content_type.encode())], body, request_id)
+            return
         if path == "/_outcrop/health" and method == "GET":
             status = 200 if self.ready else 503
             body = orjson.dumps({"status": "ok" if self.ready else "starting"})
