@@ -112,7 +112,6 @@ class InferenceProfiles:
                 replay = _replay(conn, ctx, token, request_hash)
                 if replay is not None:
                     return replay
-            _take_quota(conn, ctx, quota)
             if conn.execute(
                 select(inference_profiles.c.profile_id).where(
                     inference_profiles.c.account == ctx.account,
@@ -128,7 +127,10 @@ class InferenceProfiles:
                 "status": "ACTIVE",
             }
             try:
+                # The quota is taken in the same savepoint as the inserts, so that losing a race below
+                # gives the slot back.
                 with conn.begin_nested():
+                    _take_quota(conn, ctx, quota)
                     conn.execute(
                         insert(inference_profiles).values(
                             account=ctx.account,
@@ -160,8 +162,8 @@ class InferenceProfiles:
                             )
                         )
             except IntegrityError:
-                # Another server process won a race on the same name or token: answer as if we had lost it
-                # before starting.
+                # Another server process committed the same name or token after the checks above (it may
+                # have held the quota row we waited on): answer as if it had committed before we started.
                 if token is not None:
                     replay = _replay(conn, ctx, token, request_hash)
                     if replay is not None:
