@@ -54,7 +54,7 @@ def _pg_available() -> str | None:
         return f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({type(e).__name__}: {e})"
 
 
-_PG_REASON: str | None | bool = False
+_PG_REASON: str | bool | None = False
 
 
 def pg_skip_reason() -> str | None:
@@ -93,6 +93,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     config_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Extra ``outcrop serve`` arguments, e.g. ``["--auth", "strict"]``.
+    args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,6 +106,7 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "outcrop", "serve", "--port", str(self.port), "--database", self.database_url]
         if self.config_file is not None:
             cmd += ["--config", str(self.config_file)]
+        cmd += self.args
         log = open(self.data_dir / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -169,7 +172,8 @@ def make_client(endpoint: str, service: str = "bedrock", region: str = "us-east-
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def make(database_url: str | None = None, config: str | None = None, **env: str) -> ServerProcess:
+    def make(database_url: str | None = None, config: str | None = None, args: list[str] | None = None,
+             **env: str) -> ServerProcess:
         data_dir = tmp_path / f"srv{len(started)}"
         data_dir.mkdir()
         config_file = None
@@ -181,6 +185,7 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             data_dir=data_dir,
             config_file=config_file,
             extra_env=env,
+            args=list(args or ()),
         )
         started.append(proc)
         return proc.start()

@@ -177,7 +177,7 @@ class ServiceCatalog:
         labels, query, headers, payload, body, _ = _bindings(om.input_shape)
         by_label = {b.wire_name: b for b in labels}
         ordered_labels = [by_label[n] for n in label_names if n in by_label]
-        out_labels, _, out_headers, out_payload, out_body, status_member = _bindings(om.output_shape)
+        _, _, out_headers, out_payload, out_body, status_member = _bindings(om.output_shape)
         errors = {}
         for err in om.error_shapes:
             code = err.metadata.get("error", {}).get("code", err.name)
