@@ -19,6 +19,9 @@ from typing import Any
 
 import orjson
 
+from outcrop.auth.authenticate import Authenticator, AuthMode, Caller
+from outcrop.auth.authorize import Authorizer, admin_check
+from outcrop.auth.identities import Identities
 from outcrop.config import Config, load_config
 from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog
@@ -40,6 +43,7 @@ from outcrop.store.engine import Store
 from outcrop.wire.eventstream import stream_output
 from outcrop.wire.model import Operation, ServiceCatalog
 from outcrop.wire.restjson import error_response, parse_request, serialize_output
+from outcrop.wire.sigv4 import RawRequest
 
 log = logging.getLogger("outcrop")
 
@@ -72,6 +76,9 @@ class Outcrop:
         self.chaos = Chaos()
         self.metrics = Metrics()
         self.runtime: Runtime | None = None
+        self.strict = config.auth_mode == AuthMode.STRICT
+        self.authenticator: Authenticator | None = None
+        self.authorizer: Authorizer | None = None
         self.ready = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -94,6 +101,9 @@ class Outcrop:
         self.profiles = profiles
         tags = Tags(store, profiles, self.config.max_tags_per_resource)
         models = FoundationModels(self.catalog)
+        self.authorizer = Authorizer(self.catalog, store)
+        if self.strict:
+            self.authenticator = Authenticator(Identities(store), self.config.default_region, self.catalog.regions)
         self.runtime = Runtime(self.catalog, store, self.config, self.chaos)
         self.handlers.update(self.runtime.handlers())
         self.handlers.update(
@@ -140,8 +150,21 @@ class Outcrop:
         request_id = str(uuid.uuid4())
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         method = scope["method"]
+        caller: Caller | None = None
+        body: bytes | None = None
+        if self.strict and not (method == "GET" and raw_path == "/_outcrop/health"):
+            # Strict mode: nothing but health is answered before the caller is known.
+            try:
+                body = await _read_body(receive)
+                caller = await self._authenticate(scope, raw_path, body)
+                if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":
+                    admin_check(caller.identity, raw_path)
+            except ServiceError as e:
+                await _respond(send, *error_response(None, e), request_id)
+                return
         if raw_path == "/_outcrop/chaos" or raw_path.startswith("/_outcrop/chaos/"):
-            status, body = await chaos_endpoint(self.chaos, method, raw_path, await _read_body(receive))
+            body = await _read_body(receive) if body is None else body
+            status, body = await chaos_endpoint(self.chaos, method, raw_path, body)
             await _respond(send, status, [(b"content-type", b"application/json")], body, request_id)
             return
         if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":
@@ -161,10 +184,12 @@ class Outcrop:
                 )
             if not self.ready:
                 raise InternalServer("The server is starting; retry shortly.")
-            body = await _read_body(receive)
+            body = await _read_body(receive) if body is None else body
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            ctx = self._identify(headers, request_id)
+            ctx = self._identify(headers, request_id, caller)
             params = parse_request(op, labels, scope.get("query_string", b""), headers, body)
+            if caller is not None and self.authorizer is not None:
+                await self.authorizer.authorize(ctx, op.name, params)
             result = await handler(ctx, params)
             if op.has_event_stream_output:
                 status, out_headers, frames = stream_output(op, result, request_id)
@@ -180,7 +205,18 @@ class Outcrop:
             )
         await _respond(send, status, out_headers, payload, request_id)
 
-    def _identify(self, headers: dict[str, str], request_id: str) -> RequestContext:
+    async def _authenticate(self, scope: Scope, raw_path: str, body: bytes) -> Caller:
+        if self.authenticator is None:
+            raise InternalServer("The server is starting; retry shortly.")
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        query = scope.get("query_string", b"").decode("latin-1")
+        return await self.authenticator.authenticate(RawRequest(scope["method"], raw_path, query, headers, body))
+
+    def _identify(self, headers: dict[str, str], request_id: str, caller: Caller | None = None) -> RequestContext:
+        if caller is not None:
+            identity = caller.identity
+            return RequestContext(request_id=request_id, account=identity.account, region=caller.region,
+                                  access_key=identity.key_id, principal_arn=identity.principal_arn, identity=identity)
         account, region, key = self.config.default_account, self.config.default_region, None
         m = CREDENTIAL.search(headers.get("authorization", ""))
         if m is not None:

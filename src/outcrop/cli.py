@@ -19,7 +19,8 @@ def _serve(args: argparse.Namespace) -> int:
     from outcrop.store.engine import Store
 
     config = load_config(
-        args.config, host=args.host, port=args.port, database_url=args.database, workers=args.workers
+        args.config, host=args.host, port=args.port, database_url=args.database, workers=args.workers,
+        auth_mode=args.auth,
     )
     # Worker processes rebuild the same config from the environment (see ``outcrop.app.factory``).
     if args.config:
@@ -27,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["OUTCROP_DATABASE_URL"] = config.resolved_database_url
     os.environ["OUTCROP_HOST"] = config.host
     os.environ["OUTCROP_PORT"] = str(config.port)
+    os.environ["OUTCROP_AUTH_MODE"] = config.auth_mode
     # Migrate once, before any worker starts (workers migrate too, under a lock, for embedded use).
     store = Store(config.resolved_database_url)
     try:
@@ -134,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database", help="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db")
     serve.add_argument("--config", help="TOML config file")
     serve.add_argument("--workers", type=int, help="server processes (default 1)")
+    serve.add_argument("--auth", choices=("open", "strict"),
+                       help="open (default): accept any caller; strict: authenticate and authorize every request")
     serve.set_defaults(func=_serve)
     _add_identity_commands(sub)
     return parser

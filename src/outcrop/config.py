@@ -86,6 +86,9 @@ class Config:
     idempotency_ttl_hours: int = 24
     log_format: str = "text"
     log_level: str = "info"
+    # "open": any caller, no verification (local development); "strict": every request authenticated
+    # (SigV4 or a bearer API key made with ``outcrop keys``/``outcrop api-keys``) and authorized.
+    auth_mode: str = "open"
     catalog: CatalogExtras = field(default_factory=CatalogExtras)
     # First match wins; anything unmatched is served by the builtin model.
     deployments: tuple[Deployment, ...] = ()
@@ -114,6 +117,7 @@ _ENV = {
     "OUTCROP_APPLICATION_PROFILE_QUOTA": ("application_profile_quota", int),
     "OUTCROP_LOG_FORMAT": ("log_format", str),
     "OUTCROP_LOG_LEVEL": ("log_level", str),
+    "OUTCROP_AUTH_MODE": ("auth_mode", str),
 }
 
 
@@ -178,5 +182,7 @@ def _check(config: Config) -> None:
             raise ConfigError("deployments: backend 'bedrock' (upstream Amazon Bedrock) is not implemented yet")
         if d.backend == "openai" and not d.url:
             raise ConfigError(f"deployments: the openai deployment for {d.region}/{d.model} needs a url")
+    if config.auth_mode not in ("open", "strict"):
+        raise ConfigError(f"auth_mode must be 'open' or 'strict', not {config.auth_mode!r}")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format must be 'text' or 'json'")
