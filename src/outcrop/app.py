@@ -31,6 +31,7 @@ from outcrop.control.profiles import InferenceProfiles
 from outcrop.control.tags import Tags
 from outcrop.errors import (
     InternalServer,
+    MissingAuthenticationToken,
     NotImplementedOperation,
     ServiceError,
     UnknownOperation,
@@ -43,7 +44,7 @@ from outcrop.store.engine import Store
 from outcrop.wire.eventstream import stream_output
 from outcrop.wire.model import Operation, ServiceCatalog
 from outcrop.wire.restjson import error_response, parse_request, serialize_output
-from outcrop.wire.sigv4 import RawRequest
+from outcrop.wire.sigv4 import MISSING_TOKEN, RawRequest
 
 log = logging.getLogger("outcrop")
 
@@ -155,6 +156,8 @@ class Outcrop:
         if self.strict and not (method == "GET" and raw_path == "/_outcrop/health"):
             # Strict mode: nothing but health is answered before the caller is known.
             try:
+                if not any(k.lower() == b"authorization" for k, _ in scope["headers"]):
+                    raise MissingAuthenticationToken(MISSING_TOKEN)  # before reading any body
                 body = await _read_body(receive)
                 caller = await self._authenticate(scope, raw_path, body)
                 if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":

@@ -43,6 +43,7 @@ from outcrop.errors import (
 
 __all__ = [
     "ALGORITHM",
+    "MISSING_TOKEN",
     "SIGNATURE_MISMATCH",
     "Credential",
     "RawRequest",
