@@ -45,7 +45,9 @@ class Deployment:
 
     ``builtin`` is the embedded deterministic model; ``openai`` any chat-completions server at ``url``
     (``backend_model`` names the model there, default: the Bedrock model ID); ``bedrock`` an upstream
-    Bedrock endpoint (``url`` optional, default AWS's), signed with the ``aws_*`` credentials.
+    Bedrock endpoint (``url`` optional, default AWS's bedrock-runtime endpoint of ``upstream_region``),
+    signed with the ``aws_*`` credentials or called with ``api_key`` as a Bedrock API key; there
+    ``backend_model`` may be an upstream inference-profile ID or ARN.
     """
 
     region: str = "*"
@@ -178,8 +180,9 @@ def _check(config: Config) -> None:
     for d in config.deployments:
         if d.backend not in BACKENDS:
             raise ConfigError(f"deployments: backend {d.backend!r} is not one of {', '.join(BACKENDS)}")
-        if d.backend == "bedrock":
-            raise ConfigError("deployments: backend 'bedrock' (upstream Amazon Bedrock) is not implemented yet")
+        if d.backend == "bedrock" and not d.api_key and not (d.aws_access_key_id and d.aws_secret_access_key):
+            raise ConfigError(f"deployments: the bedrock deployment for {d.region}/{d.model} needs credentials: "
+                              "aws_access_key_id and aws_secret_access_key, or api_key (a Bedrock API key)")
         if d.backend == "openai" and not d.url:
             raise ConfigError(f"deployments: the openai deployment for {d.region}/{d.model} needs a url")
     if config.auth_mode not in ("open", "strict"):

@@ -23,6 +23,10 @@ class Providers:
             from outcrop.providers.openai import OpenAIProvider
 
             return OpenAIProvider()
+        if backend == "bedrock":
+            from outcrop.providers.bedrock import BedrockProvider
+
+            return BedrockProvider()
         return BuiltinProvider()
 
     async def close(self) -> None:
