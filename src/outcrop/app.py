@@ -11,6 +11,7 @@ names in ``_bind``; they never see HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 
 from outcrop.auth.authenticate import Authenticator, AuthMode, Caller
 from outcrop.auth.authorize import Authorizer, admin_check
@@ -54,6 +56,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+HOUSEKEEPING_INTERVAL_S = 3600
 MAX_BODY_BYTES = 25 * 1024 * 1024
 
 _SERVICES: ServiceCatalog | None = None
@@ -140,12 +143,24 @@ class Outcrop:
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
                 await send({"type": "lifespan.startup.complete"})
+                housekeeping = asyncio.create_task(self._housekeeping())
             elif message["type"] == "lifespan.shutdown":
+                housekeeping.cancel()
                 if self.runtime is not None:
                     await self.runtime.close()
                 self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _housekeeping(self) -> None:
+        """Forget expired idempotency tokens, once at start and then hourly, off the event loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, self.profiles.expire_tokens_sync)
+            except SQLAlchemyError:
+                log.exception("expiring idempotency tokens failed; will retry")
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())

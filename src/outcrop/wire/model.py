@@ -40,6 +40,16 @@ MODEL_PATCHES: dict[str, list[tuple[str, str, str, str]]] = {
             ("inputTokenCount", "X-Amzn-Bedrock-Input-Token-Count"),
             ("outputTokenCount", "X-Amzn-Bedrock-Output-Token-Count"),
         )
+    ]
+    # outcrop's own: the Region that served the invocation (the routed Region, which Bedrock only logs).
+    + [
+        ("output-header", response, "inferenceRegion", "x-outcrop-inference-region")
+        for response in (
+            "ConverseResponse",
+            "ConverseStreamResponse",
+            "InvokeModelResponse",
+            "InvokeModelWithResponseStreamResponse",
+        )
     ],
 }
 
@@ -118,7 +128,8 @@ def _route_regex(request_uri: str) -> tuple[re.Pattern[str], list[str], dict[str
             name = piece[1:-1]
             greedy = name.endswith("+")
             labels.append(name.rstrip("+"))
-            pattern.append("(.+)" if greedy else "([^/]+)")
+            # An empty label still routes, so that validation names the member instead of a 404.
+            pattern.append("(.+)" if greedy else "([^/]*)")
         else:
             pattern.append(re.escape(piece))
     pattern.append("$")

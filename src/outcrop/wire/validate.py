@@ -34,7 +34,10 @@ PATTERN_MESSAGES = {
 @lru_cache(maxsize=1024)
 def _compiled(pattern: str) -> regex.Pattern[str] | None:
     try:
-        return regex.compile(pattern, regex.V0)
+        # Java's \s, \w and \d are ASCII-only, as the models' patterns assume; a pattern that uses
+        # Unicode classes (\p{L}) keeps Unicode semantics.
+        flags = regex.V0 if "\\p" in pattern else regex.V0 | regex.ASCII
+        return regex.compile(pattern, flags)
     except regex.error:
         return None
 
