@@ -39,6 +39,8 @@ from outcrop.errors import (
     UnknownOperation,
     ValidationError,
 )
+from outcrop.metering import Meter, Prices
+from outcrop.metering.endpoint import usage_endpoint
 from outcrop.observability import Metrics
 from outcrop.runtime import Chaos, Runtime
 from outcrop.runtime.admin import chaos_endpoint
@@ -80,6 +82,7 @@ class Outcrop:
         self.chaos = Chaos()
         self.metrics = Metrics()
         self.runtime: Runtime | None = None
+        self.meter: Meter | None = None
         self.strict = config.auth_mode == AuthMode.STRICT
         self.authenticator: Authenticator | None = None
         self.authorizer: Authorizer | None = None
@@ -96,6 +99,9 @@ class Outcrop:
 
     def stop(self) -> None:
         self.ready = False
+        if self.meter is not None:
+            self.meter.close()  # drains every event into the database
+            self.meter = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -108,7 +114,11 @@ class Outcrop:
         self.authorizer = Authorizer(self.catalog, store)
         if self.strict:
             self.authenticator = Authenticator(Identities(store), self.config.default_region, self.catalog.regions)
-        self.runtime = Runtime(self.catalog, store, self.config, self.chaos)
+        if self.config.metering:
+            prices = Prices.load(self.catalog, self.config.prices)
+            self.meter = Meter(store, self.catalog, self.config.data_dir / "metering", self.metrics.registry, prices)
+            self.meter.start()
+        self.runtime = Runtime(self.catalog, store, self.config, self.chaos, sink=self.meter)
         self.handlers.update(self.runtime.handlers())
         self.handlers.update(
             {
@@ -116,13 +126,24 @@ class Outcrop:
                 ("bedrock", "GetInferenceProfile"): profiles.get,
                 ("bedrock", "ListInferenceProfiles"): profiles.list,
                 ("bedrock", "DeleteInferenceProfile"): profiles.delete,
-                ("bedrock", "TagResource"): tags.tag_resource,
-                ("bedrock", "UntagResource"): tags.untag_resource,
+                ("bedrock", "TagResource"): self._retagging(tags.tag_resource),
+                ("bedrock", "UntagResource"): self._retagging(tags.untag_resource),
                 ("bedrock", "ListTagsForResource"): tags.list_tags_for_resource,
                 ("bedrock", "ListFoundationModels"): models.list,
                 ("bedrock", "GetFoundationModel"): models.get,
             }
         )
+
+    def _retagging(self, handler: Handler) -> Handler:
+        """A tagging operation that also refreshes metering's tag snapshot (and budgets) at once."""
+
+        async def tag(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+            result = await handler(ctx, params)
+            if self.meter is not None:
+                self.meter.invalidate_tags(ctx.account, ctx.region, params["resourceARN"].rsplit("/", 1)[-1])
+            return result
+
+        return tag
 
     # -- ASGI ------------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,6 +204,12 @@ class Outcrop:
         if raw_path == "/_outcrop/chaos" or raw_path.startswith("/_outcrop/chaos/"):
             body = await _read_body(receive) if body is None else body
             status, body = await chaos_endpoint(self.chaos, method, raw_path, body)
+            await _respond(send, status, [(b"content-type", b"application/json")], body, request_id)
+            return
+        if raw_path == "/_outcrop/usage" and self.store is not None:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            account = self._identify(headers, request_id, caller).account
+            status, body = await usage_endpoint(self.meter, self.store, account, method, scope.get("query_string", b""))
             await _respond(send, status, [(b"content-type", b"application/json")], body, request_id)
             return
         if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":
@@ -292,9 +319,15 @@ async def _respond_stream(
     """An event stream: each frame sent (and flushed) as the events arrive."""
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"x-amzn-requestid", request_id.encode())]})
-    async for frame in frames:
-        await send({"type": "http.response.body", "body": frame, "more_body": True})
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    try:
+        async for frame in frames:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        # A client gone mid-stream: close the stream now, so its usage is recorded now.
+        close = getattr(frames, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def create_app(config: Config | None = None) -> Outcrop:

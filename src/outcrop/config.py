@@ -94,6 +94,11 @@ class Config:
     catalog: CatalogExtras = field(default_factory=CatalogExtras)
     # First match wins; anything unmatched is served by the builtin model.
     deployments: tuple[Deployment, ...] = ()
+    # Metering (outcrop.metering): off only to measure its cost. ``[[prices]]``: on-demand prices that
+    # override the shipped ones: model and region (globs), input/output/cache_read/cache_write in USD per
+    # 1M tokens, effective_from (ISO-8601; default: always).
+    metering: bool = True
+    prices: tuple[dict[str, Any], ...] = ()
 
     def deployment_for(self, region: str, model_id: str) -> Deployment:
         return next((d for d in self.deployments if d.matches(region, model_id)), BUILTIN)
@@ -120,6 +125,7 @@ _ENV = {
     "OUTCROP_LOG_FORMAT": ("log_format", str),
     "OUTCROP_LOG_LEVEL": ("log_level", str),
     "OUTCROP_AUTH_MODE": ("auth_mode", str),
+    "OUTCROP_METERING": ("metering", lambda v: v.lower() not in ("0", "off", "false", "no")),
 }
 
 
@@ -143,6 +149,8 @@ def _from_file(path: Path) -> dict[str, Any]:
                 out["deployments"] = tuple(Deployment(**d) for d in value)
             except TypeError as e:
                 raise ConfigError(f"config file {path}: [[deployments]]: {e}") from e
+        elif key == "prices":
+            out["prices"] = tuple(dict(p) for p in value)
         elif key == "accounts":
             out["accounts"] = {str(k): str(v) for k, v in value.items()}
         elif key in known:
@@ -187,5 +195,12 @@ def _check(config: Config) -> None:
             raise ConfigError(f"deployments: the openai deployment for {d.region}/{d.model} needs a url")
     if config.auth_mode not in ("open", "strict"):
         raise ConfigError(f"auth_mode must be 'open' or 'strict', not {config.auth_mode!r}")
+    from outcrop.metering.prices import PriceError, parse_rule
+
+    for rule in config.prices:
+        try:
+            parse_rule(rule)
+        except PriceError as e:
+            raise ConfigError(f"prices: {e}") from e
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format must be 'text' or 'json'")

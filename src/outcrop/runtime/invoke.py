@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -23,7 +23,7 @@ from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog, FoundationModel
 from outcrop.errors import ServiceError, ValidationError
 from outcrop.providers.base import Target
-from outcrop.providers.messages import ChatRequest, Metadata, StreamEvent, Usage
+from outcrop.providers.messages import BlockDelta, ChatRequest, MessageStart, Metadata, StreamEvent, Usage
 from outcrop.providers.registry import Providers
 from outcrop.providers.tokens import count_request, count_text
 from outcrop.runtime.chaos import Chaos
@@ -56,9 +56,34 @@ class InvocationRecord:
     outcome: str = "success"  # or the AWS error code
     latency_ms: int = 0
     started: float = field(default_factory=time.monotonic)
+    # For metering: the modelId as called, the caller, time to first token of a stream, the HTTP status
+    # of a failure, and the profile's tags at admission (set by the sink).
+    requested_model_id: str = ""
+    principal: str = ""
+    first_token_ms: int | None = None
+    error_status: int | None = None
+    tags: dict[str, str] | None = None
 
 
-RecordSink = Callable[[InvocationRecord], None]
+class RecordSink(Protocol):
+    """Where records go (``outcrop.metering.Meter``): admission before the call, the record after it.
+
+    ``emit`` returns once the record is durable; the runtime awaits it before the answer completes.
+    """
+
+    async def admit(self, record: InvocationRecord) -> None: ...
+
+    async def emit(self, record: InvocationRecord) -> None: ...
+
+
+class LogSink:
+    """Records to the log only (no metering)."""
+
+    async def admit(self, record: InvocationRecord) -> None:
+        return None
+
+    async def emit(self, record: InvocationRecord) -> None:
+        log_record(record)
 
 
 def log_record(record: InvocationRecord) -> None:
@@ -95,13 +120,13 @@ class Dispatcher:
 class Runtime:
     def __init__(
         self, catalog: Catalog, store: Store, config: Config, chaos: Chaos | None = None,
-        sink: RecordSink = log_record,
+        sink: RecordSink | None = None,
     ) -> None:
         self.resolver = Resolver(catalog, store)
         self.providers = Providers()
         self.chaos = chaos or Chaos()
         self.dispatcher = Dispatcher(config, self.providers, self.chaos)
-        self.sink = sink
+        self.sink: RecordSink = sink or LogSink()
 
     def handlers(self) -> dict[tuple[str, str], Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]]:
         return {
@@ -120,8 +145,8 @@ class Runtime:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
         request = chat_request(params)
-        record = self._record(ctx, "Converse", resolution)
-        with self._recording(record):
+        record = self._record(ctx, "Converse", resolution, params["modelId"])
+        async with self._recording(record):
             response = await self.dispatcher.run(ctx, resolution, record, lambda p, t: p.chat(t, request))
             record.usage = response.usage
         return converse_output(response, record.latency_ms)
@@ -130,19 +155,19 @@ class Runtime:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
         request = chat_request(params)
-        record = self._record(ctx, "ConverseStream", resolution)
+        record = self._record(ctx, "ConverseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
         return {"stream": converse_events(events, record.started)}
 
     async def invoke_model(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         body = _json_body(params.get("body"))
-        record = self._record(ctx, "InvokeModel", resolution)
+        record = self._record(ctx, "InvokeModel", resolution, params["modelId"])
         model = resolution.model
         embedding = EMBEDDING_FAMILIES.get(model.family)
         if embedding is not None:
             embed_request = embedding.parse(body, model.model_id)
-            with self._recording(record):
+            async with self._recording(record):
                 embedded = await self.dispatcher.run(
                     ctx, resolution, record, lambda p, t: p.embed(t, embed_request)
                 )
@@ -151,7 +176,7 @@ class Runtime:
         else:
             family = _chat_family(model)
             request = family.parse(body, model.model_id)
-            with self._recording(record):
+            async with self._recording(record):
                 response = await self.dispatcher.run(ctx, resolution, record, lambda p, t: p.chat(t, request))
                 record.usage = response.usage
             out = family.render(response, model.model_id, ctx.request_id)
@@ -172,7 +197,7 @@ class Runtime:
             raise ValidationError("The model is unsupported for streaming.")
         family = _chat_family(model)
         request = family.parse(body, model.model_id)
-        record = self._record(ctx, "InvokeModelWithResponseStream", resolution)
+        record = self._record(ctx, "InvokeModelWithResponseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
         chunks = family.stream(events, model.model_id, ctx.request_id)
         return {"body": _payload_parts(chunks, record), "contentType": JSON}
@@ -191,9 +216,10 @@ class Runtime:
         return {"inputTokens": count_request(_chat_family(model).parse(body, model.model_id))}
 
     # -- plumbing --------------------------------------------------------------------------------------
-    def _record(self, ctx: RequestContext, operation: str, resolution: Resolution) -> InvocationRecord:
+    def _record(self, ctx: RequestContext, operation: str, resolution: Resolution, model_id: str) -> InvocationRecord:
         return InvocationRecord(
-            ctx.request_id, ctx.account, ctx.region, operation, resolution.model.model_id, resolution.profile_arn
+            ctx.request_id, ctx.account, ctx.region, operation, resolution.model.model_id, resolution.profile_arn,
+            requested_model_id=model_id, principal=ctx.principal_arn,
         )
 
     def _recording(self, record: InvocationRecord) -> _Recording:
@@ -205,27 +231,38 @@ class Runtime:
         async def start(provider: Any, target: Target) -> AsyncIterator[StreamEvent]:
             return await _primed(provider.chat_stream(target, request))
 
-        with _Recording(record, self.sink, on_success=False):
+        async with _Recording(record, self.sink, on_success=False):
             events = await self.dispatcher.run(ctx, resolution, record, start)
         return _observed(events, record, self.sink)
 
 
 class _Recording:
-    """Times an invocation and emits its record; an AWS error becomes the record's outcome."""
+    """Admits an invocation (budgets), times it and emits its record, durably, before the answer goes out.
+
+    An AWS error, admission's included, becomes the record's outcome.
+    """
 
     def __init__(self, record: InvocationRecord, sink: RecordSink, on_success: bool = True) -> None:
         self.record, self.sink, self.on_success = record, sink, on_success
 
-    def __enter__(self) -> _Recording:
+    async def __aenter__(self) -> _Recording:
+        try:
+            await self.sink.admit(self.record)
+        except ServiceError as e:
+            await self.__aexit__(type(e), e, None)
+            raise
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
         self.record.latency_ms = int((time.monotonic() - self.record.started) * 1000)
         if error is not None:
-            self.record.outcome = error.code if isinstance(error, ServiceError) else "InternalServerException"
-            self.sink(self.record)
+            if isinstance(error, ServiceError):
+                self.record.outcome, self.record.error_status = error.code, error.status
+            else:
+                self.record.outcome, self.record.error_status = "InternalServerException", 500
+            await self.sink.emit(self.record)
         elif self.on_success:
-            self.sink(self.record)
+            await self.sink.emit(self.record)
 
 
 async def _primed(stream: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
@@ -254,19 +291,30 @@ async def _empty() -> AsyncIterator[StreamEvent]:
 
 
 async def _observed(events: AsyncIterator[StreamEvent], record: InvocationRecord, sink: RecordSink) -> AsyncIterator[StreamEvent]:
+    """The stream, recording usage and time to first token. Its record is emitted (durably) when the stream
+    ends, before the answer's last byte, and also when the client abandons it (usage counted up to there)."""
+    input_tokens, output_tokens = 0, 0
     try:
         async for event in events:
             if isinstance(event, Metadata):
                 record.usage = event.usage
+            elif isinstance(event, MessageStart):
+                input_tokens = event.input_tokens or 0
+            elif isinstance(event, BlockDelta):
+                if record.first_token_ms is None:
+                    record.first_token_ms = int((time.monotonic() - record.started) * 1000)
+                output_tokens += count_text(event.text or event.tool_input or "")
             yield event
     except ServiceError as e:
-        record.outcome = e.code
+        record.outcome, record.error_status = e.code, e.status
         raise
     finally:
-        if record.usage is None and record.outcome == "success":
-            record.outcome = "ClientDisconnected"
+        if record.usage is None:
+            record.usage = Usage(input_tokens, output_tokens)
+            if record.outcome == "success":
+                record.outcome = "ClientDisconnected"
         record.latency_ms = int((time.monotonic() - record.started) * 1000)
-        sink(record)
+        await sink.emit(record)
 
 
 async def _payload_parts(chunks: AsyncIterator[dict[str, Any]], record: InvocationRecord) -> AsyncIterator[dict[str, Any]]:
@@ -317,4 +365,4 @@ def _chat_family(model: FoundationModel) -> ChatFamily:
     return family
 
 
-__all__ = ["EmbeddingFamily", "InvocationRecord", "Runtime"]
+__all__ = ["EmbeddingFamily", "InvocationRecord", "LogSink", "RecordSink", "Runtime"]

@@ -96,3 +96,67 @@ api_keys = Table(
     Column("policy", Text),
     Column("created_us", BigInteger, nullable=False),
 )
+
+
+# Metering (``outcrop.metering``): one row per invocation, written from the local journal in batches and
+# never updated; costs are integer pico-USD (10^-12), computed at invocation time with the price then in
+# effect, so a later price change never rewrites history.
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("time_us", BigInteger, nullable=False),
+    Column("account", String(12), nullable=False),
+    Column("source_region", String(32), nullable=False),
+    Column("inference_region", String(32)),
+    Column("operation", String(64), nullable=False),
+    # The modelId as the caller passed it, and the CloudWatch ModelId dimension it counts under.
+    Column("model_id", String(2048), nullable=False),
+    Column("model_dim", String(256), nullable=False),
+    Column("profile_arn", String(256)),
+    Column("profile_id", String(128)),
+    Column("profile_type", String(16)),
+    Column("foundation_model", String(128), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("ttft_ms", Integer),
+    # success | client_error | server_error | throttled, and the AWS error code of a failure.
+    Column("outcome", String(16), nullable=False),
+    Column("error_code", String(64)),
+    Column("cost_pusd", BigInteger, nullable=False),
+    Column("identity", String(2048), nullable=False),
+    # JSON object: the profile's tags at invocation time.
+    Column("tags", Text, nullable=False),
+    Index("ix_usage_events_account_time", "account", "time_us"),
+)
+
+# Sums of ``usage_events`` per minute ("m"), hour ("h") and day ("d"), maintained in the transaction that
+# inserts the events. ``tag_key`` = "" rows count every event once; rows with a tag key count the events
+# that carried that tag, by value.
+usage_rollups = Table(
+    "usage_rollups",
+    metadata,
+    Column("account", String(12), primary_key=True),
+    Column("granularity", String(1), primary_key=True),
+    Column("tag_key", String(128), primary_key=True),
+    Column("period_us", BigInteger, primary_key=True),
+    Column("source_region", String(32), primary_key=True),
+    Column("model_dim", String(256), primary_key=True),
+    Column("profile_arn", String(256), primary_key=True),
+    Column("foundation_model", String(128), primary_key=True),
+    Column("identity", String(512), primary_key=True),
+    Column("tag_value", String(256), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("client_errors", BigInteger, nullable=False),
+    Column("server_errors", BigInteger, nullable=False),
+    Column("throttles", BigInteger, nullable=False),
+    Column("latency_ms", BigInteger, nullable=False),
+    Column("cost_pusd", BigInteger, nullable=False),
+)

@@ -1,0 +1,242 @@
+"""The local journal: append-only files of usage events, fsync'd in groups.
+
+Each server process owns its segments, ``<owner>-<n>.jsonl`` in ``<data_dir>/metering/``, one JSON
+event per line, and holds an exclusive ``flock`` on ``<owner>.lock`` for as long as it lives; the kernel
+drops that lock when the process dies, however it dies. A segment whose owner's lock can be taken is an
+orphan (its process is gone) and any process may claim it, by taking the lock, and drain it.
+
+``append`` writes the line with one ``write(2)`` on the event loop (a copy into the page cache: a
+kill -9 after it returns loses nothing, only a machine crash could) and returns a future that resolves
+once an ``fdatasync`` covering it has returned. One flusher thread syncs whatever has accumulated since
+its last sync, so many invocations share one fsync and the event loop itself never waits on the disk.
+
+Segments roll over at ``segment_bytes``; a sealed segment is deleted once every event in it has been
+committed to the database (``release``). Replaying a segment twice is harmless: the database ingests
+by request ID, and an event it already holds is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class _Segment:
+    path: Path
+    fd: int
+    first_seq: int
+    last_seq: int = -1  # the sequence number of its last line, once sealed
+    size: int = 0
+    sealed: bool = False
+    synced: bool = False
+
+
+@dataclass
+class _Waiter:
+    seq: int
+    future: asyncio.Future[None]
+
+
+@dataclass
+class _FlushState:
+    written: int = 0  # sequence number of the last line written
+    synced: int = 0  # … and of the last line made durable
+    waiters: list[_Waiter] = field(default_factory=list)
+
+
+class Journal:
+    """This process's append-only event log."""
+
+    def __init__(self, directory: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+        self.directory = directory
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        # Locked under a private name, then renamed: no other process ever sees it unlocked.
+        hidden = directory / f".{self.owner}.lock.new"
+        self._lock_fd = os.open(hidden, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        hidden.rename(directory / f"{self.owner}.lock")
+        self._segment_bytes = segment_bytes
+        self._mutex = threading.Lock()
+        self._state = _FlushState()
+        self._segments: list[_Segment] = []
+        self._counter = 0
+        self._wake = threading.Event()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open_segment()
+        self._flusher = threading.Thread(target=self._run_flusher, name="outcrop-journal", daemon=True)
+        self._flusher.start()
+
+    # -- appending (event-loop thread) ---------------------------------------------------------------
+    def append(self, line: bytes) -> tuple[int, asyncio.Future[None]]:
+        """Write one event line; the future resolves when it is on disk. Returns (sequence, future)."""
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        future: asyncio.Future[None] = loop.create_future()
+        with self._mutex:
+            if self._closed:
+                raise RuntimeError("the journal is closed")
+            segment = self._segments[-1]
+            if segment.size >= self._segment_bytes:
+                segment.sealed, segment.last_seq = True, self._state.written
+                segment = self._open_segment()
+            _write_all(segment.fd, line)
+            segment.size += len(line)
+            self._state.written += 1
+            seq = self._state.written
+            self._state.waiters.append(_Waiter(seq, future))
+        self._wake.set()
+        return seq, future
+
+    def append_sync(self, line: bytes) -> int:
+        """Write one line and wait for its fsync (tools and tests, off the event loop)."""
+        with self._mutex:
+            segment = self._segments[-1]
+            _write_all(segment.fd, line)
+            segment.size += len(line)
+            self._state.written += 1
+            seq = self._state.written
+        os.fdatasync(segment.fd)
+        return seq
+
+    # -- releasing drained segments (drainer thread) -------------------------------------------------
+    def release(self, drained_seq: int) -> None:
+        """Every event up to ``drained_seq`` is in the database: delete the sealed segments it covers."""
+        with self._mutex:
+            done = [s for s in self._segments if s.sealed and s.synced and s.last_seq <= drained_seq]
+            self._segments = [s for s in self._segments if s not in done]
+        for segment in done:
+            os.close(segment.fd)
+            segment.path.unlink(missing_ok=True)
+
+    def close(self, *, drained_seq: int) -> None:
+        """Stop the flusher after a final sync; delete what was drained; release the owner lock."""
+        with self._mutex:
+            self._closed = True
+            current = self._segments[-1]
+            current.sealed, current.last_seq = True, self._state.written
+        self._wake.set()
+        self._flusher.join()
+        self.release(drained_seq)
+        for segment in self._segments:
+            os.close(segment.fd)
+        os.close(self._lock_fd)
+        if not self._segments:
+            (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
+
+    # -- the flusher thread --------------------------------------------------------------------------
+    def _run_flusher(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._mutex:
+                target = self._state.written
+                closing = self._closed
+                segments = [s for s in self._segments if not s.synced]
+            for segment in segments:
+                os.fdatasync(segment.fd)
+            with self._mutex:
+                for segment in segments:
+                    if segment.sealed and segment.last_seq <= target:
+                        segment.synced = True
+                self._state.synced = target
+                ready = [w for w in self._state.waiters if w.seq <= target]
+                self._state.waiters = [w for w in self._state.waiters if w.seq > target]
+            if ready and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_resolve, ready)
+            if closing and target == self._state.written:
+                return
+
+    def _open_segment(self) -> _Segment:
+        self._counter += 1
+        path = self.directory / f"{self.owner}-{self._counter:06d}.jsonl"
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        # The new file's directory entry must survive a crash too.
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        segment = _Segment(path, fd, first_seq=self._state.written + 1)
+        self._segments.append(segment)
+        return segment
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _resolve(waiters: list[_Waiter]) -> None:
+    for w in waiters:
+        if not w.future.done():
+            w.future.set_result(None)
+
+
+# -- recovery --------------------------------------------------------------------------------------
+@dataclass
+class Orphan:
+    """The segments of a process that is gone, claimed by this one (its lock held until ``done``)."""
+
+    directory: Path
+    owner: str
+    lock_fd: int
+    segments: list[Path]
+
+    def lines(self) -> Iterator[bytes]:
+        """Every complete line; a torn last line (the process died inside ``write``) is skipped."""
+        for path in self.segments:
+            data = path.read_bytes()
+            end = data.rfind(b"\n")
+            if end < 0:
+                continue
+            yield from (line for line in data[: end + 1].splitlines() if line)
+
+    def done(self) -> None:
+        for path in self.segments:
+            path.unlink(missing_ok=True)
+        (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
+        os.close(self.lock_fd)
+
+
+def claim_orphans(directory: Path, own_owner: str) -> list[Orphan]:
+    """The segments of dead processes, each owner's locked for this process to drain."""
+    if not directory.exists():
+        return []
+    owners: dict[str, list[Path]] = {}
+    for path in directory.glob("*.jsonl"):
+        owner = path.stem.rsplit("-", 1)[0]
+        owners.setdefault(owner, []).append(path)
+    for lock in directory.glob("*.lock"):
+        owners.setdefault(lock.stem, [])
+    claimed: list[Orphan] = []
+    for owner, paths in owners.items():
+        if owner == own_owner:
+            continue
+        try:
+            fd = os.open(directory / f"{owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        # Another claimant may have finished (and deleted) them between listing and locking.
+        paths = sorted(p for p in paths if p.exists())
+        claimed.append(Orphan(directory, owner, fd, paths))
+    return claimed
