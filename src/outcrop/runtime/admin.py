@@ -1,4 +1,7 @@
-"""``/_outcrop/chaos``: POST adds a rule, GET lists them, DELETE removes all (or ``/_outcrop/chaos/{id}``)."""
+"""``/_outcrop/chaos``: POST adds a rule, GET lists them, DELETE removes all (or ``/_outcrop/chaos/{id}``).
+
+Every server process sharing the database answers the same: GET reads the rules afresh.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,15 @@ from outcrop.runtime.chaos import Chaos
 async def chaos_endpoint(chaos: Chaos, method: str, path: str, body: bytes) -> tuple[int, bytes]:
     """Status and JSON body; errors as ``{"__type", "message"}``."""
     try:
-        return _handle(chaos, method, path, body)
+        return await _handle(chaos, method, path, body)
     except ServiceError as e:
         return e.status, orjson.dumps({"__type": e.code, "message": e.message})
 
 
-def _handle(chaos: Chaos, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+async def _handle(chaos: Chaos, method: str, path: str, body: bytes) -> tuple[int, bytes]:
     rule_id = path.removeprefix("/_outcrop/chaos").strip("/")
     if method == "GET" and not rule_id:
-        return 200, orjson.dumps({"rules": [r.describe() for r in chaos.rules.values()]})
+        return 200, orjson.dumps({"rules": [r.describe() for r in await chaos.rules(fresh=True)]})
     if method == "POST" and not rule_id:
         try:
             raw = orjson.loads(body or b"{}")
@@ -27,12 +30,12 @@ def _handle(chaos: Chaos, method: str, path: str, body: bytes) -> tuple[int, byt
             raise ValidationError(f"The body is not valid JSON: {e.msg}.") from None
         if not isinstance(raw, dict):
             raise ValidationError("The body must be one chaos rule, a JSON object.")
-        return 201, orjson.dumps(chaos.add(raw).describe())
+        return 201, orjson.dumps((await chaos.add(raw)).describe())
     if method == "DELETE":
         if not rule_id:
-            chaos.clear()
+            await chaos.clear()
             return 200, orjson.dumps({"rules": []})
-        if not chaos.remove(rule_id):
+        if not await chaos.remove(rule_id):
             raise NotFound(f"No chaos rule {rule_id}.")
         return 200, orjson.dumps({"deleted": rule_id})
     raise UnknownOperation(f"No outcrop endpoint at {method} {path}.")

@@ -9,22 +9,36 @@ fires with its probability (default 1):
 * ``outage``   → ServiceUnavailableException (503), as when the Region cannot serve
 * ``latency``  → waits ``latencyMs`` before the call (adds to time to first token)
 
-Rules live in the memory of the server process (one per worker when ``workers`` > 1).
+Rules are kept in the store (table ``chaos_rules``), so every server process sharing the database
+(``--workers``, replicas on PostgreSQL) applies the same ones. Invocations never read the database
+themselves: each process caches the rules and re-reads them at most every ``REFRESH_SECONDS``, and at
+once after it changes them itself. Without a store (embedded use, unit tests) they live in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import random
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from outcrop.errors import ModelError, ServiceUnavailable, Throttled, ValidationError
+import orjson
+from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from outcrop.errors import ModelError, ServiceUnavailable, Throttled, ValidationError
+from outcrop.store.engine import Store
+from outcrop.store.schema import chaos_rules
+
+log = logging.getLogger("outcrop.chaos")
 FAULTS = ("throttle", "error", "outage", "latency")
+# How stale another process's change may be when an invocation reads the rules.
+REFRESH_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,7 @@ class ChaosRule:
         return out
 
 
-def parse_rule(raw: Mapping[str, Any]) -> ChaosRule:
+def parse_rule(raw: Mapping[str, Any], rule_id: str | None = None) -> ChaosRule:
     problems = []
     region, fault, model = raw.get("region"), raw.get("fault"), raw.get("model")
     probability, latency = raw.get("probability", 1.0), raw.get("latencyMs", 0)
@@ -72,28 +86,83 @@ def parse_rule(raw: Mapping[str, Any]) -> ChaosRule:
         problems.append(f"unknown fields: {', '.join(sorted(unknown))}")
     if problems:
         raise ValidationError("Invalid chaos rule: " + "; ".join(problems) + ".")
-    return ChaosRule(secrets.token_hex(6), str(region), model, str(fault), float(probability), int(latency))
+    return ChaosRule(rule_id or secrets.token_hex(6), str(region), model, str(fault), float(probability),
+                     int(latency))
+
+
+def _stored(row: Mapping[str, Any]) -> ChaosRule:
+    raw = orjson.loads(row["rule"])
+    raw.pop("id", None)
+    return parse_rule(raw, row["rule_id"])
 
 
 class Chaos:
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self.rules: dict[str, ChaosRule] = {}
-        self.rng = rng or random.Random()
+    """The chaos rules of this server: in the store when ``attach``ed to one, else in memory."""
 
-    def add(self, raw: Mapping[str, Any]) -> ChaosRule:
+    def __init__(self, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.store: Store | None = None
+        self._rules: tuple[ChaosRule, ...] = ()
+        self._loaded_at = float("-inf")
+        self._loading: asyncio.Future[None] | None = None
+        # Reads may overlap (PostgreSQL reads run in threads): only a later-started read replaces the rules.
+        self._reads_started = 0
+        self._read_applied = 0
+
+    def attach(self, store: Store) -> None:
+        """Share rules with every process on ``store`` from now on."""
+        self.store = store
+        self._loaded_at = float("-inf")
+
+    async def rules(self, fresh: bool = False) -> tuple[ChaosRule, ...]:
+        """The rules in force: as cached (at most ``REFRESH_SECONDS`` old), or read now when ``fresh``."""
+        if self.store is None:
+            return self._rules
+        if fresh:
+            await self._load(self.store)
+        elif self.clock() - self._loaded_at >= REFRESH_SECONDS:
+            loading = self._loading
+            if loading is None:  # one read serves every invocation waiting for it
+                loading = self._loading = asyncio.ensure_future(self._load(self.store))
+                loading.add_done_callback(self._loaded)
+            await asyncio.shield(loading)
+        return self._rules
+
+    async def add(self, raw: Mapping[str, Any]) -> ChaosRule:
         rule = parse_rule(raw)
-        self.rules[rule.id] = rule
+        if self.store is None:
+            self._rules += (rule,)
+            return rule
+        row = {"rule_id": rule.id, "rule": orjson.dumps(rule.describe()).decode(),
+               "created_us": time.time_ns() // 1000}
+        await self.store.write(lambda conn: conn.execute(insert(chaos_rules).values(row)))
+        await self.rules(fresh=True)
         return rule
 
-    def remove(self, rule_id: str) -> bool:
-        return self.rules.pop(rule_id, None) is not None
+    async def remove(self, rule_id: str) -> bool:
+        if self.store is None:
+            kept = tuple(r for r in self._rules if r.id != rule_id)
+            removed, self._rules = len(kept) != len(self._rules), kept
+            return removed
 
-    def clear(self) -> None:
-        self.rules.clear()
+        def remove(conn: Connection) -> int:
+            return conn.execute(delete(chaos_rules).where(chaos_rules.c.rule_id == rule_id)).rowcount
+
+        removed = await self.store.write(remove) > 0
+        await self.rules(fresh=True)
+        return removed
+
+    async def clear(self) -> None:
+        if self.store is None:
+            self._rules = ()
+            return
+        await self.store.write(lambda conn: conn.execute(delete(chaos_rules)))
+        await self.rules(fresh=True)
 
     async def apply(self, region: str, model_id: str) -> None:
         """Raise (or delay) as the matching rules say."""
-        for rule in list(self.rules.values()):
+        for rule in await self.rules():
             if not rule.matches(region, model_id) or self.rng.random() >= rule.probability:
                 continue
             if rule.fault == "latency":
@@ -105,3 +174,22 @@ class Chaos:
                                  originalStatusCode=500)
             else:
                 raise ServiceUnavailable(f"The service is unavailable in {region} (outcrop chaos rule {rule.id}).")
+
+    async def _load(self, store: Store) -> None:
+        started = self.clock()
+        self._reads_started += 1
+        this_read = self._reads_started
+        query = select(chaos_rules.c.rule_id, chaos_rules.c.rule).order_by(chaos_rules.c.created_us,
+                                                                           chaos_rules.c.rule_id)
+        try:
+            rows = await store.read(lambda conn: [dict(r) for r in conn.execute(query).mappings()])
+        except SQLAlchemyError:
+            # A test tool must not fail invocations: keep the rules last read and try again later.
+            log.warning("could not read the chaos rules; keeping the %d last read", len(self._rules), exc_info=True)
+            self._loaded_at = started
+            return
+        if this_read > self._read_applied:
+            self._rules, self._read_applied, self._loaded_at = tuple(_stored(r) for r in rows), this_read, started
+
+    def _loaded(self, _: asyncio.Future[None]) -> None:
+        self._loading = None

@@ -160,3 +160,13 @@ usage_rollups = Table(
     Column("latency_ms", BigInteger, nullable=False),
     Column("cost_pusd", BigInteger, nullable=False),
 )
+
+# Chaos rules of ``/_outcrop/chaos`` (``outcrop.runtime.chaos``), shared by every server process; ``rule``
+# is the rule's JSON as GET lists it.
+chaos_rules = Table(
+    "chaos_rules",
+    metadata,
+    Column("rule_id", String(32), primary_key=True),
+    Column("rule", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
