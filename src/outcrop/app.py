@@ -42,6 +42,7 @@ from outcrop.errors import (
 from outcrop.metering import Meter, Prices
 from outcrop.metering.endpoint import usage_endpoint
 from outcrop.observability import Metrics
+from outcrop.routing.metrics import RoutingCollector
 from outcrop.runtime import Chaos, Runtime
 from outcrop.runtime.admin import chaos_endpoint
 from outcrop.store.engine import Store
@@ -114,12 +115,12 @@ class Outcrop:
         self.authorizer = Authorizer(self.catalog, store)
         if self.strict:
             self.authenticator = Authenticator(Identities(store), self.config.default_region, self.catalog.regions)
-        self.chaos.attach(store)
         if self.config.metering:
             prices = Prices.load(self.catalog, self.config.prices)
             self.meter = Meter(store, self.catalog, self.config.data_dir / "metering", self.metrics.registry, prices)
             self.meter.start()
         self.runtime = Runtime(self.catalog, store, self.config, self.chaos, sink=self.meter)
+        self.metrics.registry.register(RoutingCollector(self.runtime.router))
         self.handlers.update(self.runtime.handlers())
         self.handlers.update(
             {
@@ -274,6 +275,10 @@ class Outcrop:
         if path in ("/metrics", "/_outcrop/metrics") and method == "GET":
             body, content_type = self.metrics.render()
             await _respond(send, 200, [(b"content-type", content_type.encode())], body, request_id)
+            return
+        if path == "/_outcrop/routing" and method == "GET" and self.runtime is not None:
+            body = orjson.dumps(self.runtime.router.status())
+            await _respond(send, 200, [(b"content-type", b"application/json")], body, request_id)
             return
         if path == "/_outcrop/health" and method == "GET":
             status = 200 if self.ready else 503

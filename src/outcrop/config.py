@@ -64,12 +64,39 @@ class Deployment:
     # builtin: time to first token and generation speed (0: as fast as possible).
     ttft_ms: float = 0.0
     tokens_per_second: float = 0.0
+    # Capacity, enforced by the router (0: unlimited): concurrent requests, requests and tokens per minute.
+    max_concurrency: int = 0
+    rpm: int = 0
+    tpm: int = 0
+    # A label for /_outcrop/routing and /metrics (default: the backend and its place in the config).
+    name: str | None = None
 
     def matches(self, region: str, model_id: str) -> bool:
         return fnmatch.fnmatchcase(region, self.region) and fnmatch.fnmatchcase(model_id, self.model)
 
 
 BUILTIN = Deployment()
+
+STRATEGIES = ("source-first", "least-loaded", "ordered")
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How the router chooses among a profile's deployments (``[routing]``; see outcrop.routing)."""
+
+    # "source-first": the caller's Region while it has room, then the others; "least-loaded": every
+    # candidate on equal terms; "ordered": the profile's order, for failover only. Ties in the first
+    # two go to the least outstanding requests per unit of capacity.
+    strategy: str = "source-first"
+    # How long a request may wait for room when every candidate is at capacity (0: reject at once),
+    # and how many may wait at a time (beyond that: rejected at once).
+    max_wait_ms: int = 0
+    max_waiting: int = 1000
+    # The whole invocation, every failover attempt included (a stream: until its first event).
+    total_timeout_ms: int = 120_000
+    # Circuit breaker per deployment: opened by this many consecutive failures, probed after the cooldown.
+    breaker_failures: int = 5
+    breaker_cooldown_ms: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,7 @@ class Config:
     catalog: CatalogExtras = field(default_factory=CatalogExtras)
     # First match wins; anything unmatched is served by the builtin model.
     deployments: tuple[Deployment, ...] = ()
+    routing: Routing = field(default_factory=Routing)
     # Metering (outcrop.metering): off only to measure its cost. ``[[prices]]``: on-demand prices that
     # override the shipped ones: model and region (globs), input/output/cache_read/cache_write in USD per
     # 1M tokens, effective_from (ISO-8601; default: always).
@@ -102,6 +130,14 @@ class Config:
 
     def deployment_for(self, region: str, model_id: str) -> Deployment:
         return next((d for d in self.deployments if d.matches(region, model_id)), BUILTIN)
+
+    def deployments_for(self, region: str, model_id: str) -> tuple[Deployment, ...]:
+        """The first matching entry and every later entry with the same ``region`` and ``model`` globs
+        (a pool of backends for one pair); the builtin model when nothing matches."""
+        first = self.deployment_for(region, model_id)
+        if first is BUILTIN:
+            return (BUILTIN,)
+        return tuple(d for d in self.deployments if (d.region, d.model) == (first.region, first.model))
 
     @property
     def resolved_database_url(self) -> str:
@@ -149,6 +185,11 @@ def _from_file(path: Path) -> dict[str, Any]:
                 out["deployments"] = tuple(Deployment(**d) for d in value)
             except TypeError as e:
                 raise ConfigError(f"config file {path}: [[deployments]]: {e}") from e
+        elif key == "routing":
+            try:
+                out["routing"] = Routing(**value)
+            except TypeError as e:
+                raise ConfigError(f"config file {path}: [routing]: {e}") from e
         elif key == "prices":
             out["prices"] = tuple(dict(p) for p in value)
         elif key == "accounts":
@@ -185,7 +226,15 @@ def _check(config: Config) -> None:
     for key, account in config.accounts.items():
         if not (len(account) == 12 and account.isdigit()):
             raise ConfigError(f"accounts: {key} maps to {account!r}, which is not a 12-digit account ID")
+    r = config.routing
+    if r.strategy not in STRATEGIES:
+        raise ConfigError(f"routing: strategy {r.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if min(r.max_wait_ms, r.max_waiting, r.breaker_cooldown_ms) < 0 or r.total_timeout_ms <= 0 \
+            or r.breaker_failures < 1:
+        raise ConfigError("routing: waits and counts must be 0 or more, total_timeout_ms and breaker_failures 1 or more")
     for d in config.deployments:
+        if min(d.max_concurrency, d.rpm, d.tpm) < 0:
+            raise ConfigError(f"deployments: the capacity of {d.region}/{d.model} must be 0 (unlimited) or more")
         if d.backend not in BACKENDS:
             raise ConfigError(f"deployments: backend {d.backend!r} is not one of {', '.join(BACKENDS)}")
         if d.backend == "bedrock" and not d.api_key and not (d.aws_access_key_id and d.aws_secret_access_key):

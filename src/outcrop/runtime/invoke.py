@@ -1,8 +1,9 @@
 """The invocation pipeline of bedrock-runtime: Converse, ConverseStream, InvokeModel (+stream), CountTokens.
 
 Each operation: resolve ``modelId`` → translate the request (Converse or the model family's body) to
-the neutral form → the dispatcher picks a candidate deployment, applies chaos and calls its provider
-→ translate the neutral response back → one ``InvocationRecord`` (served Region, usage, outcome).
+the neutral form → the router (``outcrop.routing``) picks a deployment with room, applies chaos, calls
+its provider and fails over → translate the neutral response back → one ``InvocationRecord`` (served
+Region, usage, outcome). Results carry ``inferenceRegion``, sent as the ``x-outcrop-inference-region`` header.
 
 Streams are primed: the first event is awaited before the operation returns, so a failure before any
 output is an ordinary HTTP error; a failure after it becomes an exception frame (the wire layer's job).
@@ -26,6 +27,8 @@ from outcrop.providers.base import Target
 from outcrop.providers.messages import BlockDelta, ChatRequest, MessageStart, Metadata, StreamEvent, Usage
 from outcrop.providers.registry import Providers
 from outcrop.providers.tokens import count_request, count_text
+from outcrop.routing import Router
+from outcrop.routing.limits import estimate_chat, estimate_embedding
 from outcrop.runtime.chaos import Chaos
 from outcrop.runtime.converse import chat_request, converse_events, converse_output
 from outcrop.runtime.families import CHAT_FAMILIES, EMBEDDING_FAMILIES, ChatFamily, EmbeddingFamily
@@ -52,6 +55,7 @@ class InvocationRecord:
     model_id: str
     profile_arn: str | None
     served_region: str | None = None
+    attempts: int = 0  # deployments called, failovers included
     usage: Usage | None = None
     outcome: str = "success"  # or the AWS error code
     latency_ms: int = 0
@@ -94,29 +98,6 @@ def log_record(record: InvocationRecord) -> None:
     )
 
 
-class Dispatcher:
-    """Chooses where a resolved invocation runs and calls it there: the seam a router will replace.
-
-    Today: the candidate in the caller's Region if there is one, else the first; chaos applies there.
-    """
-
-    def __init__(self, config: Config, providers: Providers, chaos: Chaos) -> None:
-        self.config = config
-        self.providers = providers
-        self.chaos = chaos
-
-    async def run(
-        self, ctx: RequestContext, resolution: Resolution, record: InvocationRecord,
-        call: Callable[[Any, Target], Awaitable[T]],
-    ) -> T:
-        candidate = next((c for c in resolution.candidates if c.region == ctx.region), resolution.candidates[0])
-        deployment = self.config.deployment_for(candidate.region, candidate.model_id)
-        target = Target(candidate.region, candidate.model_id, deployment)
-        record.served_region = target.region
-        await self.chaos.apply(target.region, target.model_id)
-        return await call(self.providers.for_deployment(deployment), target)
-
-
 class Runtime:
     def __init__(
         self, catalog: Catalog, store: Store, config: Config, chaos: Chaos | None = None,
@@ -125,7 +106,7 @@ class Runtime:
         self.resolver = Resolver(catalog, store)
         self.providers = Providers()
         self.chaos = chaos or Chaos()
-        self.dispatcher = Dispatcher(config, self.providers, self.chaos)
+        self.router = Router(config, self.providers, self.chaos)
         self.sink: RecordSink = sink or LogSink()
 
     def handlers(self) -> dict[tuple[str, str], Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]]:
@@ -147,9 +128,11 @@ class Runtime:
         request = chat_request(params)
         record = self._record(ctx, "Converse", resolution, params["modelId"])
         async with self._recording(record):
-            response = await self.dispatcher.run(ctx, resolution, record, lambda p, t: p.chat(t, request))
+            response = await self.router.run(
+                ctx.region, resolution, record, lambda p, t: p.chat(t, request), estimate_chat(request)
+            )
             record.usage = response.usage
-        return converse_output(response, record.latency_ms)
+        return {**converse_output(response, record.latency_ms), "inferenceRegion": record.served_region}
 
     async def converse_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
@@ -157,7 +140,7 @@ class Runtime:
         request = chat_request(params)
         record = self._record(ctx, "ConverseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
-        return {"stream": converse_events(events, record.started)}
+        return {"stream": converse_events(events, record.started), "inferenceRegion": record.served_region}
 
     async def invoke_model(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
@@ -168,8 +151,9 @@ class Runtime:
         if embedding is not None:
             embed_request = embedding.parse(body, model.model_id)
             async with self._recording(record):
-                embedded = await self.dispatcher.run(
-                    ctx, resolution, record, lambda p, t: p.embed(t, embed_request)
+                embedded = await self.router.run(
+                    ctx.region, resolution, record, lambda p, t: p.embed(t, embed_request),
+                    estimate_embedding(embed_request),
                 )
                 record.usage = embedded.usage
             out = embedding.render(embedded, embed_request, ctx.request_id)
@@ -177,7 +161,9 @@ class Runtime:
             family = _chat_family(model)
             request = family.parse(body, model.model_id)
             async with self._recording(record):
-                response = await self.dispatcher.run(ctx, resolution, record, lambda p, t: p.chat(t, request))
+                response = await self.router.run(
+                    ctx.region, resolution, record, lambda p, t: p.chat(t, request), estimate_chat(request)
+                )
                 record.usage = response.usage
             out = family.render(response, model.model_id, ctx.request_id)
         usage = record.usage or Usage(0, 0)
@@ -187,6 +173,7 @@ class Runtime:
             "invocationLatency": str(record.latency_ms),
             "inputTokenCount": str(usage.input_tokens),
             "outputTokenCount": str(usage.output_tokens),
+            "inferenceRegion": record.served_region,
         }
 
     async def invoke_model_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -200,7 +187,7 @@ class Runtime:
         record = self._record(ctx, "InvokeModelWithResponseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
         chunks = family.stream(events, model.model_id, ctx.request_id)
-        return {"body": _payload_parts(chunks, record), "contentType": JSON}
+        return {"body": _payload_parts(chunks, record), "contentType": JSON, "inferenceRegion": record.served_region}
 
     async def count_tokens(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"], invocation=False)
@@ -232,7 +219,7 @@ class Runtime:
             return await _primed(provider.chat_stream(target, request))
 
         async with _Recording(record, self.sink, on_success=False):
-            events = await self.dispatcher.run(ctx, resolution, record, start)
+            events = await self.router.open_stream(ctx.region, resolution, record, start, estimate_chat(request))
         return _observed(events, record, self.sink)
 
 

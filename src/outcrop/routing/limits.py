@@ -1,0 +1,138 @@
+"""Capacity of one deployment: concurrent requests, requests per minute, tokens per minute.
+
+Everything runs on one event loop, so the limits are plain counters and token buckets, with no locks
+or semaphores: admission is a synchronous check-and-take that cannot interleave with another one.
+
+* Concurrency: ``outstanding`` requests against ``max_concurrency``; a stream is outstanding until it ends.
+* RPM and TPM: token buckets that refill continuously (capacity per minute, ``capacity / 60`` per second)
+  and start full. A request takes one request token and an *estimate* of its tokens (input tokens plus
+  the output it may produce); when its usage is known, the difference is trued up, so the TPM bucket may
+  go into debt when a request used more than estimated, and later requests wait for it to refill.
+
+0 means unlimited for each limit. Nothing is queued here: a request that does not fit is told so, with
+the time after which it might (``retry_after``), and the router decides whether to wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from outcrop.providers.messages import ChatRequest, EmbedRequest
+from outcrop.providers.tokens import count_request, count_text
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class TokenBucket:
+    """``per_minute`` tokens a minute, at most ``per_minute`` saved up; the level may go negative (debt)."""
+
+    per_minute: int
+    clock: Clock = time.monotonic
+    level: float = field(init=False)
+    updated: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.level = float(self.per_minute)
+        self.updated = self.clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(float(self.per_minute), self.level + (now - self.updated) * self.per_minute / 60)
+        self.updated = now
+
+    def available(self) -> float:
+        self._refill()
+        return self.level
+
+    def fits(self, amount: float) -> bool:
+        # A request larger than the whole bucket is admitted when the bucket is full, or it would never be.
+        return self.available() >= min(amount, self.per_minute)
+
+    def take(self, amount: float) -> None:
+        self._refill()
+        self.level -= amount
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` (capped at the bucket size) is available."""
+        missing = min(amount, self.per_minute) - self.available()
+        return max(0.0, missing * 60 / self.per_minute)
+
+
+class Capacity:
+    """The limits of one deployment and what is in use of them."""
+
+    def __init__(self, max_concurrency: int = 0, rpm: int = 0, tpm: int = 0, clock: Clock = time.monotonic) -> None:
+        self.max_concurrency = max_concurrency
+        self.outstanding = 0
+        self.requests = TokenBucket(rpm, clock) if rpm else None
+        self.tokens = TokenBucket(tpm, clock) if tpm else None
+
+    @property
+    def weight(self) -> int:
+        """How much load this deployment takes relative to others (for least-outstanding choice)."""
+        return self.max_concurrency or 1
+
+    def load(self) -> float:
+        return self.outstanding / self.weight
+
+    def has_room(self, estimate: int) -> bool:
+        if self.max_concurrency and self.outstanding >= self.max_concurrency:
+            return False
+        if self.requests is not None and not self.requests.fits(1):
+            return False
+        return self.tokens is None or self.tokens.fits(estimate)
+
+    def try_acquire(self, estimate: int) -> Lease | None:
+        """Take room for one request of ``estimate`` tokens, or None when it does not fit now."""
+        if not self.has_room(estimate):
+            return None
+        self.outstanding += 1
+        if self.requests is not None:
+            self.requests.take(1)
+        if self.tokens is not None:
+            self.tokens.take(estimate)
+        return Lease(self, estimate)
+
+    def retry_after(self, estimate: int) -> float | None:
+        """Seconds until a bucket has room, or None when only a finishing request can make room."""
+        if self.max_concurrency and self.outstanding >= self.max_concurrency:
+            return None
+        waits = [0.0]
+        if self.requests is not None:
+            waits.append(self.requests.wait_for(1))
+        if self.tokens is not None:
+            waits.append(self.tokens.wait_for(estimate))
+        return max(waits)
+
+
+class Lease:
+    """Room held by one request; ``release`` exactly once, with the tokens it really used if known."""
+
+    def __init__(self, capacity: Capacity, estimate: int) -> None:
+        self.capacity = capacity
+        self.estimate = estimate
+        self.released = False
+
+    def release(self, used_tokens: int | None = None) -> None:
+        if self.released:
+            return
+        self.released = True
+        self.capacity.outstanding -= 1
+        if used_tokens is not None and self.capacity.tokens is not None:
+            self.capacity.tokens.take(used_tokens - self.estimate)  # true-up: a refund when negative
+
+
+# Output assumed for a request that sets no maximum, until its usage trues the estimate up.
+DEFAULT_OUTPUT_ESTIMATE = 512
+
+
+def estimate_chat(request: ChatRequest) -> int:
+    """Tokens a chat request is expected to use: its input, plus its maximum output (or a default)."""
+    return count_request(request) + (request.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+
+
+def estimate_embedding(request: EmbedRequest) -> int:
+    return sum(count_text(t) for t in request.texts)
