@@ -115,6 +115,7 @@ class Outcrop:
         self.authorizer = Authorizer(self.catalog, store)
         if self.strict:
             self.authenticator = Authenticator(Identities(store), self.config.default_region, self.catalog.regions)
+        self.chaos.attach(store)
         if self.config.metering:
             prices = Prices.load(self.catalog, self.config.prices)
             self.meter = Meter(store, self.catalog, self.config.data_dir / "metering", self.metrics.registry, prices)
