@@ -241,7 +241,7 @@ class Outcrop:
             result = await handler(ctx, params)
             if op.has_event_stream_output:
                 status, out_headers, frames = stream_output(op, result, request_id)
-                await _respond_stream(send, status, out_headers, frames, request_id)
+                await _respond_stream(send, status, out_headers, frames, request_id, receive)
                 return
             status, out_headers, payload = serialize_output(op, result)
         except ServiceError as e:
@@ -321,20 +321,33 @@ async def _respond(
 
 
 async def _respond_stream(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], frames: AsyncIterator[bytes], request_id: str
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], frames: AsyncIterator[bytes], request_id: str,
+    receive: Receive | None = None,
 ) -> None:
-    """An event stream: each frame sent (and flushed) as the events arrive."""
+    """An event stream: each frame sent (and flushed) as the events arrive; stopped when the client leaves."""
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"x-amzn-requestid", request_id.encode())]})
+    gone = asyncio.ensure_future(_disconnect(receive)) if receive is not None else None
     try:
         async for frame in frames:
+            if gone is not None and gone.done():
+                break
             await send({"type": "http.response.body", "body": frame, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
+        if gone is not None:
+            gone.cancel()
         # A client gone mid-stream: close the stream now, so its usage is recorded now.
         close = getattr(frames, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Returns when the client has gone (the request body was read before the stream began)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(config: Config | None = None) -> Outcrop:

@@ -127,6 +127,46 @@ def _add_identity_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
             p.set_defaults(func=_identities)
 
 
+def _usage(args: argparse.Namespace) -> int:
+    """``outcrop usage`` / ``outcrop costs``: the report of ``GET /_outcrop/usage``, read from the database."""
+    from outcrop.metering.queries import QueryError, parse_query, run_query
+    from outcrop.metering.report import render
+    from outcrop.store.engine import Store
+
+    config = load_config(args.config, database_url=args.database)
+    account = args.account or config.default_account
+    try:
+        query = parse_query(account, args.since, args.until, args.granularity, args.group_by or [])
+    except QueryError as e:
+        print(f"outcrop: {e}", file=sys.stderr)
+        return 2
+    store = Store(config.resolved_database_url)
+    try:
+        store.migrate()
+        report = store.read_sync(lambda conn: run_query(conn, query, args.source))
+    finally:
+        store.close()
+    report["account"] = account
+    sys.stdout.write(render(report, args.format, costs=args.command == "costs"))
+    return 0
+
+
+def _add_usage_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for command, what in (("usage", "invocations, tokens, errors and cost"), ("costs", "cost and tokens")):
+        parser = sub.add_parser(command, help=f"report {what} per period and group (as GET /_outcrop/usage)")
+        parser.add_argument("--since", help="ISO-8601 start (default: the first of this month, UTC)")
+        parser.add_argument("--until", help="ISO-8601 end (default: now)")
+        parser.add_argument("--granularity", choices=("minute", "hour", "day", "month"), help="one row per period")
+        parser.add_argument("--group-by", action="append", metavar="KEY",
+                            help="profile, model, region, identity, modelId or tag:KEY (repeatable)")
+        parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+        parser.add_argument("--account", help="the 12-digit account (default: the configured default account)")
+        parser.add_argument("--source", choices=("rollups", "events"), default="rollups", help=argparse.SUPPRESS)
+        parser.add_argument("--database", help="SQLAlchemy URL (default: the one outcrop serve uses)")
+        parser.add_argument("--config", help="TOML config file")
+        parser.set_defaults(func=_usage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="outcrop", description="Amazon Bedrock inference profiles, self-hosted.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="open (default): accept any caller; strict: authenticate and authorize every request")
     serve.set_defaults(func=_serve)
     _add_identity_commands(sub)
+    _add_usage_commands(sub)
     return parser
 
 
