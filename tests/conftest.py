@@ -161,7 +161,7 @@ def make_client(endpoint: str, service: str = "bedrock", region: str = "us-east-
         aws_secret_access_key=SECRET_KEY,
         config=BotoConfig(
             parameter_validation=validate,
-            retries={"max_attempts": retries + 1, "mode": "standard"},
+            retries={"total_max_attempts": retries + 1, "mode": "standard"},
             read_timeout=60,
             connect_timeout=5,
         ),
