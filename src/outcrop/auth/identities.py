@@ -27,7 +27,7 @@ import orjson
 import regex
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
-from outcrop.store.engine import Query, Store
+from outcrop.store.engine import Statement, Store
 from outcrop.store.schema import access_keys, api_keys
 
 __all__ = [
@@ -78,7 +78,7 @@ def _iso(us: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(us / 1_000_000))
 
 
-_ACCESS_KEY_BY_ID = Query(
+_ACCESS_KEY_BY_ID = Statement(
     select(
         access_keys.c.secret_access_key,
         access_keys.c.account,
@@ -86,7 +86,7 @@ _ACCESS_KEY_BY_ID = Query(
         access_keys.c.policy,
     ).where(access_keys.c.access_key_id == bindparam("access_key_id"))
 )
-_API_KEY_BY_HASH = Query(
+_API_KEY_BY_HASH = Statement(
     select(api_keys.c.key_id, api_keys.c.account, api_keys.c.user_name, api_keys.c.policy).where(
         api_keys.c.key_hash == bindparam("key_hash")
     )

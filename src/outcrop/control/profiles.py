@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from outcrop.config import Config
@@ -33,12 +33,13 @@ from outcrop.control.identifiers import PROFILE_ARN, application_arn, parse_iden
 from outcrop.control.pagination import PageTokens
 from outcrop.control.tags import check_new_tags
 from outcrop.errors import Conflict, NotFound, ServiceQuotaExceeded, ValidationError
-from outcrop.store.engine import Query, Store
+from outcrop.store.engine import Statement, Store, savepoint
 from outcrop.store.schema import idempotency_tokens, inference_profiles, profile_counts, profile_tags
 from outcrop.store.upsert import insert_ignore
 
 UTC = dt.UTC
 ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+ID_SPACE = 36**12
 COPY_FROM_MESSAGE = "copyFrom must be a valid inference profile model source ARN."
 DEFAULT_PAGE_SIZE = 100
 OPERATION_CREATE = "CreateInferenceProfile"
@@ -55,6 +56,16 @@ class _Clock:
         with self._lock:
             self._last = max(self._last + 1, time.time_ns() // 1000)
             return self._last
+
+
+def new_profile_id() -> str:
+    """12 characters of ``[a-z0-9]``, uniformly random (128 random bits reduced modulo 36**12)."""
+    n = secrets.randbits(128) % ID_SPACE
+    digits = []
+    for _ in range(12):
+        n, d = divmod(n, 36)
+        digits.append(ID_ALPHABET[d])
+    return "".join(digits)
 
 
 def from_us(us: int) -> dt.datetime:
@@ -106,22 +117,17 @@ class InferenceProfiles:
             )
         ).hexdigest()
         quota = self.config.application_profile_quota
+        models_json = orjson.dumps(models).decode()
 
         def write(conn: Connection) -> dict[str, Any]:
             if token is not None:
                 replay = _replay(conn, ctx, token, request_hash)
                 if replay is not None:
                     return replay
-            if conn.execute(
-                select(inference_profiles.c.profile_id).where(
-                    inference_profiles.c.account == ctx.account,
-                    inference_profiles.c.region == ctx.region,
-                    inference_profiles.c.name == name,
-                )
-            ).first():
+            if _FIND_NAME.first(conn, {"account": ctx.account, "region": ctx.region, "name": name}):
                 raise _duplicate_name(name)
             now = self.clock.now_us()
-            profile_id = "".join(secrets.choice(ID_ALPHABET) for _ in range(12))
+            profile_id = new_profile_id()
             response = {
                 "inferenceProfileArn": application_arn(ctx.region, ctx.account, profile_id),
                 "status": "ACTIVE",
@@ -129,24 +135,25 @@ class InferenceProfiles:
             try:
                 # The quota is taken in the same savepoint as the inserts, so that losing a race below
                 # gives the slot back.
-                with conn.begin_nested():
+                with savepoint(conn):
                     _take_quota(conn, ctx, quota)
-                    conn.execute(
-                        insert(inference_profiles).values(
-                            account=ctx.account,
-                            region=ctx.region,
-                            profile_id=profile_id,
-                            name=name,
-                            description=description,
-                            models=orjson.dumps(models).decode(),
-                            source_arn=copy_from,
-                            created_us=now,
-                            updated_us=now,
-                        )
+                    _INSERT_PROFILE.execute(
+                        conn,
+                        {
+                            "account": ctx.account,
+                            "region": ctx.region,
+                            "profile_id": profile_id,
+                            "name": name,
+                            "description": description,
+                            "models": models_json,
+                            "source_arn": copy_from,
+                            "created_us": now,
+                            "updated_us": now,
+                        },
                     )
                     if tags:
-                        conn.execute(
-                            insert(profile_tags),
+                        _INSERT_TAG.executemany(
+                            conn,
                             [
                                 {"account": ctx.account, "region": ctx.region, "profile_id": profile_id,
                                  "key": t["key"], "value": t["value"]}
@@ -154,12 +161,13 @@ class InferenceProfiles:
                             ],
                         )
                     if token is not None:
-                        conn.execute(
-                            insert(idempotency_tokens).values(
-                                account=ctx.account, region=ctx.region, operation=OPERATION_CREATE,
-                                token=token, request_hash=request_hash,
-                                response=orjson.dumps(response).decode(), created_us=now,
-                            )
+                        _INSERT_TOKEN.execute(
+                            conn,
+                            {
+                                "account": ctx.account, "region": ctx.region, "operation": OPERATION_CREATE,
+                                "token": token, "request_hash": request_hash,
+                                "response": orjson.dumps(response).decode(), "created_us": now,
+                            },
                         )
             except IntegrityError:
                 # Another server process committed the same name or token after the checks above (it may
@@ -297,30 +305,59 @@ def _tag_key(ctx: RequestContext, profile_id: str) -> tuple[Any, ...]:
 
 # Hot-path statements are built once, with bind parameters, so each call reuses the compiled SQL.
 _P = inference_profiles.c
-_SELECT_PROFILE = Query(
+_SELECT_PROFILE = Statement(
     select(inference_profiles).where(
         _P.account == bindparam("account"), _P.region == bindparam("region"), _P.profile_id == bindparam("pid")
     )
 )
-_FIRST_PAGE = Query(
+_FIRST_PAGE = Statement(
     select(inference_profiles)
     .where(_P.account == bindparam("account"), _P.region == bindparam("region"))
     .order_by(_P.created_us, _P.profile_id)
     .limit(bindparam("n"))
 )
-_NEXT_PAGE = Query(
+# A row-value comparison, so both databases resume the page as a range scan of the ordering index.
+_NEXT_PAGE = Statement(
     select(inference_profiles)
     .where(
         _P.account == bindparam("account"),
         _P.region == bindparam("region"),
-        or_(
-            _P.created_us > bindparam("created"),
-            and_(_P.created_us == bindparam("created"), _P.profile_id > bindparam("pid")),
-        ),
+        tuple_(_P.created_us, _P.profile_id) > tuple_(bindparam("created"), bindparam("pid")),
     )
     .order_by(_P.created_us, _P.profile_id)
     .limit(bindparam("n"))
 )
+_T = idempotency_tokens.c
+_FIND_TOKEN = Statement(
+    select(_T.request_hash, _T.response).where(
+        _T.account == bindparam("account"),
+        _T.region == bindparam("region"),
+        _T.operation == bindparam("operation"),
+        _T.token == bindparam("token"),
+    )
+)
+_FIND_NAME = Statement(
+    select(_P.profile_id).where(
+        _P.account == bindparam("account"), _P.region == bindparam("region"), _P.name == bindparam("name")
+    )
+)
+_C = profile_counts.c
+# (UPDATE reserves bind names equal to column names, hence the ``k_`` prefix.)
+_TAKE_QUOTA = Statement(
+    update(profile_counts)
+    .where(_C.account == bindparam("k_account"), _C.region == bindparam("k_region"), _C.n < bindparam("quota"))
+    .values(n=_C.n + 1)
+)
+_COUNT = Statement(select(_C.n).where(_C.account == bindparam("account"), _C.region == bindparam("region")))
+
+
+def _inserting(table: Table) -> Statement:
+    return Statement(insert(table), columns=[c.name for c in table.c])
+
+
+_INSERT_PROFILE = _inserting(inference_profiles)
+_INSERT_TAG = _inserting(profile_tags)
+_INSERT_TOKEN = _inserting(idempotency_tokens)
 
 
 def _select_profile(conn: Connection, ctx: RequestContext, profile_id: str) -> Mapping[str, Any] | None:
@@ -339,31 +376,28 @@ def _page_rows(
 
 
 def _replay(conn: Connection, ctx: RequestContext, token: str, request_hash: str) -> dict[str, Any] | None:
-    t = idempotency_tokens.c
-    row = conn.execute(
-        select(t.request_hash, t.response).where(
-            t.account == ctx.account, t.region == ctx.region, t.operation == OPERATION_CREATE, t.token == token
-        )
-    ).first()
+    row = _FIND_TOKEN.first(
+        conn, {"account": ctx.account, "region": ctx.region, "operation": OPERATION_CREATE, "token": token}
+    )
     if row is None:
         return None
-    if row.request_hash != request_hash:
+    if row["request_hash"] != request_hash:
         raise Conflict(
             f"The clientRequestToken {token} was already used for a CreateInferenceProfile request with "
             "different parameters. Use a new token for a new request."
         )
-    result: dict[str, Any] = orjson.loads(row.response)
+    result: dict[str, Any] = orjson.loads(row["response"])
     return result
 
 
 def _take_quota(conn: Connection, ctx: RequestContext, quota: int) -> None:
-    c = profile_counts.c
-    conn.execute(insert_ignore(conn, profile_counts, {"account": ctx.account, "region": ctx.region, "n": 0}))
-    taken = conn.execute(
-        update(profile_counts)
-        .where(c.account == ctx.account, c.region == ctx.region, c.n < quota)
-        .values(n=c.n + 1)
-    ).rowcount
+    key = {"account": ctx.account, "region": ctx.region}
+    take = {"k_account": ctx.account, "k_region": ctx.region, "quota": quota}
+    taken = _TAKE_QUOTA.execute(conn, take)
+    if not taken and _COUNT.first(conn, key) is None:
+        # The first profile of this account and Region: create its counter, then take a slot from it.
+        conn.execute(insert_ignore(conn, profile_counts, {**key, "n": 0}))
+        taken = _TAKE_QUOTA.execute(conn, take)
     if not taken:
         raise ServiceQuotaExceeded(
             f"You have reached the quota of {quota} application inference profiles in {ctx.region} for "
@@ -384,7 +418,3 @@ def _check_project(params: Mapping[str, Any], kind: str) -> None:
             f"projectIdentifier must be 'default', not '{project}'."
         )
 
-
-def count_profiles(conn: Connection, account: str, region: str) -> int:
-    c = inference_profiles.c
-    return int(conn.execute(select(func.count()).where(c.account == account, c.region == region)).scalar_one())

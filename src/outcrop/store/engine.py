@@ -15,18 +15,23 @@ the network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import os
 import queue
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.sql import Executable
 
 from outcrop.errors import ServiceError
 
@@ -96,32 +101,43 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-class Query:
-    """A Core SELECT, compiled once per dialect.
+class Statement:
+    """A Core statement with bind parameters, compiled once per dialect.
 
-    On SQLite the compiled SQL runs directly on the driver connection: the statement and parameters are
+    On SQLite the compiled SQL runs directly on the driver connection: the statement and values are
     exactly those SQLAlchemy would send, without its per-execution bookkeeping, which is most of the cost
-    of the hottest reads (GetInferenceProfile). Elsewhere it runs through SQLAlchemy as usual.
+    of the hottest paths (GetInferenceProfile, each CreateInferenceProfile in a write batch). Elsewhere it
+    runs through SQLAlchemy as usual. Constraint violations surface as SQLAlchemy's ``IntegrityError``
+    on both paths.
     """
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Executable, columns: list[str] | None = None) -> None:
+        """``columns``: for an INSERT, the columns every execution supplies, in any order."""
         self.statement = statement
-        self._keys = [c.key for c in statement.selected_columns]
-        self._compiled: dict[str, tuple[str, tuple[str, ...], Any]] = {}
+        self._columns = columns
+        selected = getattr(statement, "selected_columns", None)
+        self._keys = [c.key for c in selected] if selected is not None else []
+        self._sqlite: tuple[str, tuple[str, ...], Any, bool] | None = None
+
+    def _compiled(self, conn: Connection) -> tuple[str, tuple[str, ...], Any, bool]:
+        if self._sqlite is None:
+            c = self.statement.compile(dialect=conn.dialect, column_keys=self._columns)  # type: ignore[attr-defined]
+            positions = tuple(c.positiontup or ())
+            # Values SQLAlchemy supplies itself (SQLite's OFFSET of a LIMIT) need construct_params.
+            own = {k for k, b in c.binds.items() if b.value is not None and not b.required}
+            self._sqlite = (str(c), positions, c, bool(own & set(positions)))
+        return self._sqlite
+
+    def _args(self, conn: Connection, params: dict[str, Any]) -> tuple[str, list[Any]]:
+        sql, positions, c, needs_defaults = self._compiled(conn)
+        values = c.construct_params(params) if needs_defaults else params
+        return sql, [values[p] for p in positions]
 
     def all(self, conn: Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
         if conn.dialect.name != "sqlite":
-            return [dict(row) for row in conn.execute(self.statement, params).mappings()]
-        compiled = self._compiled.get("sqlite")
-        if compiled is None:
-            c = self.statement.compile(dialect=conn.dialect)
-            compiled = (str(c), tuple(c.positiontup or ()), c)
-            self._compiled["sqlite"] = compiled
-        sql, positions, c = compiled
-        # Bound values include those SQLAlchemy supplies itself (SQLite's OFFSET of a LIMIT).
-        values = c.construct_params(params)
-        driver = conn.connection.driver_connection
-        cursor = driver.execute(sql, [values[p] for p in positions])  # type: ignore[union-attr]
+            return [dict(row) for row in conn.execute(self.statement, params).mappings()]  # type: ignore[call-overload]
+        sql, args = self._args(conn, params)
+        cursor = _driver(conn).execute(sql, args)
         keys = self._keys
         return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
 
@@ -129,17 +145,87 @@ class Query:
         rows = self.all(conn, params)
         return rows[0] if rows else None
 
+    def execute(self, conn: Connection, params: dict[str, Any]) -> int:
+        """Run a DML statement; the number of rows it changed."""
+        if conn.dialect.name != "sqlite":
+            return int(conn.execute(self.statement, params).rowcount)  # type: ignore[call-overload, attr-defined]
+        sql, args = self._args(conn, params)
+        try:
+            return int(_driver(conn).execute(sql, args).rowcount)
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(sql, args, e) from e
+
+    def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if conn.dialect.name != "sqlite":
+            conn.execute(self.statement, rows)  # type: ignore[call-overload]
+            return
+        sql, _, _, _ = self._compiled(conn)
+        args = [self._args(conn, row)[1] for row in rows]
+        try:
+            _driver(conn).executemany(sql, args)
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(sql, args, e) from e
+
+
+def _driver(conn: Connection) -> Any:
+    return conn.connection.driver_connection
+
+
+_SAVEPOINTS = itertools.count()
+
+
+@contextlib.contextmanager
+def savepoint(conn: Connection) -> Iterator[None]:
+    """A SAVEPOINT around the block: rolled back (and the error re-raised) if the block raises.
+
+    On SQLite it is issued on the driver connection, a few microseconds instead of SQLAlchemy's nested
+    transaction bookkeeping; on PostgreSQL it is SQLAlchemy's ``begin_nested``.
+    """
+    if conn.dialect.name != "sqlite":
+        with conn.begin_nested():
+            yield
+        return
+    name = f"sp{next(_SAVEPOINTS)}"
+    driver = _driver(conn)
+    driver.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        driver.execute(f"ROLLBACK TO {name}")
+        driver.execute(f"RELEASE {name}")
+        raise
+    driver.execute(f"RELEASE {name}")
+
 
 class _Job:
-    __slots__ = ("fn", "future")
+    """One submitted write: resolved through an asyncio future (``loop`` set) or a concurrent one."""
 
-    def __init__(self, fn: Callable[[Connection], Any]) -> None:
+    __slots__ = ("fn", "future", "loop", "ok", "value")
+
+    def __init__(self, fn: Callable[[Connection], Any], loop: asyncio.AbstractEventLoop | None) -> None:
         self.fn = fn
-        self.future: Future[Any] = Future()
+        self.loop = loop
+        self.future: asyncio.Future[Any] | Future[Any] = loop.create_future() if loop else Future()
+        self.ok = False
+        self.value: Any = None
+
+
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        if job.future.done():  # the awaiting task was cancelled
+            continue
+        if job.ok:
+            job.future.set_result(job.value)
+        else:
+            job.future.set_exception(job.value)
 
 
 class GroupCommitWriter:
-    """Runs submitted write functions in batches, one transaction and one COMMIT per batch."""
+    """Runs submitted write functions in batches, one transaction and one COMMIT per batch.
+
+    Each function runs in its own SAVEPOINT, so one failing (a duplicate name, say) leaves the others of
+    its batch untouched. Results reach their event loop once per batch, not once per job.
+    """
 
     def __init__(self, engine: Engine, *, max_batch: int = 256, name: str = "outcrop-writer") -> None:
         self._engine = engine
@@ -149,15 +235,20 @@ class GroupCommitWriter:
         self._closed = False
         self._thread.start()
 
-    def submit(self, fn: Callable[[Connection], T]) -> Future[T]:
+    def _put(self, job: _Job) -> None:
         if self._closed:
             raise RuntimeError("the writer is closed")
-        job = _Job(fn)
         self._queue.put(job)
-        return job.future
+
+    def submit(self, fn: Callable[[Connection], T]) -> Future[T]:
+        job = _Job(fn, None)
+        self._put(job)
+        return job.future  # type: ignore[return-value]
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        return await asyncio.wrap_future(self.submit(fn))
+        job = _Job(fn, asyncio.get_running_loop())
+        self._put(job)
+        return await job.future  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Finish every job already submitted, then stop."""
@@ -185,31 +276,28 @@ class GroupCommitWriter:
             self._run_batch(batch)
 
     def _run_batch(self, batch: list[_Job]) -> None:
-        outcomes: list[tuple[_Job, bool, Any]] = []
         try:
             with self._engine.connect() as conn, conn.begin():
                 for job in batch:
-                    savepoint = conn.begin_nested()
                     try:
-                        result = job.fn(conn)
+                        with savepoint(conn):
+                            job.value = job.fn(conn)
+                            job.ok = True
                     except BaseException as e:
-                        savepoint.rollback()
-                        outcomes.append((job, False, e))
-                    else:
-                        savepoint.commit()
-                        outcomes.append((job, True, result))
+                        job.ok, job.value = False, e
                 # Leaving ``conn.begin()`` committed the batch: only now is anything acknowledged.
         except Exception as e:
             log.exception("write batch of %d failed to commit", len(batch))
             for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(e)
-            return
-        for job, ok, value in outcomes:
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
+                job.ok, job.value = False, e
+        by_loop: dict[asyncio.AbstractEventLoop | None, list[_Job]] = {}
+        for job in batch:
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            if loop is None:
+                _settle(jobs)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, jobs)
 
 
 class Store:
