@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-
-import regex
 
 from outcrop.context import RequestContext
 from outcrop.control.catalog import partition_of
 
-APPLICATION_ID = regex.compile(r"[a-z0-9]{12}")
-PROFILE_ARN = regex.compile(
+APPLICATION_ID = re.compile(r"[a-z0-9]{12}")
+PROFILE_ARN = re.compile(
     r"arn:(?P<partition>aws(?:-us-gov|-cn|-iso|-iso-b)?):bedrock:(?P<region>[0-9a-z-]{0,20}):"
     r"(?P<account>[0-9]{12}|):(?P<kind>inference-profile|application-inference-profile|foundation-model)/"
     r"(?P<id>[a-zA-Z0-9-:.]+)"

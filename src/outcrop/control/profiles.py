@@ -40,6 +40,7 @@ from outcrop.store.upsert import insert_ignore
 UTC = dt.UTC
 ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 ID_SPACE = 36**12
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 COPY_FROM_MESSAGE = "copyFrom must be a valid inference profile model source ARN."
 DEFAULT_PAGE_SIZE = 100
 OPERATION_CREATE = "CreateInferenceProfile"
@@ -69,7 +70,7 @@ def new_profile_id() -> str:
 
 
 def from_us(us: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+    return EPOCH + dt.timedelta(microseconds=us)
 
 
 def row_summary(row: Mapping[str, Any]) -> dict[str, Any]:

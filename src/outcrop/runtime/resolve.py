@@ -10,10 +10,10 @@ own ID, gets Bedrock's on-demand error.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import orjson
-import regex
 from sqlalchemy import Connection, select
 
 from outcrop.context import RequestContext
@@ -24,7 +24,7 @@ from outcrop.store.engine import Store
 from outcrop.store.schema import inference_profiles
 
 INVALID_MESSAGE = "The provided model identifier is invalid."
-MODEL_ARN = regex.compile(r"arn:[a-z-]+:bedrock:(?P<region>[0-9a-z-]*)::foundation-model/(?P<id>.+)")
+MODEL_ARN = re.compile(r"arn:[a-z-]+:bedrock:(?P<region>[0-9a-z-]*)::foundation-model/(?P<id>.+)")
 
 
 def invalid_identifier() -> ValidationError:

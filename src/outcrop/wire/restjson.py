@@ -159,9 +159,11 @@ def _parse_timestamp(value: str | float) -> dt.datetime:
 
 # -------------------------------------------------------------------------------------------- output
 def format_timestamp(value: dt.datetime, fmt: str = "iso8601") -> str | float:
-    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     if fmt == "iso8601":
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # ``2024-01-02T03:04:05.000000Z``: always microseconds, always Z (isoformat is C, strftime is not).
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     if fmt == "rfc822":
         return format_datetime(value, usegmt=True)
     return value.timestamp()
@@ -201,12 +203,28 @@ def _build_converter(shape: Shape, default_ts: str) -> Converter | None:
             for name, member in shape.members.items()
         ]
 
+        if any(name != wire for name, wire, _ in members):
+
+            def convert_renamed(value: Mapping[str, Any]) -> dict[str, Any]:
+                out = {}
+                for name, wire, conv in members:
+                    item = value.get(name)
+                    if item is not None:
+                        out[wire] = item if conv is None else conv(item)
+                return out
+
+            return convert_renamed
+        known = frozenset(name for name, _, _ in members)
+        converting = [(name, conv) for name, _, conv in members if conv is not None]
+
+        # The common case, kept cheap for pages of summaries: copy the set members, convert the few that
+        # need it (timestamps, nested lists).
         def convert_structure(value: Mapping[str, Any]) -> dict[str, Any]:
-            out = {}
-            for name, wire, conv in members:
-                item = value.get(name)
+            out = {k: v for k, v in value.items() if v is not None and k in known}
+            for name, conv in converting:
+                item = out.get(name)
                 if item is not None:
-                    out[wire] = item if conv is None else conv(item)
+                    out[name] = conv(item)
             return out
 
         return convert_structure
