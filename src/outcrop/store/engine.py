@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlalchemy.sql import Executable
 
@@ -312,20 +312,29 @@ class Store:
             self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1)
             self._read_pool: ThreadPoolExecutor | None = None
         else:
+            # Reads run in autocommit (no BEGIN/ROLLBACK round trips) and without a ping per checkout; a
+            # connection found dead is retried once (``read_sync``). The writer pings once per batch.
             self.read_engine = create_engine(
-                self.url, pool_size=read_threads, max_overflow=4, pool_pre_ping=True
+                self.url, pool_size=read_threads, max_overflow=4, isolation_level="AUTOCOMMIT", pool_recycle=3600
             )
-            self.write_engine = self.read_engine
+            self.write_engine = create_engine(self.url, pool_size=2, max_overflow=0, pool_pre_ping=True)
             self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="outcrop-read")
         self.writer = GroupCommitWriter(self.write_engine)
 
     # -- reads ---------------------------------------------------------------------------------------
     def read_sync(self, fn: Callable[[Connection], T]) -> T:
-        with self.read_engine.connect() as conn:
+        for attempt in (1, 2):
             try:
-                return fn(conn)
-            finally:
-                conn.rollback()
+                with self.read_engine.connect() as conn:
+                    try:
+                        return fn(conn)
+                    finally:
+                        conn.rollback()
+            except DBAPIError as e:
+                if not e.connection_invalidated or attempt == 2:
+                    raise
+                log.warning("a pooled database connection was dead; retrying the read on a new one")
+        raise AssertionError("unreachable")
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         if self._read_pool is None:
