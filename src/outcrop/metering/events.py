@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Literal, TypedDict
 
 from outcrop.control.identifiers import PROFILE_ARN
@@ -83,6 +84,7 @@ class UsageEvent(TypedDict):
     tags: dict[str, str]
 
 
+@lru_cache(maxsize=4096)
 def profile_of(profile_arn: str | None) -> tuple[str | None, str | None]:
     """(profile ID, type) of a profile ARN; (None, None) for a direct call."""
     if not profile_arn:

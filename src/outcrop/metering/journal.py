@@ -1,14 +1,18 @@
-"""The local journal: append-only files of usage events, fsync'd in groups.
+"""The local journal: append-only files of usage events, written and fsync'd in groups.
 
 Each server process owns its segments, ``<owner>-<n>.jsonl`` in ``<data_dir>/metering/``, one JSON
 event per line, and holds an exclusive ``flock`` on ``<owner>.lock`` for as long as it lives; the kernel
 drops that lock when the process dies, however it dies. A segment whose owner's lock can be taken is an
 orphan (its process is gone) and any process may claim it, by taking the lock, and drain it.
 
-``append`` writes the line with one ``write(2)`` on the event loop (a copy into the page cache: a
-kill -9 after it returns loses nothing, only a machine crash could) and returns a future that resolves
-once an ``fdatasync`` covering it has returned. One flusher thread syncs whatever has accumulated since
-its last sync, so many invocations share one fsync and the event loop itself never waits on the disk.
+``append`` (on the event loop) only queues the line and its future in memory. One flusher thread takes
+whatever has accumulated since it last looked, writes it with one ``write(2)``, ``fdatasync``s once and
+resolves the group's futures with one ``loop.call_soon_threadsafe``: many invocations share one write and
+one fsync, and the event loop never makes a system call for the journal. (A future per line, not one
+shared: a cancelled waiter must not cancel its neighbours'.) A line is durable when its future resolves, not before: an
+invocation whose future has not resolved has not answered its client, so a kill -9 before then loses
+no acknowledged event. A kill -9 inside the flusher's ``write`` can leave a torn last line, which
+recovery skips (its invocation was never acknowledged).
 
 Segments roll over at ``segment_bytes``; a sealed segment is deleted once every event in it has been
 committed to the database (``release``). Replaying a segment twice is harmless: the database ingests
@@ -24,7 +28,7 @@ import os
 import secrets
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -36,24 +40,9 @@ DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 class _Segment:
     path: Path
     fd: int
-    first_seq: int
     last_seq: int = -1  # the sequence number of its last line, once sealed
     size: int = 0
     sealed: bool = False
-    synced: bool = False
-
-
-@dataclass
-class _Waiter:
-    seq: int
-    future: asyncio.Future[None]
-
-
-@dataclass
-class _FlushState:
-    written: int = 0  # sequence number of the last line written
-    synced: int = 0  # … and of the last line made durable
-    waiters: list[_Waiter] = field(default_factory=list)
 
 
 class Journal:
@@ -70,11 +59,18 @@ class Journal:
         hidden.rename(directory / f"{self.owner}.lock")
         self._segment_bytes = segment_bytes
         self._mutex = threading.Lock()
-        self._state = _FlushState()
+        # Lines queued since the flusher last took them, and their futures.
+        self._pending: list[bytes] = []
+        self._futures: list[asyncio.Future[None]] = []
+        self._signalled = False
+        self.written = 0  # sequence number of the last line queued
+        self.synced = 0  # … and of the last line made durable
+        self.fsyncs = 0
         self._segments: list[_Segment] = []
         self._counter = 0
         self._wake = threading.Event()
         self._closed = False
+        self._failure: OSError | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open_segment()
         self._flusher = threading.Thread(target=self._run_flusher, name="outcrop-journal", daemon=True)
@@ -82,54 +78,44 @@ class Journal:
 
     # -- appending (event-loop thread) ---------------------------------------------------------------
     def append(self, line: bytes) -> tuple[int, asyncio.Future[None]]:
-        """Write one event line; the future resolves when it is on disk. Returns (sequence, future)."""
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
-        future: asyncio.Future[None] = loop.create_future()
-        with self._mutex:
-            if self._closed:
-                raise RuntimeError("the journal is closed")
-            segment = self._segments[-1]
-            if segment.size >= self._segment_bytes:
-                segment.sealed, segment.last_seq = True, self._state.written
-                segment = self._open_segment()
-            _write_all(segment.fd, line)
-            segment.size += len(line)
-            self._state.written += 1
-            seq = self._state.written
-            self._state.waiters.append(_Waiter(seq, future))
-        self._wake.set()
-        return seq, future
+        """Queue one event line (ending in a newline); the future resolves once it is on disk.
 
-    def append_sync(self, line: bytes) -> int:
-        """Write one line and wait for its fsync (tools and tests, off the event loop)."""
+        Returns (sequence number, future).
+        """
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future = loop.create_future()
         with self._mutex:
-            segment = self._segments[-1]
-            _write_all(segment.fd, line)
-            segment.size += len(line)
-            self._state.written += 1
-            seq = self._state.written
-        os.fdatasync(segment.fd)
-        return seq
+            if self._closed or self._failure is not None:
+                raise RuntimeError("the journal is closed") from self._failure
+            self._pending.append(line)
+            self._futures.append(future)
+            self.written += 1
+            if not self._signalled:
+                self._signalled = True
+                self._wake.set()
+            return self.written, future
 
     # -- releasing drained segments (drainer thread) -------------------------------------------------
     def release(self, drained_seq: int) -> None:
         """Every event up to ``drained_seq`` is in the database: delete the sealed segments it covers."""
         with self._mutex:
-            done = [s for s in self._segments if s.sealed and s.synced and s.last_seq <= drained_seq]
+            done = [s for s in self._segments if s.sealed and s.last_seq <= drained_seq]
             self._segments = [s for s in self._segments if s not in done]
         for segment in done:
             os.close(segment.fd)
             segment.path.unlink(missing_ok=True)
 
     def close(self, *, drained_seq: int) -> None:
-        """Stop the flusher after a final sync; delete what was drained; release the owner lock."""
+        """Stop the flusher after a final write and sync; delete what was drained; release the owner lock."""
         with self._mutex:
             self._closed = True
-            current = self._segments[-1]
-            current.sealed, current.last_seq = True, self._state.written
         self._wake.set()
         self._flusher.join()
+        with self._mutex:
+            current = self._segments[-1]
+            current.sealed, current.last_seq = True, self.written
         self.release(drained_seq)
         for segment in self._segments:
             os.close(segment.fd)
@@ -143,22 +129,36 @@ class Journal:
             self._wake.wait()
             self._wake.clear()
             with self._mutex:
-                target = self._state.written
+                lines, self._pending = self._pending, []
+                futures, self._futures = self._futures, []
+                target = self.written
                 closing = self._closed
-                segments = [s for s in self._segments if not s.synced]
-            for segment in segments:
-                os.fdatasync(segment.fd)
-            with self._mutex:
-                for segment in segments:
-                    if segment.sealed and segment.last_seq <= target:
-                        segment.synced = True
-                self._state.synced = target
-                ready = [w for w in self._state.waiters if w.seq <= target]
-                self._state.waiters = [w for w in self._state.waiters if w.seq > target]
-            if ready and self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(_resolve, ready)
-            if closing and target == self._state.written:
+                self._signalled = False
+            error: OSError | None = None
+            if lines:
+                try:
+                    self._write(b"".join(lines), first_seq=target - len(lines) + 1)
+                except OSError as e:  # the disk is full or failing: fail these invocations, never hang them
+                    log.exception("metering: the journal cannot be written")
+                    error = self._failure = e
+                else:
+                    self.synced = target
+            if futures and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_resolve, futures, error)
+            if error is not None or (closing and not self._pending):
                 return
+
+    def _write(self, data: bytes, first_seq: int) -> None:
+        segment = self._segments[-1]
+        if segment.size >= self._segment_bytes:
+            # Every line before this group is already written and synced: seal, then roll over.
+            with self._mutex:
+                segment.sealed, segment.last_seq = True, first_seq - 1
+                segment = self._open_segment()
+        _write_all(segment.fd, data)
+        segment.size += len(data)
+        os.fdatasync(segment.fd)
+        self.fsyncs += 1
 
     def _open_segment(self) -> _Segment:
         self._counter += 1
@@ -170,7 +170,7 @@ class Journal:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        segment = _Segment(path, fd, first_seq=self._state.written + 1)
+        segment = _Segment(path, fd)
         self._segments.append(segment)
         return segment
 
@@ -181,10 +181,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _resolve(waiters: list[_Waiter]) -> None:
-    for w in waiters:
-        if not w.future.done():
-            w.future.set_result(None)
+def _resolve(futures: list[asyncio.Future[None]], error: OSError | None) -> None:
+    for future in futures:
+        if future.done():  # its waiter was cancelled
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 # -- recovery --------------------------------------------------------------------------------------

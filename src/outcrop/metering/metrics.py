@@ -3,12 +3,14 @@
 Labels: ``model_id`` (the ModelId dimension: a profile's ID as AWS uses it, or the model ID of a direct
 call) and ``region`` (the source Region, where AWS emits metrics). Cardinality is bounded: at most
 ``MAX_MODEL_IDS`` distinct ModelId values and the catalogue's Regions; anything beyond is counted under
-``other``, so no caller can grow the series without bound.
+``other``, so no caller can grow the series without bound. The labelled children of each (ModelId,
+Region) are looked up once and kept (``_Series``): an observation is then a few increments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -20,11 +22,26 @@ OTHER = "other"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+class _Series(NamedTuple):
+    """The children of one (ModelId, Region) label pair."""
+
+    invocations: Any
+    input_tokens: Any
+    output_tokens: Any
+    client_errors: Any
+    server_errors: Any
+    throttles: Any
+    cost: Any
+    latency: Any
+    ttft: Any
+
+
 class MeteringMetrics:
     def __init__(self, registry: CollectorRegistry, regions: Iterable[str]) -> None:
         labels = ("model_id", "region")
         self.regions = frozenset(regions)
         self._model_ids: set[str] = set()
+        self._series: dict[tuple[str, str], _Series] = {}
         self.invocations = Counter("outcrop_invocations", "Invocations (throttled ones excluded, as CloudWatch counts)", labels, registry=registry)
         self.input_tokens = Counter("outcrop_input_tokens", "Input tokens", labels, registry=registry)
         self.output_tokens = Counter("outcrop_output_tokens", "Output tokens", labels, registry=registry)
@@ -47,23 +64,40 @@ class MeteringMetrics:
         region = event["source_region"] if event["source_region"] in self.regions else OTHER
         return model_id, region
 
+    def _children(self, event: UsageEvent) -> _Series:
+        key = (event["model_dim"], event["source_region"])
+        series = self._series.get(key)
+        if series is None:
+            labels = self._labels(event)
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = _Series(
+                    self.invocations.labels(*labels), self.input_tokens.labels(*labels),
+                    self.output_tokens.labels(*labels), self.client_errors.labels(*labels),
+                    self.server_errors.labels(*labels), self.throttles.labels(*labels),
+                    self.cost.labels(*labels), self.latency.labels(*labels), self.ttft.labels(*labels),
+                )
+            if labels == key:  # keys counted under "other" are not kept: the cache stays bounded too
+                self._series[key] = series
+        return series
+
     def observe(self, event: UsageEvent) -> None:
-        labels = self._labels(event)
+        series = self._children(event)
         outcome = event["outcome"]
         if outcome == "throttled":
-            self.throttles.labels(*labels).inc()
+            series.throttles.inc()
             return
-        self.invocations.labels(*labels).inc()
+        series.invocations.inc()
         if outcome == "client_error":
-            self.client_errors.labels(*labels).inc()
+            series.client_errors.inc()
         elif outcome == "server_error":
-            self.server_errors.labels(*labels).inc()
+            series.server_errors.inc()
         if event["input_tokens"]:
-            self.input_tokens.labels(*labels).inc(event["input_tokens"])
+            series.input_tokens.inc(event["input_tokens"])
         if event["output_tokens"]:
-            self.output_tokens.labels(*labels).inc(event["output_tokens"])
+            series.output_tokens.inc(event["output_tokens"])
         if event["cost_pusd"]:
-            self.cost.labels(*labels).inc(event["cost_pusd"] / PICO_PER_USD)
-        self.latency.labels(*labels).observe(event["latency_ms"] / 1000)
+            series.cost.inc(event["cost_pusd"] / PICO_PER_USD)
+        series.latency.observe(event["latency_ms"] / 1000)
         if event["ttft_ms"] is not None:
-            self.ttft.labels(*labels).observe(event["ttft_ms"] / 1000)
+            series.ttft.observe(event["ttft_ms"] / 1000)

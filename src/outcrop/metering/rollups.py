@@ -1,23 +1,35 @@
 """Ingesting a batch of events: raw rows plus per-minute/hour/day rollups, in one transaction.
 
-``ingest`` inserts the events by request ID, skipping any the database already holds (``ON CONFLICT DO
-NOTHING … RETURNING`` tells which were new), and adds exactly the new ones to the rollups with
-``INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n``. Both happen in the caller's transaction,
-so rollups always equal the raw events: a replayed journal never counts an event twice, and a failed
-batch leaves neither.
+``ingest`` inserts the events by request ID, skipping any the database already holds, sums exactly the
+new ones in memory by rollup row, and upserts each distinct row once (``INSERT … ON CONFLICT DO UPDATE SET
+n = n + excluded.n``). Both happen in the caller's transaction, so rollups always equal the raw
+events: a replayed journal never counts an event twice, and a failed batch leaves neither.
 
 Each event adds to one row per granularity with ``tag_key = ""`` (every event, once), and to one row per
 granularity for each of its tags (``tag_key``, ``tag_value``), which is what ``groupBy=tag:KEY`` reads.
+Events of one batch are close in time, so a batch of thousands touches a few rows per minute.
+
+Inserting: a batch is almost always new (only a replayed journal, or a retry after a commit whose outcome
+was lost, repeats events), so it is first inserted as is, in a savepoint; if any request ID is already
+there the savepoint is rolled back and the batch inserted again with ``ON CONFLICT DO NOTHING RETURNING
+request_id``, which tells which were new.
+
+The statements are plain SQL, the same for SQLite and PostgreSQL but for the parameter marker, run
+through the driver (``exec_driver_sql``): ingest is the one bulk path, and per-row work in Python is what
+limits it.
 """
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from outcrop.metering.events import UsageEvent
 from outcrop.store.schema import usage_events, usage_rollups
@@ -30,17 +42,22 @@ METRICS = ("events", "input_tokens", "output_tokens", "cache_read_tokens", "cach
            "client_errors", "server_errors", "throttles", "latency_ms", "cost_pusd")
 KEY = ("account", "granularity", "tag_key", "period_us", "source_region", "model_dim", "profile_arn",
        "foundation_model", "identity", "tag_value")
-_CHUNK = 500
+# Rows per multi-row INSERT: SQLite allows 32,766 parameters per statement.
+_EVENT_CHUNK = 1000
+_ROLLUP_CHUNK = 1000
 
 RollupKey = tuple[str, str, str, int, str, str, str, str, str, str]
 
+# The event columns, ``tags`` (stored as JSON text) last.
+EVENT_COLUMNS = (*(c.name for c in usage_events.columns if c.name != "tags"), "tags")
+_plain_values = operator.itemgetter(*EVENT_COLUMNS[:-1])
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
 
-def _dialect(conn: Connection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
 
-
-def event_row(event: UsageEvent) -> dict[str, Any]:
-    return {**event, "tags": orjson.dumps(event["tags"], option=orjson.OPT_SORT_KEYS).decode()}
+def event_row(event: UsageEvent) -> tuple[Any, ...]:
+    """The event as a ``usage_events`` row, in ``EVENT_COLUMNS`` order."""
+    return (*_plain_values(event), _dumps(event["tags"], option=_SORT_KEYS).decode())
 
 
 def metric_values(event: UsageEvent) -> tuple[int, ...]:
@@ -51,24 +68,47 @@ def metric_values(event: UsageEvent) -> tuple[int, ...]:
 
 
 def rollup_deltas(events: Sequence[UsageEvent]) -> dict[RollupKey, list[int]]:
-    """The sums each rollup row gains from these events."""
-    deltas: dict[RollupKey, list[int]] = {}
+    """The sums each rollup row gains from these events.
+
+    Two steps, so that the per-event work is one dictionary update: sum the events by minute cell
+    (everything a rollup row is keyed by, tags included), then spread each cell over its granularities
+    and tag rows.
+    """
+    cells: dict[tuple[Any, ...], list[int]] = {}
     for event in events:
-        values = metric_values(event)
-        tags = [("", ""), *sorted(event["tags"].items())]
-        identity = event["identity"][:512]
+        tags = event["tags"]
+        time_us = event["time_us"]
+        key = (event["account"], time_us - time_us % MINUTE_US, event["source_region"], event["model_dim"],
+               event["profile_arn"] or "", event["foundation_model"], event["identity"][:512],
+               tuple(sorted(tags.items())) if tags else ())
+        outcome = event["outcome"]
+        row = cells.get(key)
+        if row is None:
+            cells[key] = [1, event["input_tokens"], event["output_tokens"], event["cache_read_tokens"],
+                          event["cache_write_tokens"], outcome == "client_error", outcome == "server_error",
+                          outcome == "throttled", event["latency_ms"], event["cost_pusd"]]
+        else:
+            row[0] += 1
+            row[1] += event["input_tokens"]
+            row[2] += event["output_tokens"]
+            row[3] += event["cache_read_tokens"]
+            row[4] += event["cache_write_tokens"]
+            row[5] += outcome == "client_error"
+            row[6] += outcome == "server_error"
+            row[7] += outcome == "throttled"
+            row[8] += event["latency_ms"]
+            row[9] += event["cost_pusd"]
+    deltas: dict[RollupKey, list[int]] = {}
+    for (account, minute, *rest, tags), values in cells.items():
         for granularity, width in GRANULARITIES.items():
-            period = event["time_us"] - event["time_us"] % width
-            for tag_key, tag_value in tags:
-                key: RollupKey = (event["account"], granularity, tag_key, period, event["source_region"],
-                                  event["model_dim"], event["profile_arn"] or "", event["foundation_model"],
-                                  identity, tag_value)
-                row = deltas.get(key)
+            period = minute - minute % width
+            for tag_key, tag_value in (("", ""), *tags):
+                key = (account, granularity, tag_key, period, *rest, tag_value)
+                row = deltas.get(key)  # type: ignore[arg-type]
                 if row is None:
-                    deltas[key] = list(values)
+                    deltas[key] = [int(v) for v in values]  # type: ignore[index]
                 else:
-                    for i, v in enumerate(values):
-                        row[i] += v
+                    row[:] = map(operator.add, row, values)
     return deltas
 
 
@@ -76,29 +116,57 @@ def ingest(conn: Connection, events: Sequence[UsageEvent]) -> list[UsageEvent]:
     """Insert the events the database does not hold yet, and add them to the rollups; returns those."""
     if not events:
         return []
-    dialect = _dialect(conn)
     by_id = {e["request_id"]: e for e in events}
-    new_ids: set[str] = set()
     rows = [event_row(e) for e in by_id.values()]
-    for i in range(0, len(rows), _CHUNK):
-        statement = dialect.insert(usage_events).on_conflict_do_nothing().returning(usage_events.c.request_id)
-        new_ids.update(conn.execute(statement, rows[i : i + _CHUNK]).scalars())
-    fresh = [by_id[i] for i in by_id if i in new_ids]
+    marker = _marker(conn)
+    savepoint = conn.begin_nested()
+    try:
+        conn.exec_driver_sql(_insert_events_sql(marker, 1, returning=False), rows)
+    except IntegrityError:
+        savepoint.rollback()
+        new_ids: set[str] = set()
+        for i in range(0, len(rows), _EVENT_CHUNK):
+            chunk = rows[i : i + _EVENT_CHUNK]
+            sql = _insert_events_sql(marker, len(chunk), returning=True)
+            new_ids.update(r[0] for r in conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk))))
+        fresh = [by_id[i] for i in by_id if i in new_ids]
+    else:
+        savepoint.commit()
+        fresh = list(by_id.values())
     add_to_rollups(conn, rollup_deltas(fresh))
     return fresh
 
 
 def add_to_rollups(conn: Connection, deltas: dict[RollupKey, list[int]]) -> None:
+    """Upsert each row once: insert it, or add to the sums of the row already there."""
     if not deltas:
         return
-    dialect = _dialect(conn)
-    insert = dialect.insert(usage_rollups)
-    statement = insert.on_conflict_do_update(
-        index_elements=[usage_rollups.c[k] for k in KEY],
-        set_={m: usage_rollups.c[m] + insert.excluded[m] for m in METRICS},
-    )
     # In key order, so that concurrent writers (several processes on PostgreSQL) never deadlock.
-    rows = [dict(zip(KEY, key, strict=True)) | dict(zip(METRICS, values, strict=True))
-            for key, values in sorted(deltas.items())]
-    for i in range(0, len(rows), _CHUNK):
-        conn.execute(statement, rows[i : i + _CHUNK])
+    rows = [(*key, *values) for key, values in sorted(deltas.items())]
+    marker = _marker(conn)
+    for i in range(0, len(rows), _ROLLUP_CHUNK):
+        chunk = rows[i : i + _ROLLUP_CHUNK]
+        conn.exec_driver_sql(_upsert_rollups_sql(marker, len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
+
+
+def _marker(conn: Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _values(marker: str, width: int, rows: int) -> str:
+    one = "(" + ", ".join([marker] * width) + ")"
+    return ", ".join([one] * rows)
+
+
+@cache
+def _insert_events_sql(marker: str, rows: int, *, returning: bool) -> str:
+    sql = f"INSERT INTO {usage_events.name} ({', '.join(EVENT_COLUMNS)}) VALUES {_values(marker, len(EVENT_COLUMNS), rows)}"
+    return sql + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id" if returning else sql
+
+
+@cache
+def _upsert_rollups_sql(marker: str, rows: int) -> str:
+    table = usage_rollups.name
+    sums = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in METRICS)
+    return (f"INSERT INTO {table} ({', '.join(KEY + METRICS)}) VALUES {_values(marker, len(KEY) + len(METRICS), rows)} "
+            f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {sums}")

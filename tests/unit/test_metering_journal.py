@@ -1,0 +1,166 @@
+"""The journal: appended lines are durable when their future resolves, many share one fsync, a dead
+process's segments are claimed and read back with a torn last line skipped, and replaying them never
+counts an event twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from outcrop.metering.events import UsageEvent
+from outcrop.metering.journal import Journal, claim_orphans
+from outcrop.metering.rollups import ingest
+from outcrop.store.engine import Store
+
+
+def _line(n: int) -> bytes:
+    return orjson.dumps({"n": n}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _event(n: int, **changes: Any) -> UsageEvent:
+    event: dict[str, Any] = {
+        "request_id": f"req-{n:04d}", "time_us": 1_767_225_600_000_000 + n * 7_000_000, "account": "123456789012",
+        "source_region": "us-east-1", "inference_region": "us-east-1", "operation": "Converse",
+        "model_id": "amazon.nova-micro-v1:0", "model_dim": "amazon.nova-micro-v1:0", "profile_arn": None,
+        "profile_id": None, "profile_type": None, "foundation_model": "amazon.nova-micro-v1:0",
+        "input_tokens": 10 + n, "output_tokens": 20, "cache_read_tokens": 0, "cache_write_tokens": 0,
+        "latency_ms": 5, "ttft_ms": None, "outcome": "success", "error_code": None, "cost_pusd": 1000 + n,
+        "identity": "arn:aws:iam::123456789012:root", "tags": {"team": "red"} if n % 2 else {},
+    }
+    event.update(changes)
+    return event  # type: ignore[return-value]
+
+
+def _segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.jsonl"))
+
+
+def test_appended_lines_are_on_disk_in_order_when_their_futures_resolve(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+
+    async def append_all() -> list[int]:
+        appended = [journal.append(_line(n)) for n in range(50)]
+        await asyncio.gather(*(future for _, future in appended))
+        return [seq for seq, _ in appended]
+
+    seqs = asyncio.run(append_all())
+    assert seqs == list(range(1, 51))
+    assert journal.synced == 50
+    (segment,) = _segments(tmp_path)
+    assert segment.read_bytes() == b"".join(_line(n) for n in range(50))
+    journal.close(drained_seq=50)
+    assert not list(tmp_path.iterdir())  # drained: segments and the owner lock are gone
+
+
+def test_lines_appended_together_share_one_write_and_one_fsync(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+
+    async def burst() -> None:
+        futures = [journal.append(_line(n))[1] for n in range(500)]  # no await between: one group
+        await asyncio.gather(*futures)
+
+    asyncio.run(burst())
+    assert journal.fsyncs <= 2  # the flusher may have woken after the first line: at most two groups
+    journal.close(drained_seq=500)
+
+
+def test_a_cancelled_waiter_does_not_cancel_the_others_in_its_group(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+
+    async def main() -> None:
+        first, second = journal.append(_line(1))[1], journal.append(_line(2))[1]
+        first.cancel()
+        await second
+
+    asyncio.run(main())
+    journal.close(drained_seq=2)
+
+
+def test_segments_roll_over_and_drained_ones_are_deleted(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, segment_bytes=100)
+
+    async def one_at_a_time() -> None:
+        for n in range(30):
+            await journal.append(_line(n))[1]
+
+    asyncio.run(one_at_a_time())
+    assert len(_segments(tmp_path)) > 1
+    assert b"".join(p.read_bytes() for p in _segments(tmp_path)) == b"".join(_line(n) for n in range(30))
+    journal.release(drained_seq=30)
+    assert len(_segments(tmp_path)) == 1  # only the open segment is kept
+    journal.close(drained_seq=30)
+    assert not _segments(tmp_path)
+
+
+def test_a_live_journal_is_never_claimed_and_a_dead_ones_is(tmp_path: Path) -> None:
+    live = Journal(tmp_path)
+    assert claim_orphans(tmp_path, own_owner="someone-else") == []
+    (tmp_path / "4242-0badf00d-000001.jsonl").write_bytes(_line(1))  # no lock held: its process is gone
+    (orphan,) = claim_orphans(tmp_path, own_owner=live.owner)
+    assert orphan.owner == "4242-0badf00d"
+    assert claim_orphans(tmp_path, own_owner="third") == []  # claimed: locked until done()
+    orphan.done()
+    assert not (tmp_path / "4242-0badf00d-000001.jsonl").exists()
+    live.close(drained_seq=0)
+
+
+def test_a_torn_last_line_after_a_crash_is_skipped(tmp_path: Path) -> None:
+    whole = [orjson.dumps(_event(n), option=orjson.OPT_APPEND_NEWLINE) for n in range(3)]
+    torn = orjson.dumps(_event(3))[:40]  # the process died inside write(2)
+    (tmp_path / "4242-0badf00d-000001.jsonl").write_bytes(b"".join(whole))
+    (tmp_path / "4242-0badf00d-000002.jsonl").write_bytes(whole[0] + torn)
+    (orphan,) = claim_orphans(tmp_path, own_owner="me")
+    lines = list(orphan.lines())
+    assert lines == [w.rstrip(b"\n") for w in [*whole, whole[0]]]
+    assert all(orjson.loads(line) for line in lines)
+    orphan.done()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    store = Store(f"sqlite:///{tmp_path / 'o.db'}")
+    store.migrate()
+    yield store
+    store.close()
+
+
+def _totals(store: Store) -> tuple[int, int, int]:
+    def read(conn: Any) -> tuple[int, int, int]:
+        events = conn.exec_driver_sql("SELECT count(*), sum(input_tokens) FROM usage_events").one()
+        rolled = conn.exec_driver_sql(
+            "SELECT sum(events) FROM usage_rollups WHERE granularity = 'm' AND tag_key = ''").scalar()
+        return int(events[0]), int(events[1] or 0), int(rolled or 0)
+
+    return store.read_sync(read)
+
+
+def test_replaying_events_already_stored_counts_none_twice(store: Store) -> None:
+    events = [_event(n) for n in range(10)]
+    assert len(store.write_sync(lambda conn: ingest(conn, events[:6]))) == 6
+    # A replay overlapping what is stored: only the four new events are added, to rows and rollups.
+    fresh = store.write_sync(lambda conn: ingest(conn, events))
+    assert [e["request_id"] for e in fresh] == [e["request_id"] for e in events[6:]]
+    assert store.write_sync(lambda conn: ingest(conn, events)) == []
+    assert _totals(store) == (10, sum(e["input_tokens"] for e in events), 10)
+
+
+def test_a_journal_replayed_twice_stores_each_event_once(tmp_path: Path, store: Store) -> None:
+    directory = tmp_path / "metering"
+    directory.mkdir()
+    events = [_event(n) for n in range(25)]
+    data = b"".join(orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE) for e in events)
+    for owner in ("4242-0badf00d", "4343-0badf00d"):  # the same events in two dead journals
+        (directory / f"{owner}-000001.jsonl").write_bytes(data)
+    stored = 0
+    for orphan in claim_orphans(directory, own_owner="me"):
+        batch = [orjson.loads(line) for line in orphan.lines()]
+        stored += len(store.write_sync(lambda conn, b=batch: ingest(conn, b)))  # type: ignore[misc]
+        orphan.done()
+    assert stored == 25
+    assert _totals(store) == (25, sum(e["input_tokens"] for e in events), 25)
+    assert not os.listdir(directory)
