@@ -298,12 +298,40 @@ def test_invocation_needs_permission_on_the_profile(strict, tmp_path):
     arn = create_profile(client(strict, owner), "invoke-me")
     invoker = new_key(strict, account=owner["account"], policy=policy(
         {"Effect": "Allow", "Action": "bedrock:InvokeModel*", "Resource": arn},
+        {"Effect": "Allow", "Action": "bedrock:InvokeModel*", "Resource": "arn:aws:bedrock:*::foundation-model/*"},
     ), tmp=tmp_path)
     runtime = client(strict, invoker, "bedrock-runtime")
     assert runtime.converse(modelId=arn, messages=USER_HELLO)["stopReason"] == "end_turn"
     code, _, message = error_of(lambda: runtime.converse(modelId=US_HAIKU, messages=USER_HELLO))
     assert code == "AccessDeniedException"
     assert f"bedrock:InvokeModel on resource: arn:aws:bedrock:us-east-1:{owner['account']}:inference-profile/{US_HAIKU}" in message
+
+
+def test_invocation_through_a_profile_needs_the_foundation_model_in_the_serving_region(strict, tmp_path):
+    owner = new_key(strict)
+    arn = create_profile(client(strict, owner), "needs-model")
+    invoker = new_key(strict, account=owner["account"], policy=policy(
+        {"Effect": "Allow", "Action": "bedrock:InvokeModel*", "Resource": arn},
+    ), tmp=tmp_path)
+    runtime = client(strict, invoker, "bedrock-runtime")
+    code, status, message = error_of(lambda: runtime.converse(modelId=arn, messages=USER_HELLO))
+    assert (code, status) == ("AccessDeniedException", 403)
+    assert f"bedrock:InvokeModel on resource: arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}" in message
+
+
+def test_inference_profile_arn_condition_limits_the_model_to_calls_through_the_profile(strict, tmp_path):
+    owner = new_key(strict)
+    arn = create_profile(client(strict, owner), "only-through-profile")
+    invoker = new_key(strict, account=owner["account"], policy=policy(
+        {"Effect": "Allow", "Action": "bedrock:InvokeModel*", "Resource": arn},
+        {"Effect": "Allow", "Action": "bedrock:InvokeModel*", "Resource": "arn:aws:bedrock:*::foundation-model/*",
+         "Condition": {"StringEquals": {"bedrock:InferenceProfileArn": arn}}},
+    ), tmp=tmp_path)
+    runtime = client(strict, invoker, "bedrock-runtime")
+    assert runtime.converse(modelId=arn, messages=USER_HELLO)["stopReason"] == "end_turn"
+    code, _, message = error_of(lambda: runtime.converse(modelId=HAIKU, messages=USER_HELLO))
+    assert code == "AccessDeniedException"
+    assert f"on resource: arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}" in message
 
 
 def test_admin_endpoints_need_outcrop_admin(strict, tmp_path):

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from outcrop.auth.authorize import authorize_invocation
 from outcrop.config import Config
 from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog, FoundationModel
@@ -129,7 +130,7 @@ class Runtime:
         record = self._record(ctx, "Converse", resolution, params["modelId"])
         async with self._recording(record):
             response = await self.router.run(
-                ctx.region, resolution, record, lambda p, t: p.chat(t, request), estimate_chat(request)
+                ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)), estimate_chat(request)
             )
             record.usage = response.usage
         return {**converse_output(response, record.latency_ms), "inferenceRegion": record.served_region}
@@ -152,7 +153,7 @@ class Runtime:
             embed_request = embedding.parse(body, model.model_id)
             async with self._recording(record):
                 embedded = await self.router.run(
-                    ctx.region, resolution, record, lambda p, t: p.embed(t, embed_request),
+                    ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.embed(t, embed_request)),
                     estimate_embedding(embed_request),
                 )
                 record.usage = embedded.usage
@@ -162,7 +163,7 @@ class Runtime:
             request = family.parse(body, model.model_id)
             async with self._recording(record):
                 response = await self.router.run(
-                    ctx.region, resolution, record, lambda p, t: p.chat(t, request), estimate_chat(request)
+                    ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)), estimate_chat(request)
                 )
                 record.usage = response.usage
             out = family.render(response, model.model_id, ctx.request_id)
@@ -209,6 +210,19 @@ class Runtime:
             requested_model_id=model_id, principal=ctx.principal_arn,
         )
 
+    @staticmethod
+    def _authorized(
+        ctx: RequestContext, record: InvocationRecord, call: Callable[[Any, Target], Awaitable[T]]
+    ) -> Callable[[Any, Target], Awaitable[T]]:
+        """``call``, after checking that the caller may invoke the model in the Region about to serve it
+        (as at AWS, a profile needs permission on the foundation model in every Region it routes to)."""
+
+        async def run(provider: Any, target: Target) -> T:
+            authorize_invocation(ctx, record.operation, target.region, target.model_id, record.profile_arn)
+            return await call(provider, target)
+
+        return run
+
     def _recording(self, record: InvocationRecord) -> _Recording:
         return _Recording(record, self.sink)
 
@@ -219,7 +233,9 @@ class Runtime:
             return await _primed(provider.chat_stream(target, request))
 
         async with _Recording(record, self.sink, on_success=False):
-            events = await self.router.open_stream(ctx.region, resolution, record, start, estimate_chat(request))
+            events = await self.router.open_stream(
+                ctx.region, resolution, record, self._authorized(ctx, record, start), estimate_chat(request)
+            )
         return _observed(events, record, self.sink)
 
 
