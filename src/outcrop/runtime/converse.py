@@ -38,6 +38,9 @@ ALTERNATE = (
     "alternates between user and assistant roles and try again."
 )
 TOOL_CONFIG_NEEDED = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+EXTRA_FIELDS_NOT_OBJECT = (
+    "The format of the value at additionalModelRequestFields is invalid. Provide a json object for the field and try again."
+)
 
 
 def _block(raw: Mapping[str, Any]) -> Block | None:
@@ -77,6 +80,8 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
             spec = t.get("toolSpec")
             if spec is not None:
                 schema = (spec.get("inputSchema") or {}).get("json") or {"type": "object"}
+                if not isinstance(schema, dict):
+                    raise ValidationError(f"The inputSchema of tool {spec['name']} must be a JSON object.")
                 tools.append(Tool(spec["name"], spec.get("description", ""), schema))
         raw_choice = tool_config.get("toolChoice") or {}
         if "tool" in raw_choice:
@@ -85,7 +90,10 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
             choice = ToolChoice("any")
         elif "auto" in raw_choice:
             choice = ToolChoice("auto")
-    extra = dict(params.get("additionalModelRequestFields") or {})
+    extra = params.get("additionalModelRequestFields") or {}
+    if not isinstance(extra, dict):  # a document member: any JSON value passes the shape
+        raise ValidationError(EXTRA_FIELDS_NOT_OBJECT)
+    extra = dict(extra)
     top_k = extra.get("top_k", extra.get("topK"))
     return ChatRequest(
         messages=tuple(messages),
