@@ -35,9 +35,10 @@ from outcrop.errors import (
     InternalServer,
     MissingAuthenticationToken,
     NotImplementedOperation,
+    RequestTimeout,
+    RequestTooLarge,
     ServiceError,
     UnknownOperation,
-    ValidationError,
 )
 from outcrop.metering import Meter, Prices
 from outcrop.metering.endpoint import usage_endpoint
@@ -60,7 +61,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 HOUSEKEEPING_INTERVAL_S = 3600
-MAX_BODY_BYTES = 25 * 1024 * 1024
 
 _SERVICES: ServiceCatalog | None = None
 
@@ -197,7 +197,7 @@ class Outcrop:
             try:
                 if not any(k.lower() == b"authorization" for k, _ in scope["headers"]):
                     raise MissingAuthenticationToken(MISSING_TOKEN)  # before reading any body
-                body = await _read_body(receive)
+                body = await self._read_body(scope, receive)
                 caller = await self._authenticate(scope, raw_path, body)
                 if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":
                     admin_check(caller.identity, raw_path)
@@ -205,7 +205,11 @@ class Outcrop:
                 await _respond(send, *error_response(None, e), request_id)
                 return
         if raw_path == "/_outcrop/chaos" or raw_path.startswith("/_outcrop/chaos/"):
-            body = await _read_body(receive) if body is None else body
+            try:
+                body = await self._read_body(scope, receive) if body is None else body
+            except ServiceError as e:
+                await _respond(send, *error_response(None, e), request_id)
+                return
             status, body = await chaos_endpoint(self.chaos, method, raw_path, body)
             await _respond(send, status, [(b"content-type", b"application/json")], body, request_id)
             return
@@ -232,7 +236,7 @@ class Outcrop:
                 )
             if not self.ready:
                 raise InternalServer("The server is starting; retry shortly.")
-            body = await _read_body(receive) if body is None else body
+            body = await self._read_body(scope, receive) if body is None else body
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             ctx = self._identify(headers, request_id, caller)
             params = parse_request(op, labels, scope.get("query_string", b""), headers, body)
@@ -252,6 +256,21 @@ class Outcrop:
                 op, InternalServer(f"An internal error occurred (request {request_id}).")
             )
         await _respond(send, status, out_headers, payload, request_id)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body, within ``max_request_bytes`` (refused from Content-Length before reading, when
+        declared) and ``body_read_timeout_seconds`` (a client trickling its body holds nothing for long)."""
+        limit = self.config.max_request_bytes
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length" and value.strip().isdigit() and int(value) > limit:
+                raise RequestTooLarge(_too_large(limit))
+        try:
+            async with asyncio.timeout(self.config.body_read_timeout_seconds):
+                return await _read_body(receive, limit)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body was not received within {self.config.body_read_timeout_seconds:g} seconds."
+            ) from None
 
     async def _authenticate(self, scope: Scope, raw_path: str, body: bytes) -> Caller:
         if self.authenticator is None:
@@ -290,7 +309,7 @@ class Outcrop:
         await _respond(send, status, headers, body, request_id)
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -300,12 +319,16 @@ async def _read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise ValidationError(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+            if size > limit:
+                raise RequestTooLarge(_too_large(limit))
             chunks.append(chunk)
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than the {limit} bytes this server accepts (max_request_bytes)."
 
 
 async def _respond(

@@ -15,6 +15,7 @@ from outcrop.config import DEFAULT_PORT, ConfigError, load_config
 def _serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings, HTTP2Settings
 
     from outcrop.store.engine import Store
 
@@ -49,6 +50,12 @@ def _serve(args: argparse.Namespace) -> int:
         http=HTTPModes.auto,
         workers=config.workers,
         websockets=False,
+        # Slow and oversized headers are refused by the HTTP server itself (slow or oversized bodies by the app).
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(config.header_read_timeout_seconds * 1000),
+            max_buffer_size=config.max_header_bytes,
+        ),
+        http2_settings=HTTP2Settings(max_headers_size=config.max_header_bytes),
         log_enabled=True,
     ).serve()
     return 0

@@ -17,6 +17,7 @@ from typing import Any
 DEFAULT_PORT = 8643
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
+MIN_HEADER_BYTES = 8192  # hyper (under granian) refuses a smaller HTTP/1 read buffer
 
 
 def default_data_dir() -> Path:
@@ -127,6 +128,13 @@ class Config:
     # 1M tokens, effective_from (ISO-8601; default: always).
     metering: bool = True
     prices: tuple[dict[str, Any], ...] = ()
+    # Hostile-input limits. A body over ``max_request_bytes`` is a 413 (refused from Content-Length before
+    # it is read); request headers over ``max_header_bytes`` are refused by the HTTP server; a client has
+    # ``header_read_timeout_seconds`` to send its headers and ``body_read_timeout_seconds`` its body.
+    max_request_bytes: int = 25 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    header_read_timeout_seconds: float = 10.0
+    body_read_timeout_seconds: float = 60.0
 
     def deployment_for(self, region: str, model_id: str) -> Deployment:
         return next((d for d in self.deployments if d.matches(region, model_id)), BUILTIN)
@@ -162,6 +170,10 @@ _ENV = {
     "OUTCROP_LOG_LEVEL": ("log_level", str),
     "OUTCROP_AUTH_MODE": ("auth_mode", str),
     "OUTCROP_METERING": ("metering", lambda v: v.lower() not in ("0", "off", "false", "no")),
+    "OUTCROP_MAX_REQUEST_BYTES": ("max_request_bytes", int),
+    "OUTCROP_MAX_HEADER_BYTES": ("max_header_bytes", int),
+    "OUTCROP_HEADER_READ_TIMEOUT_SECONDS": ("header_read_timeout_seconds", float),
+    "OUTCROP_BODY_READ_TIMEOUT_SECONDS": ("body_read_timeout_seconds", float),
 }
 
 
@@ -242,6 +254,12 @@ def _check(config: Config) -> None:
                               "aws_access_key_id and aws_secret_access_key, or api_key (a Bedrock API key)")
         if d.backend == "openai" and not d.url:
             raise ConfigError(f"deployments: the openai deployment for {d.region}/{d.model} needs a url")
+    if config.max_request_bytes < 1:
+        raise ConfigError("max_request_bytes must be 1 or more")
+    if config.max_header_bytes < MIN_HEADER_BYTES:
+        raise ConfigError(f"max_header_bytes must be {MIN_HEADER_BYTES} or more (the HTTP server's smallest buffer)")
+    if config.header_read_timeout_seconds <= 0 or config.body_read_timeout_seconds <= 0:
+        raise ConfigError("header_read_timeout_seconds and body_read_timeout_seconds must be more than 0")
     if config.auth_mode not in ("open", "strict"):
         raise ConfigError(f"auth_mode must be 'open' or 'strict', not {config.auth_mode!r}")
     from outcrop.metering.prices import PriceError, parse_rule

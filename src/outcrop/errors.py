@@ -118,3 +118,17 @@ class InvalidSignature(ServiceError):
 class UnrecognizedClient(ServiceError):
     code = "UnrecognizedClientException"
     status = 403
+
+
+class RequestTooLarge(ServiceError):
+    """A body over ``max_request_bytes``: refused from ``Content-Length`` before it is read, when declared."""
+
+    code = "RequestEntityTooLargeException"
+    status = 413
+
+
+class RequestTimeout(ServiceError):
+    """A client that did not finish sending its body within ``body_read_timeout_seconds``."""
+
+    code = "RequestTimeoutException"
+    status = 408

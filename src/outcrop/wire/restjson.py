@@ -24,6 +24,7 @@ from outcrop.wire.validate import validate_input, validation_message
 
 UTC = dt.UTC
 JSON_CONTENT_TYPE = b"application/json"
+MAX_JSON_DEPTH = 1024  # orjson's own limit: deeper documents are refused while parsing, never recursed into
 
 
 # --------------------------------------------------------------------------------------------- input
@@ -78,6 +79,10 @@ def _load_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
+        if "depth" in e.msg or "recursion" in e.msg:
+            raise SerializationError(
+                f"The request body nests JSON arrays and objects deeper than {MAX_JSON_DEPTH} levels."
+            ) from None
         raise SerializationError(f"The request body is not valid JSON: {e.msg} at position {e.pos}.") from None
 
 
