@@ -20,7 +20,6 @@ import itertools
 import logging
 import os
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -102,13 +101,12 @@ def _create_private(path: Path) -> None:
 
 
 class Statement:
-    """A Core statement with bind parameters, compiled once per dialect.
+    """A Core statement with bind parameters, compiled once per dialect and run on the driver connection.
 
-    On SQLite the compiled SQL runs directly on the driver connection: the statement and values are
-    exactly those SQLAlchemy would send, without its per-execution bookkeeping, which is most of the cost
-    of the hottest paths (GetInferenceProfile, each CreateInferenceProfile in a write batch). Elsewhere it
-    runs through SQLAlchemy as usual. Constraint violations surface as SQLAlchemy's ``IntegrityError``
-    on both paths.
+    The SQL and values are exactly those SQLAlchemy would send, without its per-execution bookkeeping,
+    which was most of the cost of the hottest paths (GetInferenceProfile, each CreateInferenceProfile in
+    a write batch). It runs inside whatever transaction the SQLAlchemy connection holds. Constraint
+    violations surface as SQLAlchemy's ``IntegrityError``, as they would through SQLAlchemy.
     """
 
     def __init__(self, statement: Executable, columns: list[str] | None = None) -> None:
@@ -117,29 +115,34 @@ class Statement:
         self._columns = columns
         selected = getattr(statement, "selected_columns", None)
         self._keys = [c.key for c in selected] if selected is not None else []
-        self._sqlite: tuple[str, tuple[str, ...], Any, bool] | None = None
+        self._compiled_for: dict[str, tuple[str, tuple[str, ...] | None, Any, bool]] = {}
 
-    def _compiled(self, conn: Connection) -> tuple[str, tuple[str, ...], Any, bool]:
-        if self._sqlite is None:
+    def _compiled(self, conn: Connection) -> tuple[str, tuple[str, ...] | None, Any, bool]:
+        compiled = self._compiled_for.get(conn.dialect.name)
+        if compiled is None:
             c = self.statement.compile(dialect=conn.dialect, column_keys=self._columns)  # type: ignore[attr-defined]
-            positions = tuple(c.positiontup or ())
-            # Values SQLAlchemy supplies itself (SQLite's OFFSET of a LIMIT) need construct_params.
+            positions = tuple(c.positiontup) if c.positiontup else None
+            # Values SQLAlchemy supplies itself (SQLite's OFFSET of a LIMIT, literals) need construct_params.
             own = {k for k, b in c.binds.items() if b.value is not None and not b.required}
-            self._sqlite = (str(c), positions, c, bool(own & set(positions)))
-        return self._sqlite
+            compiled = (str(c), positions, c, bool(own))
+            self._compiled_for[conn.dialect.name] = compiled
+        return compiled
 
-    def _args(self, conn: Connection, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    def _args(self, conn: Connection, params: dict[str, Any]) -> tuple[str, Any]:
         sql, positions, c, needs_defaults = self._compiled(conn)
         values = c.construct_params(params) if needs_defaults else params
-        return sql, [values[p] for p in positions]
+        return sql, values if positions is None else [values[p] for p in positions]
+
+    def _run(self, conn: Connection, params: dict[str, Any]) -> Any:
+        sql, args = self._args(conn, params)
+        try:
+            return _driver(conn).execute(sql, args)
+        except conn.dialect.dbapi.IntegrityError as e:  # type: ignore[union-attr]
+            raise IntegrityError(sql, args, e) from e
 
     def all(self, conn: Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
-        if conn.dialect.name != "sqlite":
-            return [dict(row) for row in conn.execute(self.statement, params).mappings()]  # type: ignore[call-overload]
-        sql, args = self._args(conn, params)
-        cursor = _driver(conn).execute(sql, args)
         keys = self._keys
-        return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
+        return [dict(zip(keys, row, strict=True)) for row in self._run(conn, params).fetchall()]
 
     def first(self, conn: Connection, params: dict[str, Any]) -> dict[str, Any] | None:
         rows = self.all(conn, params)
@@ -147,23 +150,18 @@ class Statement:
 
     def execute(self, conn: Connection, params: dict[str, Any]) -> int:
         """Run a DML statement; the number of rows it changed."""
-        if conn.dialect.name != "sqlite":
-            return int(conn.execute(self.statement, params).rowcount)  # type: ignore[call-overload, attr-defined]
-        sql, args = self._args(conn, params)
-        try:
-            return int(_driver(conn).execute(sql, args).rowcount)
-        except sqlite3.IntegrityError as e:
-            raise IntegrityError(sql, args, e) from e
+        return int(self._run(conn, params).rowcount)
 
     def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        if conn.dialect.name != "sqlite":
-            conn.execute(self.statement, rows)  # type: ignore[call-overload]
-            return
-        sql, _, _, _ = self._compiled(conn)
+        sql = self._compiled(conn)[0]
         args = [self._args(conn, row)[1] for row in rows]
+        driver = _driver(conn)
         try:
-            _driver(conn).executemany(sql, args)
-        except sqlite3.IntegrityError as e:
+            if hasattr(driver, "executemany"):
+                driver.executemany(sql, args)
+            else:
+                driver.cursor().executemany(sql, args)
+        except conn.dialect.dbapi.IntegrityError as e:  # type: ignore[union-attr]
             raise IntegrityError(sql, args, e) from e
 
 
@@ -178,23 +176,19 @@ _SAVEPOINTS = itertools.count()
 def savepoint(conn: Connection) -> Iterator[None]:
     """A SAVEPOINT around the block: rolled back (and the error re-raised) if the block raises.
 
-    On SQLite it is issued on the driver connection, a few microseconds instead of SQLAlchemy's nested
-    transaction bookkeeping; on PostgreSQL it is SQLAlchemy's ``begin_nested``.
+    Issued on the driver connection, inside the SQLAlchemy connection's transaction: a round trip each
+    way instead of SQLAlchemy's nested-transaction bookkeeping.
     """
-    if conn.dialect.name != "sqlite":
-        with conn.begin_nested():
-            yield
-        return
     name = f"sp{next(_SAVEPOINTS)}"
     driver = _driver(conn)
     driver.execute(f"SAVEPOINT {name}")
     try:
         yield
     except BaseException:
-        driver.execute(f"ROLLBACK TO {name}")
-        driver.execute(f"RELEASE {name}")
+        driver.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        driver.execute(f"RELEASE SAVEPOINT {name}")
         raise
-    driver.execute(f"RELEASE {name}")
+    driver.execute(f"RELEASE SAVEPOINT {name}")
 
 
 class _Job:
