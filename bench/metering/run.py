@@ -1,21 +1,31 @@
 """bench/metering: what metering costs the hot path, how fast events are ingested, how fast a report is.
 
 1. Invocation throughput (Converse, builtin model, closed loop) with metering on against off, in one run,
-   rounds alternating so drift hits both alike; the figure is the ratio (goal: at most 5 % lower).
-2. Ingest: events per second through ``outcrop.metering.rollups.ingest`` (raw rows + minute/hour/day and
-   tag rollups, one transaction per batch), on SQLite.
-3. Report: latency of a 30-day daily cost report grouped by tag over the stored events.
+   rounds alternating so drift hits both alike; the figure is the ratio (goal: at most 5 % lower). The
+   load comes from ``wrk`` (C, one thread, a Lua POST script) when it is installed, so that the client
+   is not what limits the comparison; otherwise from an httpx closed loop. The server's CPU time per
+   invocation (both modes) is printed too: it is what metering costs, whatever else runs on the machine.
+2. Ingest: events per second through the real ``outcrop.metering.rollups.ingest`` (raw rows + minute/
+   hour/day and tag rollups, one transaction per batch of ``Meter``'s batch size), on SQLite, seeding
+   ``--events`` events spread over 30 days in time order, as a live server ingests them. A sample hour
+   is checked: rollups equal the raw events.
+3. Report: latency of a 30-day daily cost report grouped by tag over those events, through the query
+   function the CLI calls and through ``GET /_outcrop/usage`` of a server on the seeded database.
 
-    .venv/bin/python bench/metering/run.py [--seconds 8] [--rounds 2] [--concurrency 32] [--events 1000000]
+    .venv/bin/python bench/metering/run.py [--seconds 8] [--rounds 3] [--concurrency 32] [--events 10000000]
+    .venv/bin/python bench/metering/run.py --quick        # 3 s rounds, 200,000 events
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -25,18 +35,24 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
+from outcrop.metering.meter import BATCH  # noqa: E402
 from outcrop.metering.queries import parse_query, run_query  # noqa: E402
 from outcrop.metering.rollups import ingest  # noqa: E402
 from outcrop.store.engine import Store  # noqa: E402
 
 MODEL = "amazon.nova-micro-v1:0"
-BODY = {"messages": [{"role": "user", "content": [{"text": "Count the strata"}]}]}
+BODY = '{"messages":[{"role":"user","content":[{"text":"Count the strata"}]}]}'
+ACCOUNT = "123456789012"  # outcrop's default account: what an unsigned request acts in
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+DAYS = 30
+REPORT = {"since": "2026-01-01", "until": "2026-01-31", "granularity": "day", "groupBy": "tag:team"}
 
 
 def free_port() -> int:
@@ -45,15 +61,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, metering: bool) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(data_dir: Path, metering: bool, database: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "OUTCROP_DATA_DIR": str(data_dir), "OUTCROP_METERING": "on" if metering else "off"}
+    database = database or f"sqlite:///{data_dir / 'o.db'}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "outcrop", "serve", "--port", str(port), "--database", f"sqlite:///{data_dir / 'o.db'}"],
+        [sys.executable, "-m", "outcrop", "serve", "--port", str(port), "--database", database],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    for _ in range(600):
         try:
             if httpx.get(url + "/_outcrop/health", timeout=1).status_code == 200:
                 return proc, url
@@ -63,7 +80,39 @@ def start_server(data_dir: Path, metering: bool) -> tuple[subprocess.Popen[bytes
     raise RuntimeError("server did not start")
 
 
-async def closed_loop(url: str, seconds: float, concurrency: int) -> float:
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the server's workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+# -- 1. throughput ---------------------------------------------------------------------------------
+def wrk_load(url: str, seconds: float, concurrency: int, script: Path) -> int:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "-s", str(script), url + f"/model/{MODEL}/converse"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failures:\n{out}")
+    return int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+
+
+async def httpx_load(url: str, seconds: float, concurrency: int) -> int:
     done = 0
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -72,17 +121,30 @@ async def closed_loop(url: str, seconds: float, concurrency: int) -> float:
         async def worker() -> None:
             nonlocal done
             while time.monotonic() < deadline:
-                r = await client.post(f"/model/{MODEL}/converse", json=BODY)
+                r = await client.post(f"/model/{MODEL}/converse", content=BODY,
+                                      headers={"content-type": "application/json"})
                 assert r.status_code == 200, r.text
                 done += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / seconds
+    return done
 
 
-def throughput(args: argparse.Namespace) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"off": [], "on": []}
+def throughput(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, float], str]:
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, float] = {"off": 0.0, "on": 0.0}
+    count: dict[str, int] = {"off": 0, "on": 0}
+    client = "wrk" if shutil.which("wrk") else "httpx"
     with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n"
+                          "wrk.headers[\"Content-Type\"] = \"application/json\"\n")
+
+        def load(url: str, seconds: float) -> int:
+            if client == "wrk":
+                return wrk_load(url, seconds, args.concurrency, script)
+            return asyncio.run(httpx_load(url, seconds, args.concurrency))
+
         servers = {}
         for mode in ("off", "on"):
             d = Path(tmp) / mode
@@ -90,85 +152,152 @@ def throughput(args: argparse.Namespace) -> dict[str, list[float]]:
             servers[mode] = start_server(d, mode == "on")
         try:
             for mode in ("off", "on"):  # warm-up
-                asyncio.run(closed_loop(servers[mode][1], 1.0, args.concurrency))
+                load(servers[mode][1], 2.0)
             for _ in range(args.rounds):
                 for mode in ("off", "on"):
-                    results[mode].append(asyncio.run(closed_loop(servers[mode][1], args.seconds, args.concurrency)))
+                    proc, url = servers[mode]
+                    before = cpu_seconds(proc.pid)
+                    t = time.monotonic()
+                    n = load(url, args.seconds)
+                    elapsed = time.monotonic() - t
+                    cpu[mode] += cpu_seconds(proc.pid) - before
+                    count[mode] += n
+                    rates[mode].append(n / min(elapsed, args.seconds))
         finally:
             for proc, _ in servers.values():
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-    return results
+                stop_server(proc)
+    return rates, {m: cpu[m] / count[m] * 1e6 for m in cpu}, client
 
 
-def synthetic_events(n: int, start_us: int, days: int) -> list[dict]:
-    rng = random.Random(7)
-    teams = ["red", "blue", "green", "amber"]
-    profiles = [f"p{i:011d}" for i in range(20)]
-    span = days * 86_400_000_000
+# -- 2. ingest --------------------------------------------------------------------------------------
+TEAMS = ("red", "blue", "green", "amber")
+PROFILES = [f"p{i:011d}" for i in range(20)]
+
+
+def synthetic_events(rng: random.Random, n: int, start_us: int, end_us: int) -> list[dict[str, Any]]:
+    """``n`` events in [start_us, end_us), in time order, over 20 application profiles tagged team and env."""
+    times = sorted(rng.randrange(start_us, end_us) for _ in range(n))
     out = []
-    for _ in range(n):
-        i = rng.randrange(len(profiles))
+    for t in times:
+        i = rng.randrange(len(PROFILES))
         inp, outp = rng.randrange(10, 2000), rng.randrange(10, 800)
+        profile = PROFILES[i]
+        outcome = "success" if rng.random() < 0.98 else "throttled"
         out.append({
-            "request_id": str(uuid.uuid4()), "time_us": start_us + rng.randrange(span), "account": "123456789012",
+            "request_id": str(uuid.uuid4()), "time_us": t, "account": ACCOUNT,
             "source_region": "us-east-1", "inference_region": "us-east-1", "operation": "Converse",
-            "model_id": profiles[i], "model_dim": profiles[i],
-            "profile_arn": f"arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/{profiles[i]}",
-            "profile_id": profiles[i], "profile_type": "APPLICATION", "foundation_model": MODEL,
+            "model_id": profile, "model_dim": profile,
+            "profile_arn": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:application-inference-profile/{profile}",
+            "profile_id": profile, "profile_type": "APPLICATION", "foundation_model": MODEL,
             "input_tokens": inp, "output_tokens": outp, "cache_read_tokens": 0, "cache_write_tokens": 0,
-            "latency_ms": 20, "ttft_ms": None, "outcome": "success", "error_code": None,
-            "cost_pusd": inp * 35_000 + outp * 140_000, "identity": "arn:aws:iam::123456789012:root",
-            "tags": {"team": teams[i % len(teams)], "env": "prod" if i % 2 else "dev"},
+            "latency_ms": 20, "ttft_ms": None, "outcome": outcome,
+            "error_code": None if outcome == "success" else "ThrottlingException",
+            "cost_pusd": inp * 35_000 + outp * 140_000, "identity": f"arn:aws:iam::{ACCOUNT}:root",
+            "tags": {"team": TEAMS[i % len(TEAMS)], "env": "prod" if i % 2 else "dev"},
         })
     return out
 
 
-def ingest_and_report(args: argparse.Namespace) -> tuple[float, int, list[float]]:
+def seed(store: Store, events: int) -> float:
+    """Ingest ``events`` synthetic events over 30 days; returns the seconds spent inside ``ingest``."""
+    rng = random.Random(7)
+    start_us = int(START.timestamp()) * 1_000_000
+    span = DAYS * 86_400_000_000
+    seconds = 0.0
+    stored = 0
+    chunk = 200_000
+    while stored < events:
+        n = min(chunk, events - stored)
+        lo = start_us + span * stored // events
+        hi = start_us + span * (stored + n) // events
+        batch_events = synthetic_events(rng, n, lo, hi)
+        t = time.perf_counter()
+        for i in range(0, n, BATCH):
+            part = batch_events[i:i + BATCH]
+            store.write_sync(lambda conn, p=part: ingest(conn, p))  # type: ignore[misc]
+        seconds += time.perf_counter() - t
+        stored += n
+        print(f"  seeded {stored:,} events ({stored / seconds:,.0f}/s in ingest)", file=sys.stderr, flush=True)
+    return seconds
+
+
+def check_sample(store: Store) -> None:
+    """One hour, every group: the report from rollups equals the one from raw events."""
+    q = parse_query(ACCOUNT, "2026-01-15T10:00:00Z", "2026-01-15T11:00:00Z", "minute", ["profile", "tag:team"])
+    from_rollups = store.read_sync(lambda conn: run_query(conn, q))
+    from_events = store.read_sync(lambda conn: run_query(conn, q, source="events"))
+    assert from_rollups == from_events and from_rollups["rows"], "rollups differ from the raw events"
+
+
+# -- 3. report --------------------------------------------------------------------------------------
+def report_latencies(store: Store, url: str, events: int, reps: int = 20) -> tuple[list[float], list[float]]:
+    query = parse_query(ACCOUNT, REPORT["since"], REPORT["until"], REPORT["granularity"], [REPORT["groupBy"]])
+    direct = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        report = store.read_sync(lambda conn: run_query(conn, query))
+        direct.append((time.perf_counter() - t) * 1000)
+    assert report["totals"]["invocations"] + report["totals"]["throttles"] == events
+    http = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for _ in range(reps):
+            t = time.perf_counter()
+            r = client.get("/_outcrop/usage", params=REPORT)
+            http.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, r.text
+            assert r.json()["totals"] == report["totals"]
+    return direct, http
+
+
+def ingest_and_report(args: argparse.Namespace) -> tuple[float, list[float], list[float], int]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(f"sqlite:///{tmp}/o.db")
+        database = f"sqlite:///{tmp}/o.db"
+        store = Store(database)
         store.migrate()
-        start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        start_us = int(start.timestamp()) * 1_000_000
-        chunk, batch = 100_000, 2000
-        seconds = 0.0
-        stored = 0
-        while stored < args.events:
-            events = synthetic_events(min(chunk, args.events - stored), start_us, 30)
-            t = time.perf_counter()
-            for i in range(0, len(events), batch):
-                part = events[i:i + batch]
-                store.write_sync(lambda conn, p=part: ingest(conn, p))  # type: ignore[misc]
-            seconds += time.perf_counter() - t
-            stored += len(events)
-        query = parse_query("123456789012", "2026-01-01", "2026-01-31", "day", ["tag:team"])
-        latencies = []
-        for _ in range(20):
-            t = time.perf_counter()
-            report = store.read_sync(lambda conn: run_query(conn, query))
-            latencies.append((time.perf_counter() - t) * 1000)
-        assert report["totals"]["invocations"] == args.events
+        seconds = seed(store, args.events)
+        check_sample(store)
+        size = (Path(tmp) / "o.db").stat().st_size
+        server_dir = Path(tmp) / "server"
+        server_dir.mkdir()
+        proc, url = start_server(server_dir, True, database)
+        try:
+            direct, http = report_latencies(store, url, args.events)
+        finally:
+            stop_server(proc)
         store.close()
-    return stored / seconds, stored, latencies
+    return args.events / seconds, direct, http, size
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--quick", action="store_true", help="3 s rounds, 2 rounds, 200,000 events")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-report", action="store_true")
     args = parser.parse_args()
-    results = throughput(args)
-    off, on = statistics.mean(results["off"]), statistics.mean(results["on"])
-    rate, stored, latencies = ingest_and_report(args)
+    if args.quick:
+        args.seconds, args.rounds, args.events = 3.0, 2, min(args.events, 200_000)
     print("| measure | value |\n|---|---|")
-    print(f"| Converse req/s, metering off (c={args.concurrency}) | {off:,.0f} ({', '.join(f'{v:,.0f}' for v in results['off'])}) |")
-    print(f"| Converse req/s, metering on | {on:,.0f} ({', '.join(f'{v:,.0f}' for v in results['on'])}) |")
-    print(f"| on / off | {on / off:.3f} ({(1 - on / off) * 100:+.1f} % lower) |")
-    print(f"| ingest, events/s (SQLite, batches of 2,000) | {rate:,.0f} |")
-    print(f"| 30-day daily cost report by tag over {stored:,} events, p50 / max ms | "
-          f"{statistics.median(latencies):.1f} / {max(latencies):.1f} |")
+    if not args.skip_throughput:
+        rates, cpu_us, client = throughput(args)
+        off, on = statistics.mean(rates["off"]), statistics.mean(rates["on"])
+        print(f"| Converse req/s, metering off (c={args.concurrency}, {client}) | {off:,.0f} "
+              f"({', '.join(f'{v:,.0f}' for v in rates['off'])}) |")
+        print(f"| Converse req/s, metering on | {on:,.0f} ({', '.join(f'{v:,.0f}' for v in rates['on'])}) |")
+        print(f"| on / off | {on / off:.3f} ({(1 - on / off) * 100:+.1f} % lower) |")
+        print(f"| server CPU per invocation, off / on | {cpu_us['off']:,.0f} / {cpu_us['on']:,.0f} µs "
+              f"({(cpu_us['on'] / cpu_us['off'] - 1) * 100:+.1f} %) |")
+        sys.stdout.flush()
+    if not args.skip_report:
+        rate, direct, http, size = ingest_and_report(args)
+        print(f"| ingest, events/s (SQLite, batches of {BATCH:,}, 30 days in time order) | {rate:,.0f} |")
+        print(f"| database after {args.events:,} events | {size / 2**30:.2f} GiB |")
+        print(f"| 30-day daily cost report by tag over {args.events:,} events, query function (CLI), "
+              f"p50 / max ms | {statistics.median(direct):.1f} / {max(direct):.1f} |")
+        print(f"| … through GET /_outcrop/usage, p50 / max ms | {statistics.median(http):.1f} / {max(http):.1f} |")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 5000
+SWITCH_INTERVAL = 0.0005
 DRAIN_SECONDS = 0.25  # the drainer's pace: large batches, so that ingest costs the event loop little
 ORPHAN_SCAN_SECONDS = 5.0
 RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -78,6 +80,10 @@ class Meter:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Drain the journals of dead processes (synchronously: before serving), then start the writer."""
+        # The journal and drainer threads need the GIL for moments; at the default 5 ms switch interval the
+        # busy event loop would make each journal group wait up to that long for it, and every invocation
+        # waits on a group.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         recovered = self.recover_orphans()
         if recovered:
             log.info("metering: recovered %d events from journals of stopped processes", recovered)
