@@ -12,10 +12,10 @@ ValidationException with the backend's message; a stream cut short → ModelStre
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 
 from outcrop.errors import (
@@ -28,6 +28,7 @@ from outcrop.errors import (
     ValidationError,
 )
 from outcrop.providers.base import Target
+from outcrop.providers.http11 import Client, HTTPError, Response
 from outcrop.providers.messages import (
     BlockDelta,
     BlockStart,
@@ -127,28 +128,39 @@ def _error(status: int, text: str) -> ServiceError:
 
 class OpenAIProvider:
     def __init__(self) -> None:
-        self.client = httpx.AsyncClient()
+        self.client = Client()
 
-    def _request(self, target: Target, request: ChatRequest, stream: bool) -> httpx.Request:
+    async def _send(self, target: Target, request: ChatRequest, stream: bool) -> Response:
+        """POST the chat completion and read the answer's head; transport failures become AWS errors."""
         d = target.deployment
-        headers = {"authorization": f"Bearer {d.api_key}"} if d.api_key else {}
+        headers = {"content-type": "application/json", "accept": "text/event-stream" if stream else "application/json"}
+        if d.api_key:
+            headers["authorization"] = f"Bearer {d.api_key}"
         url = (d.url or "").rstrip("/") + "/chat/completions"
-        body = chat_body(request, d.backend_model or target.model_id, stream)
-        return self.client.build_request("POST", url, json=body, headers=headers, timeout=d.timeout_seconds)
+        body = orjson.dumps(chat_body(request, d.backend_model or target.model_id, stream))
+        try:
+            return await self.client.post(url, body, headers)
+        except HTTPError as e:
+            raise ServiceUnavailable(f"The model backend cannot be reached: {type(e).__name__}.") from None
 
     async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
         try:
-            r = await self.client.send(self._request(target, request, False))
-        except httpx.TimeoutException:
+            async with asyncio.timeout(target.deployment.timeout_seconds):
+                r = await self._send(target, request, False)
+                try:
+                    raw = await r.read()
+                finally:
+                    await r.close()
+        except TimeoutError:
             raise ModelTimeout(TIMEOUT_MESSAGE) from None
-        except httpx.TransportError as e:
+        except HTTPError as e:
             raise ServiceUnavailable(f"The model backend cannot be reached: {type(e).__name__}.") from None
-        if r.status_code != 200:
-            raise _error(r.status_code, r.text)
+        if r.status != 200:
+            raise _error(r.status, raw.decode("utf-8", "replace"))
         try:
-            payload = r.json()
+            payload = orjson.loads(raw)
             choice = payload["choices"][0]
-        except (ValueError, KeyError, IndexError):
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             raise ModelError("The model backend returned a malformed response.", originalStatusCode=200) from None
         message = choice.get("message") or {}
         content: list[Text | ToolUse] = []
@@ -164,24 +176,26 @@ class OpenAIProvider:
         return ChatResponse(tuple(content), stop, _usage(payload.get("usage"), request, text))
 
     async def chat_stream(self, target: Target, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        timeout = target.deployment.timeout_seconds
         try:
-            response = await self.client.send(self._request(target, request, True), stream=True)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(timeout):
+                response = await self._send(target, request, True)
+        except TimeoutError:
             raise ModelTimeout(TIMEOUT_MESSAGE) from None
-        except httpx.TransportError as e:
-            raise ServiceUnavailable(f"The model backend cannot be reached: {type(e).__name__}.") from None
         try:
-            if response.status_code != 200:
-                raise _error(response.status_code, (await response.aread()).decode("utf-8", "replace"))
-            async for event in _translate_sse(response, request):
+            if response.status != 200:
+                async with asyncio.timeout(timeout):
+                    raw = await response.read()
+                raise _error(response.status, raw.decode("utf-8", "replace"))
+            async for event in _translate_sse(_lines(response, timeout), request):
                 yield event
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise ModelTimeout(TIMEOUT_MESSAGE) from None
-        except httpx.TransportError as e:
+        except HTTPError as e:
             raise ModelStreamError(f"The model backend stream failed: {type(e).__name__}.",
                                    originalStatusCode=502, originalMessage=str(e)[:500]) from None
         finally:
-            await response.aclose()
+            await response.close()
 
     async def embed(self, target: Target, request: EmbedRequest) -> EmbedResponse:
         raise ValidationError("The openai backend serves chat models; embedding models need the builtin backend.")
@@ -190,14 +204,26 @@ class OpenAIProvider:
         await self.client.aclose()
 
 
-async def _translate_sse(response: httpx.Response, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+async def _lines(response: Response, timeout: float) -> AsyncIterator[str]:
+    """The answer's lines, each awaited for at most ``timeout`` seconds (as httpx's read timeout)."""
+    lines = response.lines()
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                line = await anext(lines)
+        except StopAsyncIteration:
+            return
+        yield line
+
+
+async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> AsyncIterator[StreamEvent]:
     yield MessageStart("assistant")
     index = -1
     kind: str | None = None  # "text" or the OpenAI index of the tool call being streamed
     text_parts: list[str] = []
     finish: StopReason | None = None
     usage: dict[str, Any] | None = None
-    async for line in response.aiter_lines():
+    async for line in lines:
         if not line.startswith("data:"):
             continue
         data = line[5:].strip()

@@ -1,0 +1,256 @@
+"""A small HTTP/1.1 client for the call outcrop makes on every invocation (the ``openai`` backend).
+
+Why not httpx: on that path httpx, httpcore and anyio cost more CPU than all of outcrop's own work
+(``bench/runtime``): each request scans every pooled connection (a ``select`` per idle connection to
+see whether it expired), wraps the socket in several stream layers and runs h11's state machine; and
+the default pool keeps at most 20 idle connections, so above 20 concurrent invocations connections
+are opened and closed all the time. This client does only what a chat-completions call needs:
+
+- keep-alive connections per origin (scheme, host, port), reused most-recent-first, with no cap of
+  its own (the router's per-deployment ``max_concurrency`` is the cap);
+- a request with a ``Content-Length`` body; a response with a ``Content-Length``, chunked or
+  close-delimited body, read whole (``read``) or line by line (``lines``, for SSE);
+- a connection goes back to the pool only after its response was read to the end without error;
+- a reused connection that fails before any byte of the answer arrives (the server closed it while it
+  was idle) is retried once on a new connection, as browsers and urllib3 do.
+
+Errors: ``ConnectError`` (could not connect), ``ProtocolError`` (the connection failed or the answer
+was malformed), and the builtin ``TimeoutError`` from the callers' ``asyncio.timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+__all__ = ["Client", "ConnectError", "HTTPError", "ProtocolError", "Response"]
+
+MAX_HEAD_BYTES = 64 * 1024
+READ_SIZE = 64 * 1024
+
+
+class HTTPError(Exception):
+    """A request failed below HTTP: no answer, or not a valid one."""
+
+
+class ConnectError(HTTPError):
+    pass
+
+
+class ProtocolError(HTTPError):
+    pass
+
+
+@dataclass(frozen=True)
+class _Origin:
+    scheme: str
+    host: str
+    port: int
+    authority: str  # the Host header
+
+
+@lru_cache(maxsize=256)
+def _split(url: str) -> tuple[_Origin, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectError(f"not an http(s) URL: {url}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Origin(parts.scheme, parts.hostname, port, parts.netloc.rsplit("@", 1)[-1]), target
+
+
+class _Connection:
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    def usable(self) -> bool:
+        return not self.reader.at_eof() and not self.writer.is_closing()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Response:
+    """An answer whose head has been read; its body is read once, by ``read`` or ``lines``."""
+
+    def __init__(
+        self,
+        client: Client,
+        origin: _Origin,
+        conn: _Connection,
+        status: int,
+        headers: dict[str, str],
+        keep_alive: bool,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self._client, self._origin, self._conn = client, origin, conn
+        self._keep_alive = keep_alive
+        self._done = False
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self._chunks()])
+
+    async def lines(self) -> AsyncIterator[str]:
+        """The body split on line ends (``\\n``, ``\\r\\n``), decoded as UTF-8."""
+        pending = b""
+        async for chunk in self._chunks():
+            pending += chunk
+            if b"\n" not in pending:
+                continue
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if pending:
+            yield pending.rstrip(b"\r").decode("utf-8", "replace")
+
+    async def close(self) -> None:
+        """Give the connection back if the body was read to its end, else close it."""
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None  # type: ignore[assignment]
+        if self._done and self._keep_alive:
+            self._client._release(self._origin, conn)
+        else:
+            conn.close()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        reader = self._conn.reader
+        try:
+            length = self.headers.get("content-length")
+            if self.headers.get("transfer-encoding", "").lower().endswith("chunked"):
+                while True:
+                    size_line = await reader.readuntil(b"\r\n")
+                    size = int(size_line.split(b";", 1)[0].strip(), 16)
+                    if size == 0:
+                        while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                            pass  # trailers
+                        break
+                    chunk = await reader.readexactly(size + 2)
+                    yield chunk[:-2]
+            elif length is not None:
+                left = int(length)
+                while left > 0:
+                    chunk = await reader.read(min(left, READ_SIZE))
+                    if not chunk:
+                        raise ProtocolError(f"the connection closed {left} bytes before the end of the body")
+                    left -= len(chunk)
+                    yield chunk
+            else:
+                self._keep_alive = False
+                while chunk := await reader.read(READ_SIZE):
+                    yield chunk
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
+            raise ProtocolError(f"the body was cut short: {type(e).__name__}") from None
+        except ValueError:
+            raise ProtocolError("malformed chunked body") from None
+        self._done = True
+
+
+class Client:
+    def __init__(self) -> None:
+        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        """POST ``body`` and read the answer's head (callers bound the time with ``asyncio.timeout``)."""
+        origin, target = _split(url)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = (
+            f"POST {target} HTTP/1.1\r\nHost: {origin.authority}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+        ).encode("latin-1") + body
+        conn, reused = await self._connection(origin)
+        try:
+            return await self._exchange(origin, conn, request)
+        except _NothingReceived as e:
+            conn.close()
+            if not reused:
+                raise ProtocolError(f"the server closed the connection without answering: {e}") from None
+        except BaseException:
+            conn.close()
+            raise
+        conn = await self._connect(origin)  # the server had closed the idle connection: once more
+        try:
+            return await self._exchange(origin, conn, request)
+        except _NothingReceived as e:
+            conn.close()
+            raise ProtocolError(f"the server closed the connection without answering: {e}") from None
+        except BaseException:
+            conn.close()
+            raise
+
+    async def aclose(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+    async def _exchange(self, origin: _Origin, conn: _Connection, request: bytes) -> Response:
+        try:
+            conn.writer.write(request)
+            await conn.writer.drain()
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as e:
+            if not e.partial:
+                raise _NothingReceived("EOF") from None
+            raise ProtocolError("the connection closed in the middle of the answer's head") from None
+        except asyncio.LimitOverrunError:
+            raise ProtocolError("the answer's head is too large") from None
+        except ConnectionError as e:
+            raise _NothingReceived(type(e).__name__) from None
+        lines = head.decode("latin-1").split("\r\n")
+        status_line = lines[0].split(" ", 2)
+        try:
+            status = int(status_line[1])
+        except (IndexError, ValueError):
+            raise ProtocolError(f"not an HTTP status line: {lines[0][:100]!r}") from None
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        keep_alive = status_line[0] == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        return Response(self, origin, conn, status, headers, keep_alive)
+
+    async def _connection(self, origin: _Origin) -> tuple[_Connection, bool]:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                return conn, True
+            conn.close()
+        return await self._connect(origin), False
+
+    async def _connect(self, origin: _Origin) -> _Connection:
+        context = None
+        if origin.scheme == "https":
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            context = self._ssl
+        try:
+            reader, writer = await asyncio.open_connection(
+                origin.host,
+                origin.port,
+                ssl=context,
+                limit=MAX_HEAD_BYTES,
+                server_hostname=origin.host if context else None,
+            )
+        except OSError as e:
+            raise ConnectError(f"{type(e).__name__}: {e}") from None
+        return _Connection(reader, writer)
+
+    def _release(self, origin: _Origin, conn: _Connection) -> None:
+        if conn.usable():
+            self._idle.setdefault(origin, []).append(conn)
+        else:
+            conn.close()
+
+
+class _NothingReceived(Exception):
+    """The connection failed before any byte of the answer (retried once if the connection was reused)."""
