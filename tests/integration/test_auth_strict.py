@@ -412,3 +412,68 @@ def test_h2c_request_signing_authority_is_verified(strict):
     assert send(key["secretAccessKey"])[0] == 200
     status, out = send("z" * 40)
     assert status == 403 and "does not match" in out
+
+
+# ------------------------------------------------------------------------ presigned URLs, session tokens
+def presigned_url(srv: ServerProcess, key: dict[str, str], path: str, expires: int = 300,
+                  token: str | None = None) -> str:
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=srv.url + path)
+    SigV4QueryAuth(Credentials(key["accessKeyId"], key["secretAccessKey"], token), "bedrock", "us-east-1",
+                   expires=expires).add_auth(request)
+    return str(request.url)
+
+
+def test_presigned_url_is_accepted_in_the_keys_account(strict):
+    key = new_key(strict)
+    arn = create_profile(client(strict, key), "presigned")
+    url = presigned_url(strict, key, "/inference-profiles?type=APPLICATION")
+    assert "X-Amz-Signature=" in url and "X-Amz-Expires=300" in url
+    r = httpx.get(url)
+    assert r.status_code == 200, r.text
+    assert [p["inferenceProfileArn"] for p in r.json()["inferenceProfileSummaries"]] == [arn]
+
+
+def test_presigned_url_with_a_wrong_signature_or_altered_query_is_refused(strict):
+    key = new_key(strict)
+    url = presigned_url(strict, key, "/inference-profiles?type=APPLICATION")
+    wrong = url.rsplit("X-Amz-Signature=", 1)[0] + "X-Amz-Signature=" + "0" * 64
+    r = httpx.get(wrong)
+    assert r.status_code == 403 and r.headers["x-amzn-errortype"] == "InvalidSignatureException"
+    r = httpx.get(url.replace("type=APPLICATION", "type=SYSTEM_DEFINED"))
+    assert r.status_code == 403 and r.headers["x-amzn-errortype"] == "InvalidSignatureException"
+
+
+def test_expired_presigned_url_is_refused(strict):
+    import time
+
+    key = new_key(strict)
+    url = presigned_url(strict, key, "/inference-profiles", expires=1)
+    time.sleep(2.2)
+    r = httpx.get(url)
+    assert r.status_code == 403 and r.headers["x-amzn-errortype"] == "InvalidSignatureException"
+    assert "expired" in r.json()["message"]
+
+
+@pytest.mark.parametrize("query", ["X-Amz-Signature=" + "0" * 64, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=x"])
+def test_incomplete_presigned_url_is_incomplete_signature(strict, query):
+    r = httpx.get(f"{strict.url}/inference-profiles?{query}")
+    assert r.status_code == 403
+    assert r.headers["x-amzn-errortype"] in ("IncompleteSignatureException", "MissingAuthenticationTokenException")
+
+
+def test_session_tokens_are_refused_with_a_clear_message(strict):
+    key = new_key(strict)
+    signer = boto3.client(
+        "bedrock", region_name="us-east-1", endpoint_url=strict.url, aws_access_key_id=key["accessKeyId"],
+        aws_secret_access_key=key["secretAccessKey"], aws_session_token="FwoGZXIvYXdzEXAMPLE",
+        config=BotoConfig(retries={"max_attempts": 1}),
+    )
+    code, status, message = error_of(signer.list_inference_profiles)
+    assert (code, status) == ("UnrecognizedClientException", 403)
+    assert "X-Amz-Security-Token" in message and "outcrop keys create" in message
+    r = httpx.get(presigned_url(strict, key, "/inference-profiles", token="FwoGZXIvYXdzEXAMPLE"))
+    assert r.status_code == 403 and "temporary credentials" in r.json()["message"]

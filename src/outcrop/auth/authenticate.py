@@ -11,6 +11,10 @@ credential scope. Nothing is verified and no policy applies.
   with its secret. An unknown key is ``UnrecognizedClientException``, as at AWS.
 * ``Authorization: Bearer <Bedrock API key>``: the key's SHA-256 is looked up. A bearer request names
   no Region, so it acts in the default Region (at AWS the Region is the endpoint's).
+* a presigned URL (``X-Amz-Algorithm``, ``X-Amz-Credential``, ``X-Amz-Signature``, ``X-Amz-Expires`` … in
+  the query string): verified as the header form, and refused once ``X-Amz-Date + X-Amz-Expires`` is past.
+* temporary credentials (``X-Amz-Security-Token``, header or query): ``UnrecognizedClientException``
+  with a message that says so; outcrop issues no session tokens and cannot verify STS's.
 * anything else, or nothing: ``MissingAuthenticationTokenException`` (no header) or the SigV4 parse
   error.
 
@@ -36,6 +40,10 @@ API_KEY_FORMAT = "Invalid API Key format: Must start with pre-defined prefix"
 API_KEY_INVALID = "Authentication failed: Please make sure your API Key is valid."
 SHORT_TERM_PREFIX = "bedrock-api-key-"
 MAX_API_KEY_LENGTH = 8192
+SESSION_TOKEN_REFUSED = (
+    f"{INVALID_TOKEN} outcrop accepts only long-term access keys made with `outcrop keys create`; temporary "
+    "credentials (X-Amz-Security-Token, from STS or an assumed role) cannot be verified here."
+)
 
 
 class AuthMode(enum.StrEnum):
@@ -60,8 +68,12 @@ class Authenticator:
         self.verifier = SigV4Verifier("bedrock", regions=regions)
 
     async def authenticate(self, request: RawRequest) -> Caller:
+        if request.header("x-amz-security-token") is not None or request.query_param("X-Amz-Security-Token"):
+            raise UnrecognizedClient(SESSION_TOKEN_REFUSED)
         authorization = request.header("authorization")
-        if authorization is None or not authorization.strip():
+        if request.presigned:
+            authorization = ""
+        elif authorization is None or not authorization.strip():
             raise MissingAuthenticationToken(MISSING_TOKEN)
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() == "bearer":

@@ -15,6 +15,10 @@ Checks happen in two steps so that a server can refuse a malformed, mis-scoped o
 it looks the key up: ``SigV4Verifier.check`` (header syntax, credential scope, clock skew, body hash),
 then ``SigV4Verifier.verify_signature`` with the key's secret (constant-time comparison).
 
+A presigned URL carries the same parts as ``X-Amz-*`` query parameters; its canonical query string is the
+raw query without ``X-Amz-Signature``, and instead of the ±5-minute clock check it must not be past
+``X-Amz-Date + X-Amz-Expires`` (at most 7 days).
+
 Errors are those AWS sends: ``MissingAuthenticationTokenException`` without an ``Authorization``
 header, ``IncompleteSignatureException`` for a header that is not a SigV4 header,
 ``InvalidSignatureException`` for a wrong signature, a mis-scoped credential or a stale request
@@ -29,6 +33,7 @@ import hmac
 import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import regex
 from botocore.auth import SigV4Auth
@@ -66,6 +71,9 @@ _SCOPE_DATE = regex.compile(r"\d{8}")
 _REGION = regex.compile(r"[a-z]{2}(-[a-z0-9]+)+-\d+")
 _HEADER_NAME = regex.compile(r":?[a-z0-9!#$%&'*+.^_`|~-]+")
 _SIGNATURE = regex.compile(r"[0-9a-f]{64}")
+MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600  # X-Amz-Expires, in seconds, as at AWS
+PRESIGNED_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
+                    "X-Amz-Signature")
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,19 @@ class RawRequest:
         values = [v for k, v in self.headers if k == name]
         return ",".join(values) if values else None
 
+    def query_param(self, name: str) -> str | None:
+        """The first value of query parameter ``name``, percent-decoded."""
+        for part in self.raw_query.split("&"):
+            key, _, value = part.partition("=")
+            if unquote(key) == name:
+                return unquote(value)
+        return None
+
+    @property
+    def presigned(self) -> bool:
+        """Signed in the query string (a presigned URL) rather than in an ``Authorization`` header."""
+        return self.header("authorization") is None and self.query_param("X-Amz-Algorithm") is not None
+
 
 @dataclass(frozen=True)
 class Credential:
@@ -95,6 +116,7 @@ class Credential:
     signed_headers: tuple[str, ...]
     signature: str
     amz_date: str  # X-Amz-Date, the time the client signed
+    expires: int | None = None  # X-Amz-Expires of a presigned URL, in seconds
 
     @property
     def scope(self) -> str:
@@ -173,12 +195,50 @@ class SigV4Verifier:
 
     def check(self, request: RawRequest) -> Credential:
         """Everything that can be checked without the secret; returns the parsed credential."""
+        if request.presigned:
+            return self._check_presigned(request)
         authorization = request.header("authorization")
         if authorization is None:
             raise MissingAuthenticationToken(MISSING_TOKEN)
         access_key, scope, signed, signature = parse_authorization(authorization)
-        date, region, service, terminator = scope.split("/")
         amz_date = request.header("x-amz-date")
+        return self._check_scope(request, authorization, access_key, scope, signed, signature, amz_date)
+
+    def _check_presigned(self, request: RawRequest) -> Credential:
+        """A presigned URL: the same checks on the ``X-Amz-*`` query parameters, plus its expiry."""
+        values = {name: request.query_param(name) for name in PRESIGNED_PARAMS}
+        missing = [name for name, value in values.items() if not value]
+        shown = _printable(request.raw_query)
+        if missing:
+            raise IncompleteSignature(" ".join(
+                [f"AWS query-string parameters must include '{name}'." for name in missing] + [f"Re-examine the query-string parameters. Query={shown}"]
+            ))
+        if values["X-Amz-Algorithm"] != ALGORITHM:
+            raise IncompleteSignature(f"X-Amz-Algorithm only supports '{ALGORITHM}'. Query={shown}")
+        expires = values["X-Amz-Expires"] or ""
+        if not expires.isdigit() or not 1 <= int(expires) <= MAX_PRESIGNED_EXPIRES:
+            raise IncompleteSignature(
+                f"X-Amz-Expires must be a whole number of seconds from 1 to {MAX_PRESIGNED_EXPIRES}. Query={shown}"
+            )
+        header = (f"{ALGORITHM} Credential={values['X-Amz-Credential']}, SignedHeaders={values['X-Amz-SignedHeaders']}, "
+                  f"Signature={values['X-Amz-Signature']}")
+        access_key, scope, signed, signature = parse_authorization(header)
+        credential = self._check_scope(request, header, access_key, scope, signed, signature, values["X-Amz-Date"],
+                                       expires=int(expires))
+        signed_at = _parse_amz_date(credential.amz_date)
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC).replace(microsecond=0)
+        if now > signed_at + dt.timedelta(seconds=int(expires)):
+            raise InvalidSignature(
+                f"Signature expired: {credential.amz_date} + {expires} s is earlier than {_fmt(now)}; "
+                "the presigned URL has expired."
+            )
+        return credential
+
+    def _check_scope(
+        self, request: RawRequest, authorization: str, access_key: str, scope: str, signed: tuple[str, ...],
+        signature: str, amz_date: str | None, expires: int | None = None,
+    ) -> Credential:
+        date, region, service, terminator = scope.split("/")
         if amz_date is None:
             raise IncompleteSignature(
                 "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
@@ -198,7 +258,10 @@ class SigV4Verifier:
             raise InvalidSignature(f"Credential should be scoped to correct service: '{self.service}'. ")
         if not _REGION.fullmatch(region) or (self.regions is not None and region not in self.regions):
             raise InvalidSignature("Credential should be scoped to a valid region. ")
-        self._check_skew(signed_at, amz_date)
+        if expires is None:
+            self._check_skew(signed_at, amz_date)
+        elif signed_at > dt.datetime.fromtimestamp(self.clock(), dt.UTC) + self.max_skew:
+            self._check_skew(signed_at, amz_date)  # a presigned URL may be old, but not from the future
         if "host" not in signed and ":authority" not in signed:
             raise InvalidSignature("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
         for name in signed:
@@ -213,7 +276,7 @@ class SigV4Verifier:
             )
         if not _SIGNATURE.fullmatch(signature):
             raise InvalidSignature(SIGNATURE_MISMATCH)
-        return Credential(access_key, date, region, service, signed, signature, amz_date)
+        return Credential(access_key, date, region, service, signed, signature, amz_date, expires)
 
     def verify_signature(self, request: RawRequest, credential: Credential, secret_key: str) -> None:
         """Recompute the signature with ``secret_key``; raise ``InvalidSignature`` unless it matches."""
@@ -230,7 +293,10 @@ class SigV4Verifier:
             else:
                 value = request.header(name) or ""
             headers[name] = value
-        url = "http://outcrop" + request.raw_path + (f"?{request.raw_query}" if request.raw_query else "")
+        query = request.raw_query
+        if credential.expires is not None:  # the signature signs every query parameter but itself
+            query = "&".join(p for p in query.split("&") if unquote(p.partition("=")[0]) != "X-Amz-Signature")
+        url = "http://outcrop" + request.raw_path + (f"?{query}" if query else "")
         aws_request = AWSRequest(method=request.method, url=url, data=request.body)
         # The payload hash comes from the body, never from a header (checked against it in ``check``).
         aws_request.context["timestamp"] = credential.amz_date
