@@ -76,8 +76,11 @@ class UnknownOperation(ServiceError):
 
 
 class NotImplementedOperation(ServiceError):
-    code = "NotImplementedException"
-    status = 501
+    """An operation of the AWS model that outcrop does not serve: the caller's request cannot succeed here,
+    so it is a client error (4xx, never retried by SDKs), not a server fault."""
+
+    code = "UnsupportedOperationException"
+    status = 400
 
 
 class ModelTimeout(ServiceError):
