@@ -58,6 +58,28 @@ end
 {_DONE}"""
 
 
+def signed_get_script(requests: list[tuple[str, dict[str, str]]]) -> str:
+    """GETs of pre-signed requests, one of ``requests`` (path, headers) at random each time.
+
+    SigV4 has no nonce: a request signed once verifies again for as long as its ``X-Amz-Date`` is within
+    the server's 5-minute skew, so every request pays the full verification.
+    """
+    rows = ", ".join(
+        "{" + _lua_str(path) + ", {" + ", ".join(f"[{_lua_str(k)}] = {_lua_str(v)}" for k, v in headers.items()) + "}}"
+        for path, headers in requests
+    )
+    return f"""
+local reqs = {{{rows}}}
+function init(args)
+  math.randomseed(os.time())
+end
+function request()
+  local r = reqs[math.random(#reqs)]
+  return wrk.format("GET", r[1], r[2])
+end
+{_DONE}"""
+
+
 def path_script(region: str, path: str) -> str:
     """A GET of one fixed path (ListInferenceProfiles with a fixed query)."""
     return f"""

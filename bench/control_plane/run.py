@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -25,10 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from load import Result, create_script, ensure_wrk, get_script, path_script, run_wrk
+from load import Result, create_script, ensure_wrk, get_script, path_script, run_wrk, signed_get_script
 from seed import create_over_http, list_path, seed_outcrop, token_at_page
 from servers import (
     HERE,
+    MAIN_PYTHON,
     Server,
     create_pg_database,
     drop_pg_database,
@@ -114,6 +116,48 @@ def throughput(server: Server, database: str, s: Settings, out: list[Cell]) -> N
                 f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}  wrk cpu {r.wrk_cpu:.0%}  server cpu {r.server_cpu:.0%} "
                 f"({r.cpu_us_per_request:.0f} us/req)")
             out.append(Cell(server.name, database, op, c, r))
+
+
+def throughput_sigv4(server: Server, database: str, s: Settings, out: list[Cell]) -> None:
+    """GetInferenceProfile against ``--auth strict``: every request's SigV4 signature verified, so the cost
+    of verification shows beside the same operation in open mode."""
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    assert server.database_url is not None
+    env = {**os.environ, **({"PYTHONPATH": server.pythonpath} if server.pythonpath else {})}
+    made = subprocess.run(
+        [str(MAIN_PYTHON), "-m", "outcrop", "keys", "create", "--account", "123456789012",
+         "--database", server.database_url], check=True, capture_output=True, text=True, env=env,
+    )
+    key = json.loads(made.stdout)
+    bedrock = boto3.client(
+        "bedrock", region_name=REGION, endpoint_url=f"http://{server.host}",
+        aws_access_key_id=key["accessKeyId"], aws_secret_access_key=key["secretAccessKey"],
+    )
+    copy_from = "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-text-express-v1"
+    nonce = uuid.uuid4().hex[:8]
+    ids = [
+        bedrock.create_inference_profile(inferenceProfileName=f"s{nonce}-{i}", modelSource={"copyFrom": copy_from})[
+            "inferenceProfileArn"
+        ].rsplit("/", 1)[1]
+        for i in range(20)
+    ]
+    creds = Credentials(key["accessKeyId"], key["secretAccessKey"])
+    signed = []
+    for pid in ids:
+        request = AWSRequest("GET", f"http://{server.host}/inference-profiles/{pid}")
+        SigV4Auth(creds, "bedrock", REGION).add_auth(request)
+        signed.append((f"/inference-profiles/{pid}", {k: v for k, v in request.headers.items() if k != "host"}))
+    script = signed_get_script(signed)
+    pids = server.worker_pids()
+    run_wrk(server.host, script, 8, s.warmup, s.scratch)
+    for c in CONCURRENCY:
+        r = run_wrk(server.host, script, c, s.seconds, s.scratch, pids)
+        log(f"{server.name:<22} GetInferenceProfile (SigV4) c={c:<3} {r.rps:9.0f} req/s  errors {r.errors}")
+        out.append(Cell(server.name, database, "GetInferenceProfile", c, r))
 
 
 # -- List page vs. number of stored profiles -------------------------------------------------------------
@@ -227,6 +271,11 @@ def goal_table(cells: list[Cell], pages: list[PageCell], databases: list[str], s
         detail = f"{fmt_rps(get.rps)} / {fmt_rps(bare.rps)} req/s" if get and bare else ""
         row("Get, c=32: outcrop ÷ bare callable", db, ratio, "≥ 0.33x", None if ratio is None else ratio >= 1 / 3,
             detail)
+    signed, unsigned = (find(cells, n, "GetInferenceProfile", 32) for n in ("outcrop/sqlite+sigv4", "outcrop/sqlite"))
+    if signed and unsigned and unsigned.rps:
+        row("Get, c=32: strict mode (SigV4 verified) ÷ open mode", "sqlite", signed.rps / unsigned.rps,
+            "(cost of verification)", None, f"{fmt_rps(signed.rps)} / {fmt_rps(unsigned.rps)} req/s; "
+            f"{signed.cpu_us_per_request - unsigned.cpu_us_per_request:+,.0f} us CPU per request")
     for c in CONCURRENCY:
         mini = find(cells, "ministack", "CreateInferenceProfile", c)
         for db in databases:
@@ -391,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
                 throughput(srv, db, s, cells)
             with running(lambda u=urls[1], d=db: start_outcrop(u, scratch, d, source)) as srv:
                 page_latency(srv, db, s, pages)
+        strict_url = f"sqlite:///{scratch / 'strict.db'}"
+        with running(lambda: start_outcrop(strict_url, scratch, "sqlite+sigv4", source, ["--auth", "strict"])) as srv:
+            throughput_sigv4(srv, "sqlite", s, cells)
     finally:
         for url in pg_urls:
             try:

@@ -39,6 +39,7 @@ class Server:
     log_path: Path
     health_path: str = "/"
     database_url: str | None = None
+    pythonpath: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -104,16 +105,19 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str], workdir: Path, port: 
     return Server(name=name, port=port, proc=proc, log_path=log_path, health_path=health).wait_ready()
 
 
-def start_outcrop(database_url: str, workdir: Path, label: str, source: Path | None = None) -> Server:
+def start_outcrop(
+    database_url: str, workdir: Path, label: str, source: Path | None = None, args: list[str] | None = None
+) -> Server:
     """``outcrop serve`` as users run it; ``source`` is a directory holding the ``outcrop`` package to use
     instead of the one installed in .venv (a snapshot of a commit)."""
     port = free_port()
-    cmd = [str(MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database", database_url]
+    cmd = [str(MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database", database_url, *(args or [])]
     env = {"OUTCROP_DATA_DIR": str(workdir), "OUTCROP_APPLICATION_PROFILE_QUOTA": QUOTA}
     if source is not None:
         env["PYTHONPATH"] = str(source)
     server = _spawn(f"outcrop/{label}", cmd, env, workdir, port, "/_outcrop/health")
     server.database_url = database_url
+    server.pythonpath = env.get("PYTHONPATH")
     return server
 
 
