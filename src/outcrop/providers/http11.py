@@ -90,7 +90,8 @@ class Response:
     ) -> None:
         self.status = status
         self.headers = headers
-        self._client, self._origin, self._conn = client, origin, conn
+        self._client, self._origin = client, origin
+        self._conn: _Connection | None = conn
         self._keep_alive = keep_alive
         self._done = False
 
@@ -114,13 +115,15 @@ class Response:
         """Give the connection back if the body was read to its end, else close it."""
         if self._conn is None:
             return
-        conn, self._conn = self._conn, None  # type: ignore[assignment]
+        conn, self._conn = self._conn, None
         if self._done and self._keep_alive:
             self._client._release(self._origin, conn)
         else:
             conn.close()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        if self._conn is None:
+            raise ProtocolError("the response was closed before its body was read")
         reader = self._conn.reader
         try:
             length = self.headers.get("content-length")

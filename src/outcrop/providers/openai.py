@@ -187,8 +187,11 @@ class OpenAIProvider:
                 async with asyncio.timeout(timeout):
                     raw = await response.read()
                 raise _error(response.status, raw.decode("utf-8", "replace"))
-            async for event in _translate_sse(_lines(response, timeout), request):
+            lines = _lines(response, timeout)
+            async for event in _translate_sse(lines, request):
                 yield event
+            async for _ in lines:
+                pass  # the end of the body after [DONE], so that the connection can be reused
         except TimeoutError:
             raise ModelTimeout(TIMEOUT_MESSAGE) from None
         except HTTPError as e:
