@@ -15,6 +15,7 @@ import binascii
 import logging
 import struct
 from collections.abc import AsyncIterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -30,8 +31,13 @@ _STRING = 7
 
 
 def encode_headers(headers: Mapping[str, str]) -> bytes:
+    return _encode_headers(tuple(headers.items()))
+
+
+@lru_cache(maxsize=512)  # a stream repeats the same few header sets in every frame
+def _encode_headers(items: tuple[tuple[str, str], ...]) -> bytes:
     out = bytearray()
-    for name, value in headers.items():
+    for name, value in items:
         raw_name, raw_value = name.encode("utf-8"), value.encode("utf-8")
         out += struct.pack(">B", len(raw_name)) + raw_name
         out += struct.pack(">BH", _STRING, len(raw_value)) + raw_value
