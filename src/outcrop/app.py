@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -40,6 +39,7 @@ from outcrop.errors import (
     ServiceError,
     UnknownOperation,
 )
+from outcrop.ids import request_id as new_request_id
 from outcrop.metering import Meter, Prices
 from outcrop.metering.endpoint import usage_endpoint
 from outcrop.observability import Metrics
@@ -187,7 +187,7 @@ class Outcrop:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         method = scope["method"]
         caller: Caller | None = None
