@@ -313,6 +313,9 @@ class Store:
             )
             self.write_engine = create_engine(self.url, pool_size=2, max_overflow=0, pool_pre_ping=True)
             self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="outcrop-read")
+            self._thread_conns = threading.local()
+        self._held: list[Connection] = []  # the read threads' connections, closed with the store
+        self._held_lock = threading.Lock()
         self.writer = GroupCommitWriter(self.write_engine)
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -334,7 +337,26 @@ class Store:
         if self._read_pool is None:
             return self._read_inline(fn)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_pool, self.read_sync, fn)
+        return await loop.run_in_executor(self._read_pool, self._read_on_thread, fn)
+
+    def _read_on_thread(self, fn: Callable[[Connection], T]) -> T:
+        """A read on one of the pool's threads, each keeping its own autocommit connection: no pool
+        checkout and return per read. A connection found dead is replaced and the read retried once."""
+        for attempt in (1, 2):
+            conn = getattr(self._thread_conns, "conn", None)
+            if conn is None:
+                conn = self._thread_conns.conn = self.read_engine.connect()
+                with self._held_lock:
+                    self._held.append(conn)
+            try:
+                return fn(conn)
+            except DBAPIError as e:
+                self._thread_conns.conn = None
+                conn.invalidate() if e.connection_invalidated else conn.close()
+                if not e.connection_invalidated or attempt == 2:
+                    raise
+                log.warning("a database connection was dead; retrying the read on a new one")
+        raise AssertionError("unreachable")
 
     def _read_inline(self, fn: Callable[[Connection], T]) -> T:
         # One long-lived connection on the event-loop thread; each read is its own short transaction.
@@ -371,6 +393,10 @@ class Store:
             self._inline_conn = None
         if self._read_pool is not None:
             self._read_pool.shutdown(wait=True)
+        with self._held_lock:
+            for conn in self._held:
+                conn.close()
+            self._held.clear()
         self.read_engine.dispose()
         self.write_engine.dispose()
 
