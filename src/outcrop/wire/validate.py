@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -199,10 +200,149 @@ def validation_message(errors: list[str]) -> str:
 
 
 def validate_input(params: dict[str, Any], shape: Shape | None, prior: list[str] | None = None) -> list[str]:
-    """Every violation of ``shape`` by ``params``, after any ``prior`` ones found while parsing."""
+    """Every violation of ``shape`` by ``params``, after any ``prior`` ones found while parsing.
+
+    The common case (valid input) is decided by ``_valid``, a check compiled once per shape that tells only
+    whether there is any violation; when there is one, the full walk above finds and words every one.
+    """
+    if not prior and shape is not None and _checker(shape)(params):
+        return []
     v = ShapeValidator()
     if prior:
         v.errors.extend(prior)
     if shape is not None:
         v.validate(params, shape, "")
     return v.errors
+
+
+# -- the compiled yes/no check --------------------------------------------------------------------------
+# ``_checker(shape)(value)`` is True exactly when ``ShapeValidator().validate(value, shape, path)`` would
+# record no error: the same checks, in closures built once per shape (no path strings, no dispatch by name).
+# Children are compiled on first use, so recursive shapes need no special care. Keyed by the shape's model
+# dict, which botocore shares between every reference to a shape without member traits; the shape is kept
+# alive beside its check so that the key is never reused.
+Check = Callable[[Any], bool]
+_CHECKS: dict[int, tuple[Shape, Check]] = {}
+
+
+def _checker(shape: Shape) -> Check:
+    key = id(shape._shape_model)
+    found = _CHECKS.get(key)
+    if found is None:
+        found = _CHECKS[key] = (shape, _compile(shape))
+    return found[1]
+
+
+def _accept(value: Any) -> bool:
+    return True
+
+
+def _lazy(shape: Shape) -> Check:
+    """``_checker(shape)``, looked up on the first call (then direct)."""
+    cell: list[Check] = []
+
+    def check(value: Any) -> bool:
+        if not cell:
+            cell.append(_checker(shape))
+        return cell[0](value)
+
+    return check
+
+
+def _compile(shape: Shape) -> Check:
+    kind = shape.type_name
+    meta = shape.metadata
+    lo, hi = meta.get("min"), meta.get("max")
+    if kind == "structure":
+        if getattr(shape, "is_document_type", False):
+            return _accept
+        members = shape.members
+        required = tuple(shape.required_members)
+        union = bool(shape.is_tagged_union)
+        checks = {name: _lazy(member) for name, member in members.items()}
+
+        def check_structure(value: Any) -> bool:
+            if type(value) is not dict and not isinstance(value, dict):
+                return False
+            for name in required:
+                if value.get(name) is None:
+                    return False
+            n = 0
+            for k, v in value.items():
+                if v is None:
+                    continue
+                c = checks.get(k)
+                if c is None:
+                    continue
+                n += 1
+                if not c(v):
+                    return False
+            return not union or n == 1
+
+        return check_structure
+    if kind == "list":
+        item_check = _lazy(shape.member)
+
+        def check_list(value: Any) -> bool:
+            if not isinstance(value, list):
+                return False
+            n = len(value)
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
+                return False
+            return all(item is not None and item_check(item) for item in value)
+
+        return check_list
+    if kind == "map":
+        key_check, value_check = _lazy(shape.key), _lazy(shape.value)
+
+        def check_map(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return False
+            n = len(value)
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
+                return False
+            return all(key_check(k) and v is not None and value_check(v) for k, v in value.items())
+
+        return check_map
+    if kind == "string":
+        enum = meta.get("enum")
+        enum_set = frozenset(enum) if enum else None
+        pattern = meta.get("pattern")
+        compiled = _compiled(pattern) if pattern is not None else None
+
+        def check_string(value: Any) -> bool:
+            if not isinstance(value, str):
+                return False
+            n = len(value)
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
+                return False
+            if enum_set is not None and value not in enum_set:
+                return False
+            return compiled is None or compiled.fullmatch(value) is not None
+
+        return check_string
+    if kind in ("integer", "long", "float", "double"):
+        types: tuple[type, ...] = (int,) if kind in ("integer", "long") else (int, float)
+
+        def check_number(value: Any) -> bool:
+            if isinstance(value, bool) or not isinstance(value, types):
+                return False
+            return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+        return check_number
+    if kind == "boolean":
+        return lambda value: isinstance(value, bool)
+    if kind == "blob":
+
+        def check_blob(value: Any) -> bool:
+            if not isinstance(value, bytes | bytearray):
+                return False
+            n = len(value)
+            return (lo is None or n >= lo) and (hi is None or n <= hi)
+
+        return check_blob
+    if kind == "timestamp":
+        return lambda value: isinstance(value, dt.datetime)
+    if hasattr(ShapeValidator, "_validate_" + kind):  # a type the walk checks but this compiler does not know
+        return lambda value: False
+    return _accept
