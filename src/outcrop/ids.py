@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
 
 _state: tuple[int, random.Random] | None = None
 
@@ -20,4 +19,10 @@ def request_id() -> str:
     pid = os.getpid()
     if _state is None or _state[0] != pid:
         _state = (pid, random.Random(os.urandom(32)))
-    return str(uuid.UUID(int=_state[1].getrandbits(128), version=4))
+    # uuid.UUID(int=…, version=4) as text, without building the object: the version and variant bits set.
+    h = "%032x" % (_state[1].getrandbits(128) & _CLEAR | _SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_SET = (0x8000 << 48) | (4 << 76)
