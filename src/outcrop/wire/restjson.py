@@ -60,7 +60,7 @@ def parse_request(
             if body or op.payload.member in op.input_shape.required_members:  # type: ignore[union-attr]
                 params[op.payload.member] = body if shape.type_name == "blob" else body.decode("utf-8", "replace")
         elif body:
-            params[op.payload.member] = _from_json(_load_json(body), shape, op.payload.member, problems)
+            params[op.payload.member] = from_json(_load_json(body), shape, op.payload.member, problems)
     elif op.body:
         document = _load_json(body) if body.strip() else {}
         if not isinstance(document, dict):
@@ -68,7 +68,7 @@ def parse_request(
         for key, value in document.items():
             binding = op.body.get(key)
             if binding is not None and value is not None:
-                params[binding.member] = _from_json(value, binding.shape, binding.member, problems)
+                params[binding.member] = from_json(value, binding.shape, binding.member, problems)
     errors = validate_input(params, op.input_shape, problems)
     if errors:
         raise ValidationError(validation_message(errors))
@@ -146,6 +146,112 @@ def _from_json(value: Any, shape: Shape, path: str, problems: list[str]) -> Any:
     if kind in ("float", "double") and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def from_json(value: Any, shape: Shape, path: str, problems: list[str]) -> Any:
+    """``_from_json``, by a conversion compiled once per shape; a value with a problem (a blob that is not
+    base64, a timestamp that does not parse) is converted again by the walk, which words the problem."""
+    try:
+        return _json_reader(shape)(value)
+    except (_Problem, RecursionError):  # RecursionError: the compiled form nests deeper per level than the walk
+        return _from_json(value, shape, path, problems)
+
+
+class _Problem(Exception):
+    pass
+
+
+Reader = Callable[[Any], Any]
+_READERS: dict[int, tuple[Shape, Reader]] = {}
+
+
+def _json_reader(shape: Shape) -> Reader:
+    """``_from_json`` for ``shape`` without paths or problems (raises ``_Problem`` instead), built once per shape
+    model (kept alive beside it, so that the key is never reused); children are built on first use."""
+    key = id(shape._shape_model)
+    found = _READERS.get(key)
+    if found is None:
+        found = _READERS[key] = (shape, _build_reader(shape))
+    return found[1]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _lazy_reader(shape: Shape) -> Reader:
+    cell: list[Reader] = []
+
+    def read(value: Any) -> Any:
+        if not cell:
+            cell.append(_json_reader(shape))
+        return cell[0](value)
+
+    return read
+
+
+def _build_reader(shape: Shape) -> Reader:
+    kind = shape.type_name
+    if getattr(shape, "is_document_type", False):
+        return _identity
+    if kind == "structure":
+        readers = {name: _lazy_reader(member) for name, member in shape.members.items()}
+
+        def read_structure(value: Any) -> Any:
+            if not isinstance(value, dict):
+                return value
+            out = {}
+            for k, item in value.items():
+                if item is not None:
+                    reader = readers.get(k)
+                    if reader is not None:
+                        out[k] = reader(item)
+            return out
+
+        return read_structure
+    if kind == "list":
+        item_reader = _lazy_reader(shape.member)
+
+        def read_list(value: Any) -> Any:
+            if not isinstance(value, list):
+                return value
+            return [None if item is None else item_reader(item) for item in value]
+
+        return read_list
+    if kind == "map":
+        value_reader = _lazy_reader(shape.value)
+
+        def read_map(value: Any) -> Any:
+            if not isinstance(value, dict):
+                return value
+            return {k: None if v is None else value_reader(v) for k, v in value.items()}
+
+        return read_map
+    if kind == "blob":
+
+        def read_blob(value: Any) -> Any:
+            if not isinstance(value, str):
+                return value
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise _Problem from None
+
+        return read_blob
+    if kind == "timestamp":
+
+        def read_timestamp(value: Any) -> Any:
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                return value
+            try:
+                return _parse_timestamp(value)
+            except (ValueError, OverflowError):
+                raise _Problem from None
+
+        return read_timestamp
+    if kind in ("float", "double"):
+        return lambda value: float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return _identity
 
 
 def _parse_timestamp(value: str | float) -> dt.datetime:

@@ -205,8 +205,12 @@ def validate_input(params: dict[str, Any], shape: Shape | None, prior: list[str]
     The common case (valid input) is decided by ``_valid``, a check compiled once per shape that tells only
     whether there is any violation; when there is one, the full walk above finds and words every one.
     """
-    if not prior and shape is not None and _checker(shape)(params):
-        return []
+    if not prior and shape is not None:
+        try:
+            if _checker(shape)(params):
+                return []
+        except RecursionError:  # the compiled check nests deeper per level than the walk: let the walk decide
+            pass
     v = ShapeValidator()
     if prior:
         v.errors.extend(prior)
