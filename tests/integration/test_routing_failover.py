@@ -252,7 +252,8 @@ def test_a_validation_error_is_not_retried(server, runtime):
 
 
 def test_routing_state_and_metrics_are_published(server, runtime):
-    runtime.converse(modelId=NOVA_LITE, messages=USER_HELLO)
+    # Deployments appear once used: use the one inspected below, whatever ran before in this module.
+    runtime.converse(modelId=NOVA_MICRO, messages=USER_HELLO)
     status = httpx.get(server.url + "/_outcrop/routing").json()
     assert status["strategy"] == "source-first" and status["breakerFailures"] == 3
     micro = deployment(server, "us-east-1", "amazon.nova-micro-v1:0")
