@@ -138,17 +138,8 @@ class InferenceProfiles:
                 "status": "ACTIVE",
             }
             try:
-                _take_quota(conn, ctx, quota)
-            except ServiceQuotaExceeded:
-                # The quota row may have been held by another process creating this very profile: once it
-                # committed, its token or name is visible, and that answer comes before the quota's.
-                if token is not None and (replay := _replay(conn, ctx, token, request_hash)) is not None:
-                    return replay
-                if _FIND_NAME.first(conn, {"account": ctx.account, "region": ctx.region, "name": name}):
-                    raise _duplicate_name(name) from None
-                raise
-            try:
                 # The writer runs this job in its own savepoint: raising below undoes the quota taken.
+                _take_quota(conn, ctx, quota)
                 _INSERT_PROFILE.execute(
                     conn,
                     {
