@@ -33,7 +33,7 @@ from outcrop.control.identifiers import PROFILE_ARN, application_arn, parse_iden
 from outcrop.control.pagination import PageTokens
 from outcrop.control.tags import check_new_tags
 from outcrop.errors import Conflict, NotFound, ServiceQuotaExceeded, ValidationError
-from outcrop.store.engine import Statement, Store
+from outcrop.store.engine import Statement, Store, savepoint
 from outcrop.store.schema import idempotency_tokens, inference_profiles, profile_counts, profile_tags
 from outcrop.store.upsert import insert_ignore
 
@@ -44,10 +44,6 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 COPY_FROM_MESSAGE = "copyFrom must be a valid inference profile model source ARN."
 DEFAULT_PAGE_SIZE = 100
 OPERATION_CREATE = "CreateInferenceProfile"
-
-
-class _RaceLost(Exception):
-    """A create lost a race on a unique name or token to another server process."""
 
 
 class _Clock:
@@ -138,56 +134,53 @@ class InferenceProfiles:
                 "status": "ACTIVE",
             }
             try:
-                # The writer runs this job in its own savepoint: raising below undoes the quota taken.
-                _take_quota(conn, ctx, quota)
-                _INSERT_PROFILE.execute(
-                    conn,
-                    {
-                        "account": ctx.account,
-                        "region": ctx.region,
-                        "profile_id": profile_id,
-                        "name": name,
-                        "description": description,
-                        "models": models_json,
-                        "source_arn": copy_from,
-                        "created_us": now,
-                        "updated_us": now,
-                    },
-                )
-                if tags:
-                    _INSERT_TAG.executemany(
-                        conn,
-                        [
-                            {"account": ctx.account, "region": ctx.region, "profile_id": profile_id,
-                             "key": t["key"], "value": t["value"]}
-                            for t in tags
-                        ],
-                    )
-                if token is not None:
-                    _INSERT_TOKEN.execute(
+                # The quota is taken in the same savepoint as the inserts, so that losing a race below
+                # gives the slot back.
+                with savepoint(conn):
+                    _take_quota(conn, ctx, quota)
+                    _INSERT_PROFILE.execute(
                         conn,
                         {
-                            "account": ctx.account, "region": ctx.region, "operation": OPERATION_CREATE,
-                            "token": token, "request_hash": request_hash,
-                            "response": orjson.dumps(response).decode(), "created_us": now,
+                            "account": ctx.account,
+                            "region": ctx.region,
+                            "profile_id": profile_id,
+                            "name": name,
+                            "description": description,
+                            "models": models_json,
+                            "source_arn": copy_from,
+                            "created_us": now,
+                            "updated_us": now,
                         },
                     )
+                    if tags:
+                        _INSERT_TAG.executemany(
+                            conn,
+                            [
+                                {"account": ctx.account, "region": ctx.region, "profile_id": profile_id,
+                                 "key": t["key"], "value": t["value"]}
+                                for t in tags
+                            ],
+                        )
+                    if token is not None:
+                        _INSERT_TOKEN.execute(
+                            conn,
+                            {
+                                "account": ctx.account, "region": ctx.region, "operation": OPERATION_CREATE,
+                                "token": token, "request_hash": request_hash,
+                                "response": orjson.dumps(response).decode(), "created_us": now,
+                            },
+                        )
             except IntegrityError:
                 # Another server process committed the same name or token after the checks above (it may
-                # have held the quota row we waited on). PostgreSQL refuses further statements until the
-                # savepoint is rolled back, so leave the job and look at what the winner committed.
-                raise _RaceLost from None
+                # have held the quota row we waited on): answer as if it had committed before we started.
+                if token is not None:
+                    replay = _replay(conn, ctx, token, request_hash)
+                    if replay is not None:
+                        return replay
+                raise _duplicate_name(name) from None
             return response
 
-        try:
-            return await self.store.write(write)
-        except _RaceLost:
-            # Answer as if the winner had committed before we started.
-            if token is not None:
-                replay = await self.store.read(lambda conn: _replay(conn, ctx, token, request_hash))
-                if replay is not None:
-                    return replay
-            raise _duplicate_name(name) from None
+        return await self.store.write(write)
 
     def _source_models(self, ctx: RequestContext, copy_from: str) -> list[str]:
         m = PROFILE_ARN.fullmatch(copy_from)
