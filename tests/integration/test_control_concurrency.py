@@ -218,8 +218,7 @@ RACE = pytest.mark.xfail(
     strict=False,
     reason="known bug, open in issue 2: two server processes racing on one PostgreSQL database "
     "occasionally answer a loser with ConflictException or ServiceQuotaExceededException instead of "
-    "the replay / conflict (seen in about 1 run in 4 under load since the PostgreSQL read and quota "
-    "changes of this session); under investigation",
+    "the replay / conflict (about 1 run in 4 here; cause not yet found)",
 )
 
 
