@@ -214,15 +214,6 @@ def race(servers: tuple[ServerProcess, ...], n: int, fn: Callable[[Any], Any]) -
         return list(ex.map(one, clients))
 
 
-RACE = pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open in issue 2: two server processes racing on one PostgreSQL database "
-    "occasionally answer a loser with ConflictException or ServiceQuotaExceededException instead of "
-    "the replay / conflict (about 1 run in 4 here; cause not yet found)",
-)
-
-
-@RACE
 @pytest.mark.postgres
 def test_two_processes_creating_the_same_name_give_one_201_and_conflicts(pg_pair: tuple[ServerProcess, ServerProcess]) -> None:
     for round_ in range(3):
@@ -236,7 +227,6 @@ def test_two_processes_creating_the_same_name_give_one_201_and_conflicts(pg_pair
         pg_pair[1].client().delete_inference_profile(inferenceProfileIdentifier=profiles[0]["inferenceProfileArn"])
 
 
-@RACE
 @pytest.mark.postgres
 def test_two_processes_replaying_one_token_create_one_profile(pg_pair: tuple[ServerProcess, ServerProcess]) -> None:
     for round_ in range(3):

@@ -126,7 +126,7 @@ class InferenceProfiles:
                 if replay is not None:
                     return replay
             if _FIND_NAME.first(conn, {"account": ctx.account, "region": ctx.region, "name": name}):
-                raise _duplicate_name(name)
+                return _lost_race(conn, ctx, token, request_hash, name, _duplicate_name(name))
             now = self.clock.now_us()
             profile_id = new_profile_id()
             response = {
@@ -171,13 +171,12 @@ class InferenceProfiles:
                             },
                         )
             except IntegrityError:
-                # Another server process committed the same name or token after the checks above (it may
-                # have held the quota row we waited on): answer as if it had committed before we started.
-                if token is not None:
-                    replay = _replay(conn, ctx, token, request_hash)
-                    if replay is not None:
-                        return replay
-                raise _duplicate_name(name) from None
+                # Another server process committed the same name or token after the checks above.
+                return _lost_race(conn, ctx, token, request_hash, name, _duplicate_name(name))
+            except ServiceQuotaExceeded as e:
+                # The slot may have gone to another process creating this very profile: that is a replay
+                # or a duplicate name, not a full quota.
+                return _lost_race(conn, ctx, token, request_hash, name, e)
             return response
 
         return await self.store.write(write)
@@ -394,17 +393,43 @@ def _replay(conn: Connection, ctx: RequestContext, token: str, request_hash: str
 def _take_quota(conn: Connection, ctx: RequestContext, quota: int) -> None:
     key = {"account": ctx.account, "region": ctx.region}
     take = {"k_account": ctx.account, "k_region": ctx.region, "quota": quota}
-    taken = _TAKE_QUOTA.execute(conn, take)
-    if not taken and _COUNT.first(conn, key) is None:
-        # The first profile of this account and Region: create its counter, then take a slot from it.
-        conn.execute(insert_ignore(conn, profile_counts, {**key, "n": 0}))
-        taken = _TAKE_QUOTA.execute(conn, take)
-    if not taken:
-        raise ServiceQuotaExceeded(
-            f"You have reached the quota of {quota} application inference profiles in {ctx.region} for "
-            f"account {ctx.account}. Delete unused profiles or raise the quota "
-            "(application_profile_quota)."
-        )
+    # On PostgreSQL each statement sees what was committed when it began, so the counter may appear
+    # between a take that found no row and the look that follows: go round again (at most twice).
+    for _ in range(3):
+        if _TAKE_QUOTA.execute(conn, take):
+            return
+        row = _COUNT.first(conn, key)
+        if row is None:
+            # The first profile of this account and Region: create its counter (or find another
+            # process's), then take a slot from it.
+            conn.execute(insert_ignore(conn, profile_counts, {**key, "n": 0}))
+        elif row["n"] >= quota:
+            break
+    raise ServiceQuotaExceeded(
+        f"You have reached the quota of {quota} application inference profiles in {ctx.region} for "
+        f"account {ctx.account}. Delete unused profiles or raise the quota "
+        "(application_profile_quota)."
+    )
+
+
+def _lost_race(
+    conn: Connection, ctx: RequestContext, token: str | None, request_hash: str, name: str, error: Exception
+) -> dict[str, Any]:
+    """The answer to a create that found its name taken or no quota left: a replay, or raise the error.
+
+    Statements on PostgreSQL see what was committed when each began, so another process may have committed
+    this very request (same token) or this name between our checks: the token decides first (a replay is
+    answered with the original response), then the name (ConflictException), then the original error.
+    """
+    if token is not None:
+        replay = _replay(conn, ctx, token, request_hash)
+        if replay is not None:
+            return replay
+    if isinstance(error, ServiceQuotaExceeded) and _FIND_NAME.first(
+        conn, {"account": ctx.account, "region": ctx.region, "name": name}
+    ):
+        raise _duplicate_name(name) from None
+    raise error
 
 
 def _duplicate_name(name: str) -> Conflict:
