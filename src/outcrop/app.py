@@ -118,7 +118,10 @@ class Outcrop:
         self.chaos.attach(store)
         if self.config.metering:
             prices = Prices.load(self.catalog, self.config.prices)
-            self.meter = Meter(store, self.catalog, self.config.data_dir / "metering", self.metrics.registry, prices)
+            self.meter = Meter(
+                store, self.catalog, self.config.data_dir / "metering", self.metrics.registry, prices,
+                fsync=self.config.metering_fsync, fsync_interval=self.config.metering_fsync_interval_ms / 1000,
+            )
             self.meter.start()
         self.runtime = Runtime(self.catalog, store, self.config, self.chaos, sink=self.meter)
         self.metrics.registry.register(RoutingCollector(self.runtime.router))

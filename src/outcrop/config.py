@@ -127,6 +127,12 @@ class Config:
     # override the shipped ones: model and region (globs), input/output/cache_read/cache_write in USD per
     # 1M tokens, effective_from (ISO-8601; default: always).
     metering: bool = True
+    # When a usage event is durable before its invocation answers. "interval": written to the journal
+    # (survives the server process's death, kill -9 included) and fsync'd every
+    # ``metering_fsync_interval_ms`` (a machine crash loses at most that window); "always": fsync'd
+    # first (survives a power cut; each answer waits for the disk).
+    metering_fsync: str = "interval"
+    metering_fsync_interval_ms: int = 100
     prices: tuple[dict[str, Any], ...] = ()
     # Hostile-input limits. A body over ``max_request_bytes`` is a 413 (refused from Content-Length before
     # it is read); request headers over ``max_header_bytes`` are refused by the HTTP server; a client has
@@ -170,6 +176,8 @@ _ENV = {
     "OUTCROP_LOG_LEVEL": ("log_level", str),
     "OUTCROP_AUTH_MODE": ("auth_mode", str),
     "OUTCROP_METERING": ("metering", lambda v: v.lower() not in ("0", "off", "false", "no")),
+    "OUTCROP_METERING_FSYNC": ("metering_fsync", str),
+    "OUTCROP_METERING_FSYNC_INTERVAL_MS": ("metering_fsync_interval_ms", int),
     "OUTCROP_MAX_REQUEST_BYTES": ("max_request_bytes", int),
     "OUTCROP_MAX_HEADER_BYTES": ("max_header_bytes", int),
     "OUTCROP_HEADER_READ_TIMEOUT_SECONDS": ("header_read_timeout_seconds", float),
@@ -269,5 +277,9 @@ def _check(config: Config) -> None:
             parse_rule(rule)
         except PriceError as e:
             raise ConfigError(f"prices: {e}") from e
+    if config.metering_fsync not in ("interval", "always"):
+        raise ConfigError(f"metering_fsync must be 'interval' or 'always', not {config.metering_fsync!r}")
+    if not (1 <= config.metering_fsync_interval_ms <= 60_000):
+        raise ConfigError("metering_fsync_interval_ms must be between 1 and 60000")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format must be 'text' or 'json'")

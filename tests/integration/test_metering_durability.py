@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from outcrop.store.engine import normalize_url
@@ -39,7 +41,11 @@ def _stored(database_url: str) -> tuple[list[str], int, int]:
     return ids, int(rollup), int(tokens)
 
 
-def test_kill_9_under_load_loses_no_acknowledged_event(server: ServerProcess) -> None:
+@pytest.mark.parametrize("fsync", ["interval", "always"])
+def test_kill_9_under_load_loses_no_acknowledged_event(
+    server_factory: Callable[..., ServerProcess], database_url: str, fsync: str
+) -> None:
+    server = server_factory(database_url, OUTCROP_METERING_FSYNC=fsync)
     acknowledged: list[str] = []
     stop = threading.Event()
     threads = [threading.Thread(target=_load, args=(server, acknowledged, stop)) for _ in range(16)]

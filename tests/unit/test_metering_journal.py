@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +170,62 @@ def test_a_journal_replayed_twice_stores_each_event_once(tmp_path: Path, store: 
     assert stored == 25
     assert _totals(store) == (25, sum(e["input_tokens"] for e in events), 25)
     assert not os.listdir(directory)
+
+
+# -- fsync = "interval" ------------------------------------------------------------------------------
+def test_interval_mode_writes_before_append_returns_and_syncs_within_the_interval(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, fsync="interval", interval=0.01)
+    seqs = [journal.append(_line(n)) for n in range(20)]
+    assert seqs == [(n, None) for n in range(1, 21)]  # nothing to wait for
+    (segment,) = _segments(tmp_path)
+    assert segment.read_bytes() == b"".join(_line(n) for n in range(20))  # in the file already
+    deadline = time.monotonic() + 5
+    while journal.synced < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert journal.synced == 20 and journal.fsyncs >= 1
+    journal.close(drained_seq=20)
+    assert not list(tmp_path.iterdir())
+
+
+def test_interval_mode_rolls_over_and_deletes_drained_segments(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, fsync="interval", interval=0.01, segment_bytes=100)
+    for n in range(30):
+        journal.append(_line(n))
+    assert len(_segments(tmp_path)) > 1
+    assert b"".join(p.read_bytes() for p in _segments(tmp_path)) == b"".join(_line(n) for n in range(30))
+    journal.release(drained_seq=30)
+    deadline = time.monotonic() + 5  # the syncer closes and deletes released segments
+    while len(_segments(tmp_path)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(_segments(tmp_path)) == 1
+    journal.close(drained_seq=30)
+    assert not _segments(tmp_path)
+    with pytest.raises(RuntimeError):
+        journal.append(_line(31))
+
+
+def test_interval_mode_lines_survive_kill_9_right_after_append(tmp_path: Path) -> None:
+    # A child appends, reports, and is killed at once, long before its first sync (an hour away).
+    script = (
+        "import sys, os, orjson\n"
+        "from pathlib import Path\n"
+        "from outcrop.metering.journal import Journal\n"
+        "j = Journal(Path(sys.argv[1]), fsync='interval', interval=3600)\n"
+        "for n in range(1000):\n"
+        "    j.append(orjson.dumps({'n': n}, option=orjson.OPT_APPEND_NEWLINE))\n"
+        "print('appended', flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"appended\n"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    (orphan,) = claim_orphans(tmp_path, own_owner="me")
+    assert [orjson.loads(line)["n"] for line in orphan.lines()] == list(range(1000))
+    orphan.done()
+
+
+def test_an_unknown_fsync_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fsync must be one of interval, always"):
+        Journal(tmp_path, fsync="never")

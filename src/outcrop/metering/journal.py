@@ -1,11 +1,19 @@
-"""The local journal: append-only files of usage events, written and fsync'd in groups.
+"""The local journal: append-only files of usage events.
+
+Two modes (``fsync``), both losing nothing when the server process dies, ``kill -9`` included:
+
+- ``"interval"`` (the default): ``append`` writes the line with one ``write(2)`` on the calling (event-loop)
+  thread before the invocation answers. Once ``write`` returns the line is in the kernel's page cache, which
+  outlives the process; a flusher thread ``fdatasync``s every ``interval`` seconds, so a crash of the whole
+  machine (power, kernel) loses at most that window. The invocation waits for nothing.
+- ``"always"``: the line is on disk before the invocation answers, and survives a power cut too (below).
 
 Each server process owns its segments, ``<owner>-<n>.jsonl`` in ``<data_dir>/metering/``, one JSON
 event per line, and holds an exclusive ``flock`` on ``<owner>.lock`` for as long as it lives; the kernel
 drops that lock when the process dies, however it dies. A segment whose owner's lock can be taken is an
 orphan (its process is gone) and any process may claim it, by taking the lock, and drain it.
 
-``append`` (on the event loop) only queues the line and its future in memory. One flusher thread takes
+In ``"always"`` mode ``append`` (on the event loop) only queues the line and its future in memory. One flusher thread takes
 whatever has accumulated since it last looked, writes it with one ``write(2)`` on a file opened
 ``O_DSYNC`` (the write returns once the data is on disk: a write and an fdatasync in one call) and
 resolves the group's futures with one ``loop.call_soon_threadsafe``: many invocations share one write and
@@ -35,6 +43,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+FSYNC_MODES = ("interval", "always")
+DEFAULT_FSYNC_INTERVAL = 0.1
 
 
 @dataclass
@@ -44,13 +54,21 @@ class _Segment:
     last_seq: int = -1  # the sequence number of its last line, once sealed
     size: int = 0
     sealed: bool = False
+    synced_size: int = 0  # bytes known to be on disk (``"interval"`` mode)
 
 
 class Journal:
     """This process's append-only event log."""
 
-    def __init__(self, directory: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+    def __init__(
+        self, directory: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES, fsync: str = "always",
+        interval: float = DEFAULT_FSYNC_INTERVAL,
+    ) -> None:
+        if fsync not in FSYNC_MODES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_MODES)}, not {fsync!r}")
         self.directory = directory
+        self.fsync = fsync
+        self._interval = interval
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         # Locked under a private name, then renamed: no other process ever sees it unlocked.
@@ -73,16 +91,22 @@ class Journal:
         self._closed = False
         self._failure: OSError | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._retired: list[_Segment] = []  # released segments, closed and deleted by the flusher
+        self._dir_dirty = False
         self._open_segment()
-        self._flusher = threading.Thread(target=self._run_flusher, name="outcrop-journal", daemon=True)
+        run = self._run_flusher if fsync == "always" else self._run_syncer
+        self._flusher = threading.Thread(target=run, name="outcrop-journal", daemon=True)
         self._flusher.start()
 
     # -- appending (event-loop thread) ---------------------------------------------------------------
-    def append(self, line: bytes) -> tuple[int, asyncio.Future[None]]:
-        """Queue one event line (ending in a newline); the future resolves once it is on disk.
+    def append(self, line: bytes) -> tuple[int, asyncio.Future[None] | None]:
+        """Journal one event line (ending in a newline).
 
-        Returns (sequence number, future).
+        Returns (sequence number, future): in ``"always"`` mode the future resolves once the line is on
+        disk; in ``"interval"`` mode the line is written when this returns and the future is None.
         """
+        if self.fsync == "interval":
+            return self._write_now(line)
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -98,12 +122,40 @@ class Journal:
                 self._wake.set()
             return self.written, future
 
+    def _write_now(self, line: bytes) -> tuple[int, None]:
+        """``"interval"`` mode: one ``write(2)`` into the page cache, where a dead process's data survives.
+
+        Only the event-loop thread appends, so the open segment is this thread's; the mutex is taken only
+        to roll over.
+        """
+        if self._closed or self._failure is not None:
+            raise RuntimeError("the journal is closed") from self._failure
+        segment = self._segments[-1]
+        if segment.size >= self._segment_bytes:
+            with self._mutex:
+                segment.sealed, segment.last_seq = True, self.written
+                segment = self._open_segment(sync_directory=False)
+                self._dir_dirty = True
+        try:
+            _write_all(segment.fd, line)
+        except OSError as e:  # the disk is full or failing: fail this invocation, and the ones after it
+            log.exception("metering: the journal cannot be written")
+            self._failure = e
+            raise
+        segment.size += len(line)
+        self.written += 1
+        return self.written, None
+
     # -- releasing drained segments (drainer thread) -------------------------------------------------
     def release(self, drained_seq: int) -> None:
         """Every event up to ``drained_seq`` is in the database: delete the sealed segments it covers."""
         with self._mutex:
             done = [s for s in self._segments if s.sealed and s.last_seq <= drained_seq]
             self._segments = [s for s in self._segments if s not in done]
+            if self.fsync == "interval":
+                # The syncer may be inside fdatasync on one of them: it closes them itself.
+                self._retired.extend(done)
+                return
         for segment in done:
             os.close(segment.fd)
             segment.path.unlink(missing_ok=True)
@@ -118,6 +170,7 @@ class Journal:
             current = self._segments[-1]
             current.sealed, current.last_seq = True, self.written
         self.release(drained_seq)
+        self._close_retired()
         for segment in self._segments:
             os.close(segment.fd)
         os.close(self._lock_fd)
@@ -149,6 +202,38 @@ class Journal:
             if error is not None or (closing and not self._pending):
                 return
 
+    def _run_syncer(self) -> None:
+        """``"interval"`` mode: make what was written durable every ``interval`` seconds, and at close."""
+        while True:
+            closing = self._wake.wait(self._interval)
+            self._wake.clear()
+            self._close_retired()
+            with self._mutex:
+                target = self.written
+                dirty = [(s, s.size) for s in self._segments if s.size > s.synced_size]
+                sync_dir, self._dir_dirty = self._dir_dirty, False
+            try:
+                for segment, size in dirty:
+                    os.fdatasync(segment.fd)
+                    segment.synced_size = size
+                if sync_dir:
+                    _fsync_directory(self.directory)
+            except OSError as e:
+                log.exception("metering: the journal cannot be synced")
+                self._failure = e
+                return
+            self.synced = target
+            self.fsyncs += len(dirty)
+            if closing and self._closed:
+                return
+
+    def _close_retired(self) -> None:
+        with self._mutex:
+            retired, self._retired = self._retired, []
+        for segment in retired:
+            os.close(segment.fd)
+            segment.path.unlink(missing_ok=True)
+
     def _write(self, data: bytes, first_seq: int) -> None:
         segment = self._segments[-1]
         if segment.size >= self._segment_bytes:
@@ -160,21 +245,27 @@ class Journal:
         segment.size += len(data)
         self.fsyncs += 1
 
-    def _open_segment(self) -> _Segment:
+    def _open_segment(self, *, sync_directory: bool = True) -> _Segment:
         self._counter += 1
         path = self.directory / f"{self.owner}-{self._counter:06d}.jsonl"
         # O_DSYNC rather than write + fdatasync: one system call, so the flusher gives up and retakes the
         # GIL once per group, not twice (each retake waits out the event loop's switch interval).
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_DSYNC, 0o600)
-        # The new file's directory entry must survive a crash too.
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | (os.O_DSYNC if self.fsync == "always" else 0)
+        fd = os.open(path, flags, 0o600)
+        if sync_directory:
+            # The new file's directory entry must survive a crash too.
+            _fsync_directory(self.directory)
         segment = _Segment(path, fd)
         self._segments.append(segment)
         return segment
+
+
+def _fsync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

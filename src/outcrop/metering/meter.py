@@ -2,8 +2,10 @@
 
 Guarantee: **every invocation whose answer the client received has its usage event durable.** The
 runtime awaits ``emit`` before an answer's last byte goes out (a whole response, an error, or the end
-frame of a stream), and ``emit`` returns once the event's line is written and fsync'd in this process's
-journal (``outcrop.metering.journal``), one write and one fsync per group of invocations. The hot path
+frame of a stream), and ``emit`` returns once the event's line is in this process's journal
+(``outcrop.metering.journal``): written, so that the death of the process loses nothing, and fsync'd
+within ``metering_fsync_interval_ms``; or, with ``metering_fsync = "always"``, written and fsync'd, one
+write and one fsync per group of invocations. The hot path
 never waits on the database: a drainer thread takes the events accumulated in memory every
 ``DRAIN_SECONDS`` (or at once past ``BATCH``) and commits them in one transaction that inserts the raw
 events by request ID and adds each distinct rollup row's sums once (``outcrop.metering.rollups``). After ``kill -9`` the next process to
@@ -61,7 +63,7 @@ class Meter:
 
     def __init__(
         self, store: Store, catalog: Catalog, directory: Path, registry: CollectorRegistry,
-        prices: Prices | None = None,
+        prices: Prices | None = None, *, fsync: str = "interval", fsync_interval: float = 0.1,
     ) -> None:
         self.store = store
         self.prices = prices or Prices.load(catalog)
@@ -69,7 +71,7 @@ class Meter:
         self.spend = Spend(store)
         self.metrics = MeteringMetrics(registry, catalog.regions)
         self.directory = directory
-        self.journal = Journal(directory)
+        self.journal = Journal(directory, fsync=fsync, interval=fsync_interval)
         self._queue: collections.deque[tuple[int, UsageEvent]] = collections.deque()
         self._wake = threading.Event()
         self._stopping = False
@@ -80,10 +82,11 @@ class Meter:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Drain the journals of dead processes (synchronously: before serving), then start the writer."""
-        # The journal and drainer threads need the GIL for moments; at the default 5 ms switch interval the
-        # busy event loop would make each journal group wait up to that long for it, and every invocation
-        # waits on a group.
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        # With fsync "always" every invocation waits on a journal group, and the journal thread needs the GIL
+        # for moments: at the default 5 ms switch interval the busy event loop would make each group wait
+        # up to that long for it.
+        if self.journal.fsync == "always":
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         recovered = self.recover_orphans()
         if recovered:
             log.info("metering: recovered %d events from journals of stopped processes", recovered)
@@ -120,7 +123,8 @@ class Meter:
         if len(self._queue) >= BATCH:
             self._wake.set()
         self.metrics.observe(event)
-        await durable
+        if durable is not None:
+            await durable
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every event emitted so far is in the database (read-your-writes for reports)."""
