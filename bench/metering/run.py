@@ -1,10 +1,13 @@
 """bench/metering: what metering costs the hot path, how fast events are ingested, how fast a report is.
 
-1. Invocation throughput (Converse, builtin model, closed loop) with metering on against off, in one run,
-   rounds alternating so drift hits both alike; the figure is the ratio (goal: at most 5 % lower). The
-   load comes from ``wrk`` (C, one thread, a Lua POST script) when it is installed, so that the client
-   is not what limits the comparison; otherwise from an httpx closed loop. The server's CPU time per
-   invocation (both modes) is printed too: it is what metering costs, whatever else runs on the machine.
+1. Invocation throughput (Converse, closed loop) with metering off, on, and on with ``metering_fsync =
+   "always"``, in one run, rounds alternating so drift hits all alike; the figure is the ratio to "off"
+   (goal: at most 5 % lower). Two models behind outcrop: the builtin one, which answers at once (so the
+   server is CPU-bound and metering's CPU shows in full: the worst case), and the 20 ms
+   OpenAI-compatible backend of ``bench/runtime`` (a model call as gateways see them). The load comes
+   from ``wrk`` (C, one thread, a Lua POST script), so that the client is not what limits the
+   comparison. The server's CPU time per invocation is printed too: it is what metering costs, whatever
+   else runs on the machine.
 2. Ingest: events per second through the real ``outcrop.metering.rollups.ingest`` (raw rows + minute/
    hour/day and tag rollups, one transaction per batch of ``Meter``'s batch size), on SQLite, seeding
    ``--events`` events spread over 30 days in time order, as a live server ingests them. A sample hour
@@ -13,13 +16,13 @@
    function the CLI calls and through ``GET /_outcrop/usage`` of a server on the seeded database.
 
     .venv/bin/python bench/metering/run.py [--seconds 8] [--rounds 3] [--concurrency 32] [--events 10000000]
+        [--backend builtin|openai|both] [--skip-throughput] [--skip-report]
     .venv/bin/python bench/metering/run.py --quick        # 3 s rounds, 200,000 events
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -61,23 +64,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, metering: bool, database: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    data_dir: Path, metering: bool, database: str | None = None, backend_url: str | None = None,
+    fsync: str = "interval",
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``outcrop serve``; with ``backend_url``, every model is served by that OpenAI-compatible backend."""
     port = free_port()
-    env = {**os.environ, "OUTCROP_DATA_DIR": str(data_dir), "OUTCROP_METERING": "on" if metering else "off"}
+    env = {**os.environ, "OUTCROP_DATA_DIR": str(data_dir), "OUTCROP_METERING": "on" if metering else "off",
+           "OUTCROP_METERING_FSYNC": fsync}
     database = database or f"sqlite:///{data_dir / 'o.db'}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "outcrop", "serve", "--port", str(port), "--database", database],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "outcrop", "serve", "--port", str(port), "--database", database]
+    if backend_url is not None:
+        config = data_dir / "outcrop.toml"
+        config.write_text(f'[[deployments]]\nmodel = "*"\nbackend = "openai"\nurl = "{backend_url}/v1"\n'
+                          'backend_model = "bench"\n')
+        cmd += ["--config", str(config)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return proc, wait_healthy(f"http://127.0.0.1:{port}", "/_outcrop/health")
+
+
+def start_backend() -> tuple[subprocess.Popen[bytes], str]:
+    """``bench/runtime/backend.py``: an OpenAI-compatible server answering every completion after 20 ms."""
+    port = free_port()
+    granian = Path(sys.executable).parent / "granian"
+    cmd = [str(granian), "--interface", "asgi", "--http", "1", "--no-ws", "--workers", "1",
+           "--host", "127.0.0.1", "--port", str(port), "backend:app"]
+    proc = subprocess.Popen(cmd, cwd=REPO / "bench" / "runtime", stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return proc, wait_healthy(f"http://127.0.0.1:{port}", "/")
+
+
+def wait_healthy(url: str, path: str) -> str:
     for _ in range(600):
         try:
-            if httpx.get(url + "/_outcrop/health", timeout=1).status_code == 200:
-                return proc, url
+            httpx.get(url + path, timeout=1)
+            return url
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("server did not start")
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not start")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
@@ -112,61 +136,39 @@ def wrk_load(url: str, seconds: float, concurrency: int, script: Path) -> int:
     return int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
 
 
-async def httpx_load(url: str, seconds: float, concurrency: int) -> int:
-    done = 0
-    deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            nonlocal done
-            while time.monotonic() < deadline:
-                r = await client.post(f"/model/{MODEL}/converse", content=BODY,
-                                      headers={"content-type": "application/json"})
-                assert r.status_code == 200, r.text
-                done += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done
+VARIANTS = (("off", False, "interval"), ("on", True, "interval"), ("on, fsync always", True, "always"))
 
 
-def throughput(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, float], str]:
-    rates: dict[str, list[float]] = {"off": [], "on": []}
-    cpu: dict[str, float] = {"off": 0.0, "on": 0.0}
-    count: dict[str, int] = {"off": 0, "on": 0}
-    client = "wrk" if shutil.which("wrk") else "httpx"
+def throughput(args: argparse.Namespace, backend_url: str | None) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Req/s of each variant (metering off, on, on with fsync "always"), rounds alternating; CPU µs/invocation."""
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
+    cpu: dict[str, float] = dict.fromkeys(rates, 0.0)
+    count: dict[str, int] = dict.fromkeys(rates, 0)
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n"
                           "wrk.headers[\"Content-Type\"] = \"application/json\"\n")
-
-        def load(url: str, seconds: float) -> int:
-            if client == "wrk":
-                return wrk_load(url, seconds, args.concurrency, script)
-            return asyncio.run(httpx_load(url, seconds, args.concurrency))
-
         servers = {}
-        for mode in ("off", "on"):
-            d = Path(tmp) / mode
-            d.mkdir()
-            servers[mode] = start_server(d, mode == "on")
         try:
-            for mode in ("off", "on"):  # warm-up
-                load(servers[mode][1], 2.0)
+            for i, (name, metering, fsync) in enumerate(VARIANTS):
+                d = Path(tmp) / str(i)
+                d.mkdir()
+                servers[name] = start_server(d, metering, backend_url=backend_url, fsync=fsync)
+            for _, url in servers.values():  # warm-up
+                wrk_load(url, 2.0, args.concurrency, script)
             for _ in range(args.rounds):
-                for mode in ("off", "on"):
-                    proc, url = servers[mode]
+                for name, (proc, url) in servers.items():
                     before = cpu_seconds(proc.pid)
                     t = time.monotonic()
-                    n = load(url, args.seconds)
+                    n = wrk_load(url, args.seconds, args.concurrency, script)
                     elapsed = time.monotonic() - t
-                    cpu[mode] += cpu_seconds(proc.pid) - before
-                    count[mode] += n
-                    rates[mode].append(n / min(elapsed, args.seconds))
+                    cpu[name] += cpu_seconds(proc.pid) - before
+                    count[name] += n
+                    rates[name].append(n / min(elapsed, args.seconds))
         finally:
             for proc, _ in servers.values():
                 stop_server(proc)
-    return rates, {m: cpu[m] / count[m] * 1e6 for m in cpu}, client
+    return rates, {m: cpu[m] / count[m] * 1e6 for m in cpu}
 
 
 # -- 2. ingest --------------------------------------------------------------------------------------
@@ -276,23 +278,40 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--quick", action="store_true", help="3 s rounds, 2 rounds, 200,000 events")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--backend", choices=("builtin", "openai", "both"), default="both")
     parser.add_argument("--skip-report", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.events = 3.0, 2, min(args.events, 200_000)
-    print("| measure | value |\n|---|---|")
     if not args.skip_throughput:
-        rates, cpu_us, client = throughput(args)
-        off, on = statistics.mean(rates["off"]), statistics.mean(rates["on"])
-        print(f"| Converse req/s, metering off (c={args.concurrency}, {client}) | {off:,.0f} "
-              f"({', '.join(f'{v:,.0f}' for v in rates['off'])}) |")
-        print(f"| Converse req/s, metering on | {on:,.0f} ({', '.join(f'{v:,.0f}' for v in rates['on'])}) |")
-        print(f"| on / off | {on / off:.3f} ({(1 - on / off) * 100:+.1f} % lower) |")
-        print(f"| server CPU per invocation, off / on | {cpu_us['off']:,.0f} / {cpu_us['on']:,.0f} µs "
-              f"({(cpu_us['on'] / cpu_us['off'] - 1) * 100:+.1f} %) |")
-        sys.stdout.flush()
+        if not shutil.which("wrk"):
+            sys.exit("bench/metering needs wrk (Debian: apt-get install wrk)")
+        print(f"\nConverse, closed loop, wrk c={args.concurrency}, {args.rounds} rounds of {args.seconds:g} s per "
+              "variant, alternating; CPU is the server's process tree per invocation.\n")
+        print("| model behind outcrop | metering | req/s (rounds) | ÷ off | server CPU µs/invocation |")
+        print("|---|---|---:|---:|---:|")
+        backends: list[tuple[str, str | None]] = []
+        if args.backend in ("builtin", "both"):
+            backends.append(("builtin (answers at once: CPU-bound worst case)", None))
+        if args.backend in ("openai", "both"):
+            backends.append(("openai-compatible, 20 ms (bench/runtime/backend.py)", "openai"))
+        for label, kind in backends:
+            backend = start_backend() if kind else None
+            try:
+                rates, cpu_us = throughput(args, backend[1] if backend else None)
+            finally:
+                if backend:
+                    stop_server(backend[0])
+            off = statistics.mean(rates["off"])
+            for name, values in rates.items():
+                mean = statistics.mean(values)
+                print(f"| {label} | {name} | {mean:,.0f} ({', '.join(f'{v:,.0f}' for v in values)}) | "
+                      f"{mean / off:.3f} | {cpu_us[name]:,.0f} |")
+            sys.stdout.flush()
+        print()
     if not args.skip_report:
         rate, direct, http, size = ingest_and_report(args)
+        print("| measure | value |\n|---|---|")
         print(f"| ingest, events/s (SQLite, batches of {BATCH:,}, 30 days in time order) | {rate:,.0f} |")
         print(f"| database after {args.events:,} events | {size / 2**30:.2f} GiB |")
         print(f"| 30-day daily cost report by tag over {args.events:,} events, query function (CLI), "

@@ -61,6 +61,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 HOUSEKEEPING_INTERVAL_S = 3600
+_BODILESS = frozenset({"GET", "HEAD", "DELETE"})
 
 _SERVICES: ServiceCatalog | None = None
 
@@ -265,9 +266,18 @@ class Outcrop:
         """The whole body, within ``max_request_bytes`` (refused from Content-Length before reading, when
         declared) and ``body_read_timeout_seconds`` (a client trickling its body holds nothing for long)."""
         limit = self.config.max_request_bytes
+        declared: bytes | None = None
         for name, value in scope["headers"]:
-            if name.lower() == b"content-length" and value.strip().isdigit() and int(value) > limit:
-                raise RequestTooLarge(_too_large(limit))
+            lowered = name.lower()
+            if lowered == b"content-length":
+                declared = value.strip()
+                if declared.isdigit() and int(declared) > limit:
+                    raise RequestTooLarge(_too_large(limit))
+            elif lowered == b"transfer-encoding":
+                declared = b"chunked"
+        if declared in (None, b"0") and scope["method"] in _BODILESS:
+            # A GET or DELETE that declares no body (every Bedrock one): nothing to wait for.
+            return b""
         try:
             async with asyncio.timeout(self.config.body_read_timeout_seconds):
                 return await _read_body(receive, limit)
