@@ -26,6 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchlib import update_section
 from load import Result, create_script, ensure_wrk, get_script, path_script, run_wrk, signed_get_script
 from seed import create_over_http, list_path, seed_outcrop, token_at_page
 from servers import (
@@ -43,7 +46,7 @@ from servers import (
     start_outcrop,
 )
 
-README = HERE.parent / "README.md"
+README = HERE.parent / "README.md"  # where update_section writes
 SECTION = "control_plane"
 REGION = "us-east-1"  # throughput cells
 SCALE_REGION = "us-west-2"  # List-page cells: only seeded profiles live there
@@ -363,22 +366,6 @@ def render(cells: list[Cell], pages: list[PageCell], databases: list[str], s: Se
     return "\n".join(parts)
 
 
-def update_readme(section: str) -> None:
-    header = f"## {SECTION}"
-    if README.exists():
-        text = README.read_text()
-    else:
-        text = "# Benchmarks\n\nOne section per benchmark, each rewritten by its own script with its latest figures.\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == header), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join([*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]).rstrip("\n") + "\n"
-    README.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 s cells, List pages up to 10,000 profiles")
@@ -455,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(cells, pages, databases, s, facts, args.quick)
     print(section)
     if not args.no_readme:
-        update_readme(section)
+        update_section(section)
         log(f"wrote {README}")
     return 0
 

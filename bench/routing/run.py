@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from benchlib import update_section  # noqa: E402
+
 README = ROOT / "bench" / "README.md"
 MICRO, LITE = "amazon.nova-micro-v1:0", "amazon.nova-lite-v1:0"
 BODY = {"messages": [{"role": "user", "content": [{"text": "Hello there"}]}], "inferenceConfig": {"maxTokens": 8}}
@@ -173,16 +176,6 @@ def report(results: list[Result], c: int, service_s: float, head: str) -> str:
     return head + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(summary) + "\n"
 
 
-def write_readme(section: str) -> None:
-    text = README.read_text() if README.exists() else "# Benchmarks\n"
-    block = "## routing\n\n" + section
-    if re.search(r"(?m)^## routing$", text):
-        text = re.sub(r"(?ms)^## routing\n.*?(?=^## |\Z)", block + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    README.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -215,7 +208,7 @@ ttft_ms = {args.service_ms}
     section = report(results, c, service_s, head)
     print(section)
     if not args.no_readme:
-        write_readme(section)
+        update_section("## routing\n\n" + section)
 
 
 if __name__ == "__main__":

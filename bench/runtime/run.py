@@ -34,7 +34,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "control_plane"))
+sys.path.insert(0, str(HERE.parent))
 
+from benchlib import update_section  # noqa: E402
 from load import Result, ensure_wrk, run_wrk  # noqa: E402
 from servers import GRANIAN, MAIN_PYTHON, REPO, Server, free_port, snapshot_source  # noqa: E402
 
@@ -430,19 +432,6 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
     return "\n".join(parts)
 
 
-def update_readme(section: str) -> None:
-    header = f"## {SECTION}"
-    text = README.read_text()
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == header), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join([*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]).rstrip("\n") + "\n"
-    README.write_text(new)
-
-
 def started(stack: ExitStack, start: Callable[[], Server]) -> Server:
     """Start a server that ``stack`` stops on the way out, whatever happens."""
     server = start()
@@ -515,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(cells, streams, facts, direct, outcrops, litellm_name, seconds, stream_seconds, args.quick)
     print(section)
     if not args.no_readme:
-        update_readme(section)
+        update_section(section)
         log(f"wrote {README}")
     return 0
 
