@@ -1,17 +1,27 @@
-"""Request IDs: UUIDs in AWS's form, made without a system call per request.
+"""Request IDs: UUIDs in AWS's form, time-ordered, made without a system call per request.
+
+Each is a version-7 UUID (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. Clients treat a
+request ID as opaque text, so the layout is free to choose, and time order matters to the database:
+every usage event is stored under its request ID, and IDs that arrive in order append to the end of that
+index instead of landing on a random page of it. With random (version-4) IDs a batch of events dirtied
+nearly every page of the index once it grew, and metering cost about three times the CPU it does now.
 
 ``uuid.uuid4()`` reads the kernel's random source on every call, and on a busy server the event loop then
-waits to get the GIL back. Request IDs need to be unique, not secret, so they come from a per-process
-generator seeded once from the kernel (and seeded again in a forked child, which must not repeat its
-parent's sequence). Anything secret (keys, tokens, profile IDs) keeps using ``secrets``.
+waits to get the GIL back. Request IDs need to be unique, not secret, so the random bits come from a
+per-process generator seeded once from the kernel (and seeded again in a forked child, which must not
+repeat its parent's sequence). Anything secret (keys, tokens, profile IDs) keeps using ``secrets``.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import time
 
 _state: tuple[int, random.Random] | None = None
+
+_VERSION = 7 << 76
+_VARIANT = 0b10 << 62
 
 
 def request_id() -> str:
@@ -19,10 +29,11 @@ def request_id() -> str:
     pid = os.getpid()
     if _state is None or _state[0] != pid:
         _state = (pid, random.Random(os.urandom(32)))
-    # uuid.UUID(int=…, version=4) as text, without building the object: the version and variant bits set.
-    h = "%032x" % (_state[1].getrandbits(128) & _CLEAR | _SET)
+    bits = _state[1].getrandbits(74)
+    # unix_ts_ms (48) | ver (4) | rand_a (12) | var (2) | rand_b (62)
+    value = (time.time_ns() // 1_000_000) << 80 | _VERSION | (bits >> 62) << 64 | _VARIANT | (bits & _RAND_B)
+    h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
-_SET = (0x8000 << 48) | (4 << 76)
+_RAND_B = (1 << 62) - 1

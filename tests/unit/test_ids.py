@@ -1,22 +1,24 @@
-"""Request IDs are the text of ``uuid.UUID(int=<128 random bits>, version=4)``."""
+"""Request IDs are version-7 UUIDs: valid, unique, and in time order (the usage-event index relies on it)."""
 
 from __future__ import annotations
 
-import os
-import random
+import time
 import uuid
 
-import outcrop.ids as ids
+from outcrop.ids import request_id
 
 
-def test_request_id_is_a_version_4_uuid_of_the_generator_bits() -> None:
-    saved = ids._state
-    try:
-        for seed in range(500):
-            ids._state = (os.getpid(), random.Random(seed))
-            expected = str(uuid.UUID(int=random.Random(seed).getrandbits(128), version=4))
-            assert ids.request_id() == expected
-    finally:
-        ids._state = saved
-    rid = ids.request_id()
-    assert uuid.UUID(rid).version == 4 and str(uuid.UUID(rid)) == rid
+def test_request_ids_are_version_7_uuids_in_aws_text_form() -> None:
+    rid = request_id()
+    parsed = uuid.UUID(rid)
+    assert str(parsed) == rid
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    ms = parsed.int >> 80
+    assert abs(ms - time.time_ns() // 1_000_000) < 5_000
+
+
+def test_request_ids_are_unique_and_ordered_by_millisecond() -> None:
+    ids = [request_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    stamps = [uuid.UUID(i).int >> 80 for i in ids]
+    assert stamps == sorted(stamps)

@@ -2,10 +2,15 @@
 
 Two modes (``fsync``), both losing nothing when the server process dies, ``kill -9`` included:
 
-- ``"interval"`` (the default): ``append`` writes the line with one ``write(2)`` on the calling (event-loop)
-  thread before the invocation answers. Once ``write`` returns the line is in the kernel's page cache, which
-  outlives the process; a flusher thread ``fdatasync``s every ``interval`` seconds, so a crash of the whole
-  machine (power, kernel) loses at most that window. The invocation waits for nothing.
+- ``"interval"`` (the default): ``append`` copies the line into the segment, which is mapped into memory
+  (``mmap``, ``MAP_SHARED``, its blocks reserved up front with ``posix_fallocate``), on the calling
+  (event-loop) thread before the invocation answers: no system call at all. The mapped pages are the
+  file's pages in the kernel's page cache, which outlives the process, so once the copy is done the line
+  survives the process's death, ``kill -9`` included. A syncer thread ``fdatasync``s every ``interval``
+  seconds, so a crash of the whole machine (power, kernel) loses at most that window. The invocation
+  waits for nothing. (Where the file system cannot reserve blocks, each line is a ``write(2)`` instead:
+  the same guarantee, a system call each.) A mapped segment is longer than its lines: the zeros after
+  the last line are not data.
 - ``"always"``: the line is on disk before the invocation answers, and survives a power cut too (below).
 
 Each server process owns its segments, ``<owner>-<n>.jsonl`` in ``<data_dir>/metering/``, one JSON
@@ -33,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import mmap
 import os
 import secrets
 import threading
@@ -55,6 +61,13 @@ class _Segment:
     size: int = 0
     sealed: bool = False
     synced_size: int = 0  # bytes known to be on disk (``"interval"`` mode)
+    mapped: mmap.mmap | None = None  # ``"interval"`` mode, where the file system reserves blocks
+    capacity: int = 0  # the mapped length
+
+    def close(self) -> None:
+        if self.mapped is not None:
+            self.mapped.close()
+        os.close(self.fd)
 
 
 class Journal:
@@ -93,6 +106,7 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._retired: list[_Segment] = []  # released segments, closed and deleted by the flusher
         self._dir_dirty = False
+        self._map = fsync == "interval"  # until the file system refuses to reserve blocks
         self._open_segment()
         run = self._run_flusher if fsync == "always" else self._run_syncer
         self._flusher = threading.Thread(target=run, name="outcrop-journal", daemon=True)
@@ -123,7 +137,7 @@ class Journal:
             return self.written, future
 
     def _write_now(self, line: bytes) -> tuple[int, None]:
-        """``"interval"`` mode: one ``write(2)`` into the page cache, where a dead process's data survives.
+        """``"interval"`` mode: the line into the page cache, where a dead process's data survives.
 
         Only the event-loop thread appends, so the open segment is this thread's; the mutex is taken only
         to roll over.
@@ -131,11 +145,19 @@ class Journal:
         if self._closed or self._failure is not None:
             raise RuntimeError("the journal is closed") from self._failure
         segment = self._segments[-1]
-        if segment.size >= self._segment_bytes:
+        end = segment.size + len(line)
+        if segment.size >= self._segment_bytes or (segment.mapped is not None and end > segment.capacity):
             with self._mutex:
                 segment.sealed, segment.last_seq = True, self.written
-                segment = self._open_segment(sync_directory=False)
+                segment = self._open_segment(sync_directory=False, room=len(line))
                 self._dir_dirty = True
+            end = len(line)
+        mapped = segment.mapped
+        if mapped is not None:
+            mapped[segment.size : end] = line
+            segment.size = end
+            self.written += 1
+            return self.written, None
         try:
             _write_all(segment.fd, line)
         except OSError as e:  # the disk is full or failing: fail this invocation, and the ones after it
@@ -157,7 +179,7 @@ class Journal:
                 self._retired.extend(done)
                 return
         for segment in done:
-            os.close(segment.fd)
+            segment.close()
             segment.path.unlink(missing_ok=True)
 
     def close(self, *, drained_seq: int) -> None:
@@ -172,7 +194,7 @@ class Journal:
         self.release(drained_seq)
         self._close_retired()
         for segment in self._segments:
-            os.close(segment.fd)
+            segment.close()
         os.close(self._lock_fd)
         if not self._segments:
             (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
@@ -231,7 +253,7 @@ class Journal:
         with self._mutex:
             retired, self._retired = self._retired, []
         for segment in retired:
-            os.close(segment.fd)
+            segment.close()
             segment.path.unlink(missing_ok=True)
 
     def _write(self, data: bytes, first_seq: int) -> None:
@@ -245,9 +267,16 @@ class Journal:
         segment.size += len(data)
         self.fsyncs += 1
 
-    def _open_segment(self, *, sync_directory: bool = True) -> _Segment:
+    def _open_segment(self, *, sync_directory: bool = True, room: int = 0) -> _Segment:
         self._counter += 1
         path = self.directory / f"{self.owner}-{self._counter:06d}.jsonl"
+        if self._map:
+            segment = self._open_mapped(path, max(self._segment_bytes, room))
+            if segment is not None:
+                if sync_directory:
+                    _fsync_directory(self.directory)
+                self._segments.append(segment)
+                return segment
         # O_DSYNC rather than write + fdatasync: one system call, so the flusher gives up and retakes the
         # GIL once per group, not twice (each retake waits out the event loop's switch interval).
         flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | (os.O_DSYNC if self.fsync == "always" else 0)
@@ -258,6 +287,22 @@ class Journal:
         segment = _Segment(path, fd)
         self._segments.append(segment)
         return segment
+
+
+    def _open_mapped(self, path: Path, capacity: int) -> _Segment | None:
+        """A segment of ``capacity`` reserved bytes, mapped; None where the file system cannot reserve them
+        (writing through a map onto unreserved blocks of a full disk would kill the process with SIGBUS)."""
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, capacity)
+            mapped = mmap.mmap(fd, capacity)
+        except OSError as e:
+            log.warning("metering: cannot map journal segments here (%s); writing each line instead", e)
+            self._map = False
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            return None
+        return _Segment(path, fd, mapped=mapped, capacity=capacity)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -295,7 +340,8 @@ class Orphan:
     segments: list[Path]
 
     def lines(self) -> Iterator[bytes]:
-        """Every complete line; a torn last line (the process died inside ``write``) is skipped."""
+        """Every complete line; a torn last line (the process died inside ``write``, or copying into a mapped
+        segment) is skipped, as are the zeros after the last line of a mapped segment."""
         for path in self.segments:
             data = path.read_bytes()
             end = data.rfind(b"\n")

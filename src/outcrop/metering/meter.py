@@ -146,8 +146,12 @@ class Meter:
         while True:
             self._wake.wait(timeout=DRAIN_SECONDS)
             self._wake.clear()
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+            # Drain what is queued now, then wait again: going round while events keep arriving would
+            # commit a small batch every few milliseconds, each paying a transaction and its fsync.
+            waiting = len(self._queue)
+            while waiting > 0:
+                batch = [self._queue.popleft() for _ in range(min(BATCH, waiting))]
+                waiting -= len(batch)
                 self._commit(batch)
             if self._stopping and not self._queue:
                 return

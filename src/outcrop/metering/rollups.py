@@ -10,7 +10,7 @@ granularity for each of its tags (``tag_key``, ``tag_value``), which is what ``g
 Events of one batch are close in time, so a batch of thousands touches a few rows per minute.
 
 Inserting: a batch is almost always new (only a replayed journal, or a retry after a commit whose outcome
-was lost, repeats events), so it is first inserted as is, in a savepoint; if any request ID is already
+was lost, repeats events), so it is first inserted as is (multi-row INSERTs of up to 1,000 rows), in a savepoint; if any request ID is already
 there the savepoint is rolled back and the batch inserted again with ``ON CONFLICT DO NOTHING RETURNING
 request_id``, which tells which were new.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Sequence
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -121,7 +121,13 @@ def ingest(conn: Connection, events: Sequence[UsageEvent]) -> list[UsageEvent]:
     marker = _marker(conn)
     savepoint = conn.begin_nested()
     try:
-        conn.exec_driver_sql(_insert_events_sql(marker, 1, returning=False), rows)
+        # Multi-row INSERTs rather than executemany: the driver gives up the GIL once per statement, not
+        # once per row, so a batch of thousands does not make the event loop wait for the GIL thousands
+        # of times (on a busy server that hand-off, not the insert, was most of metering's cost).
+        for i in range(0, len(rows), _EVENT_CHUNK):
+            chunk = rows[i : i + _EVENT_CHUNK]
+            conn.exec_driver_sql(_insert_events_sql(marker, len(chunk), returning=False),
+                                 tuple(itertools.chain.from_iterable(chunk)))
     except IntegrityError:
         savepoint.rollback()
         new_ids: set[str] = set()
@@ -158,13 +164,13 @@ def _values(marker: str, width: int, rows: int) -> str:
     return ", ".join([one] * rows)
 
 
-@cache
+@lru_cache(maxsize=32)  # one per chunk size in use; a batch's last chunk varies
 def _insert_events_sql(marker: str, rows: int, *, returning: bool) -> str:
     sql = f"INSERT INTO {usage_events.name} ({', '.join(EVENT_COLUMNS)}) VALUES {_values(marker, len(EVENT_COLUMNS), rows)}"
     return sql + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id" if returning else sql
 
 
-@cache
+@lru_cache(maxsize=32)
 def _upsert_rollups_sql(marker: str, rows: int) -> str:
     table = usage_rollups.name
     sums = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in METRICS)

@@ -92,7 +92,11 @@ class LogSink:
 
 
 def log_record(record: InvocationRecord) -> None:
-    log.info(
+    # Debug, not info: with metering off an invocation should cost nothing here (formatting and writing a
+    # log line per invocation was ~30 us of CPU, a fifth of a builtin Converse).
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    log.debug(
         "invocation %s %s model=%s profile=%s served=%s outcome=%s usage=%s latency_ms=%d",
         record.request_id, record.operation, record.model_id, record.profile_arn, record.served_region,
         record.outcome, record.usage, record.latency_ms,
