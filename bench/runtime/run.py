@@ -123,9 +123,9 @@ def start_backend(workdir: Path) -> Server:
     return spawn("backend", cmd, {"PYTHONPATH": str(HERE)}, workdir, port, "/")
 
 
-def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering: bool) -> Server:
+def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering: bool, workers: int = 1) -> Server:
     port = free_port()
-    label = "outcrop" if metering else "outcrop-nometer"
+    label = ("outcrop" if metering else "outcrop-nometer") + (f"-{workers}w" if workers > 1 else "")
     data = workdir / label
     data.mkdir()
     config = data / "outcrop.toml"
@@ -133,7 +133,7 @@ def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering:
         f'[[deployments]]\nmodel = "*"\nbackend = "openai"\nurl = "{backend.url}/v1"\nbackend_model = "bench"\n'
     )
     cmd = [str(MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database",
-           f"sqlite:///{data / 'outcrop.db'}", "--config", str(config)]
+           f"sqlite:///{data / 'outcrop.db'}", "--config", str(config), "--workers", str(workers)]
     env = {"OUTCROP_DATA_DIR": str(data), "OUTCROP_METERING": "on" if metering else "off",
            "OUTCROP_LOG_LEVEL": "warning"}
     if source is not None:
@@ -402,7 +402,7 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         *[f"- {x}" for x in facts],
         "- backend: `bench/runtime/backend.py`, a bare ASGI OpenAI-compatible server under granian (1 worker), "
         "answering every chat completion after a fixed 20 ms (a stream: its first chunk after 20 ms, the rest at once).",
-        "- direct: the backend's `POST /v1/chat/completions`; outcrop: `outcrop serve` (1 worker, SQLite, "
+        "- direct: the backend's `POST /v1/chat/completions`; outcrop: `outcrop serve` (1 worker unless the row says 2, SQLite, "
         "`[[deployments]] backend = \"openai\"`), Converse on the foundation model and on an application profile "
         "made from it, with metering on (the default) and, to show metering's share, off; LiteLLM: its proxy "
         "(1 worker, `LITELLM_LOCAL_MODEL_COST_MAP=True`, `num_retries: 0`, a master key sent as a bearer token, no database), `POST /chat/completions` to a model "
@@ -470,13 +470,14 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[Cell] = []
     streams: list[StreamCell] = []
     direct = "direct"
-    outcrops = ["outcrop, model", "outcrop, app profile"]
+    outcrops = ["outcrop, model", "outcrop, app profile", "outcrop, model, 2 workers"]
     litellm_name = None if args.no_litellm else "LiteLLM proxy"
     try:
         with ExitStack() as stack:
             backend = started(stack, lambda: start_backend(scratch))
             outcrop = started(stack, lambda: start_outcrop(backend, scratch, source, True))
             bare = started(stack, lambda: start_outcrop(backend, scratch, source, False))
+            two = started(stack, lambda: start_outcrop(backend, scratch, source, True, workers=2))
             arn = create_profile(outcrop)
             arn_bare = create_profile(bare)
             quoted = urllib.parse.quote(arn, safe="")
@@ -487,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                        f"/model/{MODEL}/converse-stream", CONVERSE_BODY),
                 Target(outcrops[1], outcrop, f"/model/{quoted}/converse", CONVERSE_BODY,
                        f"/model/{quoted}/converse-stream", CONVERSE_BODY),
+                Target(outcrops[2], two, f"/model/{MODEL}/converse", CONVERSE_BODY,
+                       f"/model/{MODEL}/converse-stream", CONVERSE_BODY),
                 Target("outcrop, profile, no metering", bare, f"/model/{urllib.parse.quote(arn_bare, safe='')}/converse",
                        CONVERSE_BODY, f"/model/{urllib.parse.quote(arn_bare, safe='')}/converse-stream", CONVERSE_BODY),
             ]
