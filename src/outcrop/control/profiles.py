@@ -33,7 +33,7 @@ from outcrop.control.identifiers import PROFILE_ARN, application_arn, parse_iden
 from outcrop.control.pagination import PageTokens
 from outcrop.control.tags import check_new_tags
 from outcrop.errors import Conflict, NotFound, ServiceQuotaExceeded, ValidationError
-from outcrop.store.engine import Statement, Store, savepoint
+from outcrop.store.engine import Recheck, Statement, Store
 from outcrop.store.schema import idempotency_tokens, inference_profiles, profile_counts, profile_tags
 from outcrop.store.upsert import insert_ignore
 
@@ -125,58 +125,55 @@ class InferenceProfiles:
                 replay = _replay(conn, ctx, token, request_hash)
                 if replay is not None:
                     return replay
-            if _FIND_NAME.first(conn, {"account": ctx.account, "region": ctx.region, "name": name}):
-                return _lost_race(conn, ctx, token, request_hash, name, _duplicate_name(name))
             now = self.clock.now_us()
             profile_id = new_profile_id()
             response = {
                 "inferenceProfileArn": application_arn(ctx.region, ctx.account, profile_id),
                 "status": "ACTIVE",
             }
+            # Three statements in the common case (the writer's savepoint around them): take a slot of the
+            # quota, insert the profile, release. A duplicate name is caught by the UNIQUE constraint, not
+            # looked up first. The quota comes first so that, on PostgreSQL, its row lock orders every
+            # create of an account and Region: a name can only be contended by a holder of that lock.
             try:
-                # The quota is taken in the same savepoint as the inserts, so that losing a race below
-                # gives the slot back.
-                with savepoint(conn):
-                    _take_quota(conn, ctx, quota)
-                    _INSERT_PROFILE.execute(
+                _take_quota(conn, ctx, quota)
+                _INSERT_PROFILE.execute(
+                    conn,
+                    {
+                        "account": ctx.account,
+                        "region": ctx.region,
+                        "profile_id": profile_id,
+                        "name": name,
+                        "description": description,
+                        "models": models_json,
+                        "source_arn": copy_from,
+                        "created_us": now,
+                        "updated_us": now,
+                    },
+                )
+                if tags:
+                    _INSERT_TAG.executemany(
+                        conn,
+                        [
+                            {"account": ctx.account, "region": ctx.region, "profile_id": profile_id,
+                             "key": t["key"], "value": t["value"]}
+                            for t in tags
+                        ],
+                    )
+                if token is not None:
+                    _INSERT_TOKEN.execute(
                         conn,
                         {
-                            "account": ctx.account,
-                            "region": ctx.region,
-                            "profile_id": profile_id,
-                            "name": name,
-                            "description": description,
-                            "models": models_json,
-                            "source_arn": copy_from,
-                            "created_us": now,
-                            "updated_us": now,
+                            "account": ctx.account, "region": ctx.region, "operation": OPERATION_CREATE,
+                            "token": token, "request_hash": request_hash,
+                            "response": orjson.dumps(response).decode(), "created_us": now,
                         },
                     )
-                    if tags:
-                        _INSERT_TAG.executemany(
-                            conn,
-                            [
-                                {"account": ctx.account, "region": ctx.region, "profile_id": profile_id,
-                                 "key": t["key"], "value": t["value"]}
-                                for t in tags
-                            ],
-                        )
-                    if token is not None:
-                        _INSERT_TOKEN.execute(
-                            conn,
-                            {
-                                "account": ctx.account, "region": ctx.region, "operation": OPERATION_CREATE,
-                                "token": token, "request_hash": request_hash,
-                                "response": orjson.dumps(response).decode(), "created_us": now,
-                            },
-                        )
-            except IntegrityError:
-                # Another server process committed the same name or token after the checks above.
-                return _lost_race(conn, ctx, token, request_hash, name, _duplicate_name(name))
-            except ServiceQuotaExceeded as e:
-                # The slot may have gone to another process creating this very profile: that is a replay
-                # or a duplicate name, not a full quota.
-                return _lost_race(conn, ctx, token, request_hash, name, e)
+            except (IntegrityError, ServiceQuotaExceeded) as e:
+                # The name is taken, the token stored (maybe by another process since the look above), or
+                # no slot is left: roll all of it back (the slot too), then decide what to answer.
+                error = _duplicate_name(name) if isinstance(e, IntegrityError) else e
+                raise Recheck(lambda c: _lost_race(c, ctx, token, request_hash, name, error)) from None
             return response
 
         return await self.store.write(write)
@@ -416,6 +413,7 @@ def _lost_race(
     conn: Connection, ctx: RequestContext, token: str | None, request_hash: str, name: str, error: Exception
 ) -> dict[str, Any]:
     """The answer to a create that found its name taken or no quota left: a replay, or raise the error.
+    Runs after the failed attempt was rolled back.
 
     Statements on PostgreSQL see what was committed when each began, so another process may have committed
     this very request (same token) or this name between our checks: the token decides first (a replay is

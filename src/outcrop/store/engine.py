@@ -191,6 +191,19 @@ def savepoint(conn: Connection) -> Iterator[None]:
     driver.execute(f"RELEASE SAVEPOINT {name}")
 
 
+class Recheck(Exception):
+    """Raised by a write function to have everything it did rolled back and ``fn`` run in its place.
+
+    The way out of a failed statement: PostgreSQL accepts nothing more in a transaction after one until it
+    rolls back to a savepoint, and the writer already holds one per function. ``fn``'s result (or error)
+    is the caller's.
+    """
+
+    def __init__(self, fn: Callable[[Connection], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+
 class _Job:
     """One submitted write: resolved through an asyncio future (``loop`` set) or a concurrent one."""
 
@@ -218,7 +231,7 @@ class GroupCommitWriter:
     """Runs submitted write functions in batches, one transaction and one COMMIT per batch.
 
     Each function runs in its own SAVEPOINT, so one failing (a duplicate name, say) leaves the others of
-    its batch untouched. Results reach their event loop once per batch, not once per job.
+    its batch untouched; one that raises ``Recheck`` is rolled back and the recheck runs instead. Results reach their event loop once per batch, not once per job.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 256, name: str = "outcrop-writer") -> None:
@@ -277,6 +290,13 @@ class GroupCommitWriter:
                         with savepoint(conn):
                             job.value = job.fn(conn)
                             job.ok = True
+                    except Recheck as recheck:
+                        try:
+                            with savepoint(conn):
+                                job.value = recheck.fn(conn)
+                                job.ok = True
+                        except BaseException as e:
+                            job.ok, job.value = False, e
                     except BaseException as e:
                         job.ok, job.value = False, e
                 # Leaving ``conn.begin()`` committed the batch: only now is anything acknowledged.
