@@ -108,7 +108,7 @@ def test_builtin_calls_the_named_tool_then_answers_with_its_result():
 async def _stream(family: str) -> list[dict[str, Any]]:
     request = CHAT_FAMILIES[family].parse(BODIES[family], "m")
     events: AsyncIterator[StreamEvent] = BuiltinProvider().chat_stream(TARGET, request)
-    return [c async for c in CHAT_FAMILIES[family].stream(events, "m", "req")]
+    return [c async for c in CHAT_FAMILIES[family].stream(events, request, "m", "req")]
 
 
 @pytest.mark.parametrize("family", sorted(BODIES))

@@ -170,7 +170,7 @@ class Runtime:
                     ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)), estimate_chat(request)
                 )
                 record.usage = response.usage
-            out = family.render(response, model.model_id, ctx.request_id)
+            out = family.render(response, request, model.model_id, ctx.request_id)
         usage = record.usage or Usage(0, 0)
         return {
             "body": orjson.dumps(out),
@@ -191,7 +191,7 @@ class Runtime:
         request = family.parse(body, model.model_id)
         record = self._record(ctx, "InvokeModelWithResponseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
-        chunks = family.stream(events, model.model_id, ctx.request_id)
+        chunks = family.stream(events, request, model.model_id, ctx.request_id)
         return {"body": _payload_parts(chunks, record), "contentType": JSON, "inferenceRegion": record.served_region}
 
     async def count_tokens(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

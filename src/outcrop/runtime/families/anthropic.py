@@ -100,7 +100,7 @@ class Anthropic:
             tool_choice=choice,
         )
 
-    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+    def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         for b in response.content:
             if isinstance(b, Text):
@@ -119,7 +119,7 @@ class Anthropic:
         }
 
     async def stream(
-        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+        self, events: AsyncIterator[StreamEvent], request: ChatRequest, model_id: str, request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         stop: MessageStop | None = None
         async for event in events:

@@ -20,10 +20,12 @@ class ChatFamily(Protocol):
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest: ...
 
-    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]: ...
+    # ``request`` is what ``parse`` returned for this body: a family with several body forms (Mistral's
+    # prompt and chat forms) answers in the form it was asked in, and Cohere's answer repeats the history.
+    def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]: ...
 
     def stream(
-        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+        self, events: AsyncIterator[StreamEvent], request: ChatRequest, model_id: str, request_id: str
     ) -> AsyncIterator[dict[str, Any]]: ...
 
 

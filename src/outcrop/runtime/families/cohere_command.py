@@ -44,7 +44,7 @@ class CohereCommand:
             stop_sequences=tuple(optional(body, "stop_sequences", list) or ()),
         )
 
-    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+    def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
         ids = _ids(request_id)
         return {
             "response_id": ids[0],
@@ -55,7 +55,7 @@ class CohereCommand:
         }
 
     async def stream(
-        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+        self, events: AsyncIterator[StreamEvent], request: ChatRequest, model_id: str, request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         ids, text, finish = _ids(request_id), [], "COMPLETE"
         yield {"is_finished": False, "event_type": "stream-start", "generation_id": ids[1]}

@@ -31,7 +31,7 @@ class Llama:
             optional(body, "top_p", NUMBER),
         )
 
-    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+    def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
         return {
             "generation": response.text(),
             "prompt_token_count": response.usage.input_tokens,
@@ -40,7 +40,7 @@ class Llama:
         }
 
     async def stream(
-        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+        self, events: AsyncIterator[StreamEvent], request: ChatRequest, model_id: str, request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         input_tokens: int | None = None
         generated, stop = 0, None

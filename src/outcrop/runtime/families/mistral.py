@@ -25,11 +25,11 @@ class Mistral:
             tuple(optional(body, "stop", list) or ()),
         )
 
-    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+    def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
         return {"outputs": [{"text": response.text(), "stop_reason": STOP.get(response.stop_reason, "stop")}]}
 
     async def stream(
-        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+        self, events: AsyncIterator[StreamEvent], request: ChatRequest, model_id: str, request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         async for event in events:
             if isinstance(event, BlockDelta) and event.text is not None:

@@ -82,7 +82,7 @@ class Nova:
             tool_choice=choice,
         )
 
-    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+    def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         for b in response.content:
             if isinstance(b, Text):
@@ -100,7 +100,7 @@ class Nova:
         }
 
     async def stream(
-        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+        self, events: AsyncIterator[StreamEvent], request: ChatRequest, model_id: str, request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         async for event in events:
             if isinstance(event, MessageStart):

@@ -32,7 +32,7 @@ class TitanText:
             stop=tuple(config.get("stopSequences", ())),
         )
 
-    def render(self, response: ChatResponse, model_id: str, request_id: str) -> dict[str, Any]:
+    def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
         return {
             "inputTextTokenCount": response.usage.input_tokens,
             "results": [{
@@ -43,7 +43,7 @@ class TitanText:
         }
 
     async def stream(
-        self, events: AsyncIterator[StreamEvent], model_id: str, request_id: str
+        self, events: AsyncIterator[StreamEvent], request: ChatRequest, model_id: str, request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         input_tokens, generated, pending = 0, 0, None
         async for event in events:
