@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import ServerProcess
 from tests.integration.runtime_helpers import HAIKU, US_HAIKU, server_for_module
@@ -20,6 +21,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def runtime(server: ServerProcess) -> Any:
     return server.client("bedrock-runtime")
+
+
+@pytest.fixture(scope="module")
+def runtime_west(server: ServerProcess) -> Any:
+    """Mistral Large 2 (24.07) is offered in us-west-2 only."""
+    return server.client("bedrock-runtime", region="us-west-2")
 
 
 # (model ID, request body, text of the response, text of one stream chunk)
@@ -55,6 +62,13 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], Any, Any]] = {
         {"prompt": "<s>[INST] Hello there [/INST]", "max_tokens": 64},
         lambda b: b["outputs"][0]["text"],
         lambda c: c["outputs"][0]["text"],
+    ),
+    "mistral-chat": (
+        "mistral.mistral-large-2402-v1:0",
+        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}],
+         "max_tokens": 64},
+        lambda b: b["choices"][0]["message"]["content"],
+        lambda c: c["choices"][0]["message"]["content"],
     ),
     "cohere-command": (
         "cohere.command-r-v1:0",
@@ -147,3 +161,90 @@ def test_anthropic_tool_use_round_trip(runtime):
                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"], "content": "42"}]}]
     second = json.loads(runtime.invoke_model(modelId=HAIKU, body=json.dumps({**base, "messages": messages}))["body"].read())
     assert second["stop_reason"] == "end_turn" and second["content"][0]["text"] == "Tool lookup returned: 42."
+
+
+def _invoke(runtime: Any, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(runtime.invoke_model(modelId=model_id, body=json.dumps(body))["body"].read())
+
+
+def _chunks(runtime: Any, model_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    stream = runtime.invoke_model_with_response_stream(modelId=model_id, body=json.dumps(body))["body"]
+    return [json.loads(e["chunk"]["bytes"]) for e in stream]
+
+
+MISTRAL_LARGE_2 = "mistral.mistral-large-2407-v1:0"
+MISTRAL_WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_mistral_chat_form_answers_in_choices_and_the_prompt_form_still_in_outputs(runtime_west):
+    chat = _invoke(runtime_west, MISTRAL_LARGE_2, {"messages": [{"role": "user", "content": "Hello there"}],
+                                                   "max_tokens": 3})
+    assert set(chat) == {"choices"}
+    choice = chat["choices"][0]
+    assert choice["index"] == 0 and choice["stop_reason"] == "length"
+    assert choice["message"]["role"] == "assistant" and choice["message"]["content"]
+    assert "tool_calls" not in choice["message"]
+    prompt = _invoke(runtime_west, MISTRAL_LARGE_2, {"prompt": "<s>[INST] Hello there [/INST]", "max_tokens": 3})
+    assert set(prompt) == {"outputs"} and prompt["outputs"][0]["stop_reason"] == "length"
+    # Same conversation either way, so the same reply.
+    assert prompt["outputs"][0]["text"] == choice["message"]["content"]
+
+
+def test_mistral_chat_tool_use_round_trip(runtime_west):
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "Use tools."},
+                                      {"role": "user", "content": "What is the weather in Paris?"}]
+    base = {"tools": [MISTRAL_WEATHER], "tool_choice": "auto", "max_tokens": 200}
+    first = _invoke(runtime_west, MISTRAL_LARGE_2, {**base, "messages": messages})["choices"][0]
+    assert first["stop_reason"] == "tool_calls"
+    (call,) = first["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather" and call["id"]
+    assert isinstance(json.loads(call["function"]["arguments"])["city"], str)
+    messages += [first["message"],
+                 {"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"sky": "clear"})}]
+    second = _invoke(runtime_west, MISTRAL_LARGE_2, {**base, "messages": messages})["choices"][0]
+    assert second["stop_reason"] == "stop" and "tool_calls" not in second["message"]
+    assert second["message"]["content"] == 'Tool get_weather returned: {"sky": "clear"}.'
+    # tool_choice none: the model answers in text although tools are offered.
+    plain = _invoke(runtime_west, MISTRAL_LARGE_2, {**base, "tool_choice": "none", "messages": messages[:2]})
+    assert plain["choices"][0]["stop_reason"] == "stop" and plain["choices"][0]["message"]["content"]
+
+
+def test_mistral_chat_stream_chunks(runtime_west):
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": "Hello there"}]}
+    chunks = _chunks(runtime_west, MISTRAL_LARGE_2, body)
+    assert len(chunks) > 2
+    assert all(set(c) - {"amazon-bedrock-invocationMetrics"} == {"choices"} for c in chunks)
+    assert all(c["choices"][0]["message"]["role"] == "assistant" for c in chunks)
+    assert [c["choices"][0]["stop_reason"] for c in chunks] == [None] * (len(chunks) - 1) + ["stop"]
+    text = "".join(c["choices"][0]["message"]["content"] for c in chunks)
+    assert text == _invoke(runtime_west, MISTRAL_LARGE_2, body)["choices"][0]["message"]["content"]
+    # A tool call arrives whole, in the last chunk, with stop_reason tool_calls.
+    tools = _chunks(runtime_west, MISTRAL_LARGE_2, {**body, "tools": [MISTRAL_WEATHER], "tool_choice": "any"})
+    last = tools[-1]["choices"][0]
+    assert last["stop_reason"] == "tool_calls" and last["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert all("tool_calls" not in c["choices"][0]["message"] for c in tools[:-1])
+    assert tools[-1]["amazon-bedrock-invocationMetrics"]["outputTokenCount"] > 0
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    ({"messages": []}, "#/messages: expected minimum item count: 1"),
+    ({"messages": [{"role": "bot", "content": "hi"}]}, "#/messages/0/role: bot is not a valid enum value"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42"}]},
+     "#/messages/1: required key [tool_call_id] not found"),
+    ({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "sometimes"},
+     "#/tool_choice: sometimes is not a valid enum value"),
+    ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "#/tools/0: expected"),
+    ({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "{"}}]}]},
+     "#/messages/0/tool_calls/0/function/arguments: not a JSON object text"),
+    ({"max_tokens": 5}, "#: required key [prompt] not found (or [messages]"),
+])
+def test_mistral_bad_body_is_a_validation_exception_saying_what_to_fix(runtime_west, body, detail):
+    for call in (runtime_west.invoke_model, runtime_west.invoke_model_with_response_stream):
+        with pytest.raises(ClientError) as e:
+            call(modelId=MISTRAL_LARGE_2, body=json.dumps(body))
+        err = e.value.response
+        assert err["Error"]["Code"] == "ValidationException"
+        assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert err["Error"]["Message"].startswith(f"Malformed input request: {detail}")
