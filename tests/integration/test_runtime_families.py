@@ -248,3 +248,83 @@ def test_mistral_bad_body_is_a_validation_exception_saying_what_to_fix(runtime_w
         assert err["Error"]["Code"] == "ValidationException"
         assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert err["Error"]["Message"].startswith(f"Malformed input request: {detail}")
+
+
+COMMAND_R, COMMAND_R_PLUS = "cohere.command-r-v1:0", "cohere.command-r-plus-v1:0"
+COHERE_WEATHER = {"name": "get_weather", "description": "Weather in a city", "parameter_definitions": {
+    "city": {"description": "The city", "type": "str", "required": True},
+    "days": {"description": "How many days", "type": "int", "required": False}}}
+
+
+def test_cohere_chat_returns_the_history_with_its_reply(runtime):
+    history = [{"role": "USER", "message": "Hi"}, {"role": "CHATBOT", "message": "Hello."}]
+    body = {"message": "Hello there", "chat_history": history, "preamble": "Be brief.", "max_tokens": 3}
+    out = _invoke(runtime, COMMAND_R, body)
+    assert out["finish_reason"] == "MAX_TOKENS" and out["text"] and "tool_calls" not in out
+    assert out["chat_history"] == [*history, {"role": "USER", "message": "Hello there"},
+                                   {"role": "CHATBOT", "message": out["text"]}]
+    assert out["response_id"] != out["generation_id"]
+
+
+@pytest.mark.parametrize("style", ["multi-step", "single-step"])
+def test_cohere_tool_use_round_trip(runtime, style):
+    question = "What is the get_weather in Paris?"
+    first = _invoke(runtime, COMMAND_R_PLUS, {"message": question, "tools": [COHERE_WEATHER]})
+    assert first["finish_reason"] == "COMPLETE" and first["text"] == ""
+    (call,) = first["tool_calls"]
+    assert call["name"] == "get_weather" and set(call["parameters"]) == {"city"}
+    assert first["chat_history"] == [{"role": "USER", "message": question},
+                                     {"role": "CHATBOT", "message": "", "tool_calls": [call]}]
+    results = [{"call": call, "outputs": [{"sky": "clear"}]}]
+    if style == "multi-step":  # Cohere's agent loop: empty message, the returned history, the results
+        body = {"message": "", "chat_history": first["chat_history"], "tools": [COHERE_WEATHER], "tool_results": results}
+    else:  # the question again, with the results of the calls it led to
+        body = {"message": question, "tools": [COHERE_WEATHER], "tool_results": results}
+    second = _invoke(runtime, COMMAND_R_PLUS, body)
+    assert second["finish_reason"] == "COMPLETE" and "tool_calls" not in second
+    assert second["text"] == 'Tool get_weather returned: {"sky":"clear"}.'
+    assert second["chat_history"][-2:] == [{"role": "TOOL", "tool_results": results},
+                                           {"role": "CHATBOT", "message": second["text"]}]
+
+
+def test_cohere_stream_events(runtime):
+    body: dict[str, Any] = {"message": "Hello there"}
+    events = _chunks(runtime, COMMAND_R, body)
+    kinds = [e["event_type"] for e in events]
+    assert kinds[0] == "stream-start" and kinds[-1] == "stream-end"
+    assert set(kinds[1:-1]) == {"text-generation"} and len(kinds) > 3
+    assert [e["is_finished"] for e in events] == [False] * (len(events) - 1) + [True]
+    end = events[-1]
+    text = "".join(e["text"] for e in events[1:-1])
+    assert end["finish_reason"] == "COMPLETE" and end["response"]["text"] == text
+    assert end["response"]["generation_id"] == events[0]["generation_id"]
+    assert text == _invoke(runtime, COMMAND_R, body)["text"]
+    # With tools: the whole calls in one tool-calls-generation event, and again in the final response.
+    tool_body = {"message": "weather in Paris?", "tools": [COHERE_WEATHER]}
+    events = _chunks(runtime, COMMAND_R, tool_body)
+    assert [e["event_type"] for e in events] == ["stream-start", "tool-calls-generation", "stream-end"]
+    calls = events[1]["tool_calls"]
+    assert calls == events[2]["response"]["tool_calls"] == _invoke(runtime, COMMAND_R, tool_body)["tool_calls"]
+    assert calls[0]["name"] == "get_weather"
+    assert events[2]["amazon-bedrock-invocationMetrics"]["outputTokenCount"] > 0
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    ({"max_tokens": 10}, "#: required key [message] not found"),
+    ({"message": ""}, "#/message: must not be empty unless tool_results are given"),
+    ({"message": "hi", "chat_history": [{"role": "BOT", "message": "x"}]},
+     "#/chat_history/0/role: BOT is not a valid enum value"),
+    ({"message": "hi", "chat_history": ["hello"]}, "#/chat_history/0: expected type: JSONObject"),
+    ({"message": "hi", "tools": [{"description": "no name"}]}, "#/tools/0: expected"),
+    ({"message": "", "tool_results": [{"outputs": [{"a": 1}]}]}, "#/tool_results/0/call: expected"),
+    ({"message": "hi", "tool_results": [{"call": {"name": "f", "parameters": {}}, "outputs": "42"}]},
+     "#/tool_results/0/outputs: expected an array of objects"),
+])
+def test_cohere_bad_body_is_a_validation_exception_saying_what_to_fix(runtime, body, detail):
+    for call in (runtime.invoke_model, runtime.invoke_model_with_response_stream):
+        with pytest.raises(ClientError) as e:
+            call(modelId=COMMAND_R, body=json.dumps(body))
+        err = e.value.response
+        assert err["Error"]["Code"] == "ValidationException"
+        assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert err["Error"]["Message"].startswith(f"Malformed input request: {detail}")
