@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
+import os
 import secrets
 import threading
 import time
@@ -59,9 +60,31 @@ class _Clock:
             return self._last
 
 
+class _Entropy:
+    """The kernel's random bytes, fetched 4 KiB at a time: one system call per 256 IDs, not one per ID."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._buffer = b""
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bytes:
+        with self._lock:
+            if self._pid != os.getpid() or self._offset + n > len(self._buffer):
+                # (A forked child must not reuse what its parent had left.)
+                self._pid, self._buffer, self._offset = os.getpid(), secrets.token_bytes(4096), 0
+            out = self._buffer[self._offset : self._offset + n]
+            self._offset += n
+            return out
+
+
+_ENTROPY = _Entropy()
+
+
 def new_profile_id() -> str:
     """12 characters of ``[a-z0-9]``, uniformly random (128 random bits reduced modulo 36**12)."""
-    n = secrets.randbits(128) % ID_SPACE
+    n = int.from_bytes(_ENTROPY.take(16)) % ID_SPACE
     digits = []
     for _ in range(12):
         n, d = divmod(n, 36)
@@ -112,7 +135,8 @@ class InferenceProfiles:
         copy_from = params["modelSource"]["copyFrom"]
         models = self._source_models(ctx, copy_from)
         token: str | None = params.get("clientRequestToken")
-        request_hash = hashlib.sha256(
+        # What a replay of the same token must match (only a request with a token is ever replayed).
+        request_hash = "" if token is None else hashlib.sha256(
             orjson.dumps(
                 [name, description, copy_from, sorted((t["key"], t["value"]) for t in tags)]
             )
