@@ -1,10 +1,15 @@
-"""What every benchmark shares: rewriting its own section of ``bench/README.md``.
+"""What every benchmark shares: the facts of the machine, and rewriting its own section of ``bench/README.md``.
 
 Each ``bench/<name>/run.py`` puts ``bench/`` on ``sys.path`` and imports this module.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.metadata
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 README = Path(__file__).resolve().parent / "README.md"
@@ -26,3 +31,23 @@ def update_section(section: str, readme: Path = README) -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         new = "\n".join([*lines[:start], *section.strip("\n").splitlines(), "", *lines[end:]]).rstrip("\n") + "\n"
     readme.write_text(new)
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def machine(*packages: str) -> list[str]:
+    """Date, cores, CPU, memory, load, and the versions of Python and of ``packages``."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")
+    mem_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:")), 0)
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    versions = "; ".join(f"{p} {importlib.metadata.version(p)}" for p in packages)
+    return [
+        f"date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"nproc: {nproc}; CPU: {cpu}; memory: {mem_kb / 1024 / 1024:.1f} GiB",
+        f"uptime before the run: {uptime()}",
+        f"Python {platform.python_version()} ({sys.executable})" + (f"; {versions}" if versions else ""),
+    ]

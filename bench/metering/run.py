@@ -31,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from benchlib import machine, update_section, uptime  # noqa: E402
 
 from outcrop.metering.meter import BATCH  # noqa: E402
 from outcrop.metering.queries import parse_query, run_query  # noqa: E402
@@ -176,6 +180,13 @@ TEAMS = ("red", "blue", "green", "amber")
 PROFILES = [f"p{i:011d}" for i in range(20)]
 
 
+def request_id_at(rng: random.Random, time_us: int) -> str:
+    """A request ID as outcrop makes them (``outcrop.ids``: a version-7 UUID), for the time of the event."""
+    bits = rng.getrandbits(74)
+    value = (time_us // 1000) << 80 | 7 << 76 | (bits >> 62) << 64 | 0b10 << 62 | (bits & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
 def synthetic_events(rng: random.Random, n: int, start_us: int, end_us: int) -> list[dict[str, Any]]:
     """``n`` events in [start_us, end_us), in time order, over 20 application profiles tagged team and env."""
     times = sorted(rng.randrange(start_us, end_us) for _ in range(n))
@@ -186,7 +197,7 @@ def synthetic_events(rng: random.Random, n: int, start_us: int, end_us: int) -> 
         profile = PROFILES[i]
         outcome = "success" if rng.random() < 0.98 else "throttled"
         out.append({
-            "request_id": str(uuid.uuid4()), "time_us": t, "account": ACCOUNT,
+            "request_id": request_id_at(rng, t), "time_us": t, "account": ACCOUNT,
             "source_region": "us-east-1", "inference_region": "us-east-1", "operation": "Converse",
             "model_id": profile, "model_dim": profile,
             "profile_arn": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:application-inference-profile/{profile}",
@@ -280,16 +291,29 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--backend", choices=("builtin", "openai", "both"), default="both")
     parser.add_argument("--skip-report", action="store_true")
+    parser.add_argument("--no-readme", action="store_true", help="print the tables only")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.events = 3.0, 2, min(args.events, 200_000)
+    facts = machine("granian", "SQLAlchemy")
+    facts.append(f"SQLite {sqlite3.sqlite_version}; outcrop: the working tree on top of {git_head()}")
+    out: list[str] = []
+
+    def emit(line: str = "") -> None:
+        print(line, flush=True)
+        out.append(line)
+
     if not args.skip_throughput:
         if not shutil.which("wrk"):
             sys.exit("bench/metering needs wrk (Debian: apt-get install wrk)")
-        print(f"\nConverse, closed loop, wrk c={args.concurrency}, {args.rounds} rounds of {args.seconds:g} s per "
-              "variant, alternating; CPU is the server's process tree per invocation.\n")
-        print("| model behind outcrop | metering | req/s (rounds) | ÷ off | server CPU µs/invocation |")
-        print("|---|---|---:|---:|---:|")
+        emit("### Invocation throughput, metering off and on")
+        emit()
+        emit(f"Converse, closed loop, wrk c={args.concurrency}, {args.rounds} rounds of {args.seconds:g} s per "
+             "variant, alternating; one server per variant (1 worker, SQLite, default settings but the one "
+             "named); CPU is the server's process tree per invocation. Goal: on ÷ off ≥ 0.95.")
+        emit()
+        emit("| model behind outcrop | metering | req/s (rounds) | ÷ off | server CPU µs/invocation |")
+        emit("|---|---|---:|---:|---:|")
         backends: list[tuple[str, str | None]] = []
         if args.backend in ("builtin", "both"):
             backends.append(("builtin (answers at once: CPU-bound worst case)", None))
@@ -305,18 +329,36 @@ def main() -> None:
             off = statistics.mean(rates["off"])
             for name, values in rates.items():
                 mean = statistics.mean(values)
-                print(f"| {label} | {name} | {mean:,.0f} ({', '.join(f'{v:,.0f}' for v in values)}) | "
-                      f"{mean / off:.3f} | {cpu_us[name]:,.0f} |")
-            sys.stdout.flush()
-        print()
+                emit(f"| {label} | {name} | {mean:,.0f} ({', '.join(f'{v:,.0f}' for v in values)}) | "
+                     f"{mean / off:.3f} | {cpu_us[name]:,.0f} |")
+        emit()
     if not args.skip_report:
         rate, direct, http, size = ingest_and_report(args)
-        print("| measure | value |\n|---|---|")
-        print(f"| ingest, events/s (SQLite, batches of {BATCH:,}, 30 days in time order) | {rate:,.0f} |")
-        print(f"| database after {args.events:,} events | {size / 2**30:.2f} GiB |")
-        print(f"| 30-day daily cost report by tag over {args.events:,} events, query function (CLI), "
-              f"p50 / max ms | {statistics.median(direct):.1f} / {max(direct):.1f} |")
-        print(f"| … through GET /_outcrop/usage, p50 / max ms | {statistics.median(http):.1f} / {max(http):.1f} |")
+        emit("### Ingest and the 30-day report")
+        emit()
+        emit(f"{args.events:,} synthetic events over 30 days (20 application profiles tagged team and env, "
+             "request IDs as outcrop makes them), ingested in time order by the real `rollups.ingest`; "
+             f"then `{REPORT}` 20 times through the query function the CLI calls and through "
+             "`GET /_outcrop/usage`. Goal: the report under 200 ms.")
+        emit()
+        emit("| measure | value |\n|---|---|")
+        emit(f"| ingest, events/s (SQLite, batches of {BATCH:,}, 30 days in time order) | {rate:,.0f} |")
+        emit(f"| database after {args.events:,} events | {size / 2**30:.2f} GiB |")
+        emit(f"| 30-day daily cost report by tag over {args.events:,} events, query function (CLI), "
+             f"p50 / max ms | {statistics.median(direct):.1f} / {max(direct):.1f} |")
+        emit(f"| … through GET /_outcrop/usage, p50 / max ms | {statistics.median(http):.1f} / {max(http):.1f} |")
+        emit()
+    facts.append(f"uptime after the run: {uptime()}")
+    if not args.no_readme and out:
+        head = ["## metering", "",
+                "Issue 5. `.venv/bin/python bench/metering/run.py [--quick] [--skip-throughput] [--skip-report]` "
+                "(needs wrk).", "", *(f"- {f}" for f in facts), ""]
+        update_section("\n".join(head + out))
+
+
+def git_head() -> str:
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip()
 
 
 if __name__ == "__main__":

@@ -14,12 +14,9 @@ bench/README.md (section ``runtime``). LiteLLM is installed into bench/.venv-lit
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
-import importlib.metadata
 import json
 import os
-import platform
 import secrets
 import shutil
 import subprocess
@@ -36,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "control_plane"))
 sys.path.insert(0, str(HERE.parent))
 
-from benchlib import update_section  # noqa: E402
+from benchlib import machine, update_section, uptime  # noqa: E402
 from load import Result, ensure_wrk, run_wrk  # noqa: E402
 from servers import GRANIAN, MAIN_PYTHON, REPO, Server, free_port, snapshot_source  # noqa: E402
 
@@ -291,25 +288,6 @@ def measure(targets: list[Target], seconds: int, stream_seconds: float, scratch:
 
 
 # -- report ----------------------------------------------------------------------------------------------
-def machine() -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
-    mem_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:")), 0)
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
-    return [
-        f"date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"nproc: {nproc}; CPU: {cpu}; memory: {mem_kb / 1024 / 1024:.1f} GiB",
-        f"uptime before the run: {uptime()}",
-        f"Python {platform.python_version()} ({sys.executable}); granian {importlib.metadata.version('granian')}; "
-        f"httpx {importlib.metadata.version('httpx')}",
-    ]
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def find(cells: list[Cell], target: str, c: int) -> Result | None:
     return next((x.result for x in cells if x.target == target and x.connections == c), None)
 
@@ -453,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (3 if args.quick else 8)
     stream_seconds = 2.0 if args.quick else 5.0
 
-    facts = machine()
+    facts = machine("granian", "httpx")
     facts.append(f"load generator: {ensure_wrk()}")
     litellm_version = None if args.no_litellm else ensure_litellm()
     scratch = Path(tempfile.mkdtemp(prefix="outcrop-bench-runtime-"))
