@@ -270,11 +270,12 @@ def ttfb(target: Target, connections: int, seconds: float, scratch: Path) -> Str
 
 def measure(targets: list[Target], seconds: int, stream_seconds: float, scratch: Path,
             cells: list[Cell], streams: list[StreamCell]) -> None:
-    for target in targets:
-        run_wrk(target.server.host, post_script(target), 16, 1, scratch)  # warm-up
     for c in CONCURRENCY:
         for target in targets:
             script = post_script(target)
+            # A warm-up at this concurrency, right before the cell: the gateway's connections to the backend
+            # grow to c, and whatever the previous cell left behind (another server's load) has passed.
+            run_wrk(target.server.host, script, c, 1, scratch)
             r = run_wrk(target.server.host, script, c, seconds, scratch, target.server.worker_pids())
             log(f"{target.name:<26} c={c:<3} {r.rps:8.0f} req/s  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  "
                 f"errors {r.errors}  wrk cpu {r.wrk_cpu:.0%}  server cpu {r.server_cpu:.0%}")
@@ -385,7 +386,7 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         "made from it, with metering on (the default) and, to show metering's share, off; LiteLLM: its proxy "
         "(1 worker, `LITELLM_LOCAL_MODEL_COST_MAP=True`, `num_retries: 0`, a master key sent as a bearer token, no database), `POST /chat/completions` to a model "
         "routed to the same backend as `openai/bench`.",
-        f"- wrk -t1, closed loop, keep-alive, {seconds} s per cell{' (--quick)' if quick else ''}; every server "
+        f"- wrk -t1, closed loop, keep-alive, {seconds} s per cell after a 1 s warm-up of the same target at the same concurrency{' (--quick)' if quick else ''}; every server "
         "and the load generator share the same cores (and whatever else runs on the machine: see uptime). "
         "Server CPU is the gateway's process tree only (the backend's is not included), per wall second.",
         f"- Streams: `bench/runtime/ttfb.py` (asyncio, keep-alive), {stream_seconds:g} s per cell; TTFB is the time "
