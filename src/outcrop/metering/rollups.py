@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import time
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -42,8 +43,11 @@ METRICS = ("events", "input_tokens", "output_tokens", "cache_read_tokens", "cach
            "client_errors", "server_errors", "throttles", "latency_ms", "cost_pusd")
 KEY = ("account", "granularity", "tag_key", "period_us", "source_region", "model_dim", "profile_arn",
        "foundation_model", "identity", "tag_value")
-# Rows per multi-row INSERT: SQLite allows 32,766 parameters per statement.
-_EVENT_CHUNK = 1000
+# Rows per multi-row INSERT (SQLite allows 32,766 parameters per statement), and events between two
+# yields of the GIL: ingest runs on a thread beside the event loop, and the loop must never wait long
+# for the GIL (at the default switch interval it would wait up to 5 ms for a thread that never lets go).
+_EVENT_CHUNK = 200
+_YIELD_EVERY = 200
 _ROLLUP_CHUNK = 1000
 
 RollupKey = tuple[str, str, str, int, str, str, str, str, str, str]
@@ -75,7 +79,9 @@ def rollup_deltas(events: Sequence[UsageEvent]) -> dict[RollupKey, list[int]]:
     and tag rows.
     """
     cells: dict[tuple[Any, ...], list[int]] = {}
-    for event in events:
+    for i, event in enumerate(events, 1):
+        if i % _YIELD_EVERY == 0:
+            time.sleep(0)  # (see _YIELD_EVERY)
         tags = event["tags"]
         time_us = event["time_us"]
         key = (event["account"], time_us - time_us % MINUTE_US, event["source_region"], event["model_dim"],
@@ -117,7 +123,11 @@ def ingest(conn: Connection, events: Sequence[UsageEvent]) -> list[UsageEvent]:
     if not events:
         return []
     by_id = {e["request_id"]: e for e in events}
-    rows = [event_row(e) for e in by_id.values()]
+    rows = []
+    for i, event in enumerate(by_id.values(), 1):
+        rows.append(event_row(event))
+        if i % _YIELD_EVERY == 0:
+            time.sleep(0)  # give the GIL to the event loop if it is waiting
     marker = _marker(conn)
     savepoint = conn.begin_nested()
     try:
