@@ -427,7 +427,7 @@ class Store:
         self._inline_conn: Connection | None = None
         if self.is_sqlite:
             self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=read_threads)
-            self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1)
+            self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=2)  # LoopWriter + GroupCommitWriter
             self._read_pool: ThreadPoolExecutor | None = None
         else:
             # Reads run in autocommit (no BEGIN/ROLLBACK round trips) and without a ping per checkout; a
