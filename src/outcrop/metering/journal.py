@@ -46,6 +46,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from outcrop.futures import settle
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
@@ -321,12 +323,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _resolve(futures: list[asyncio.Future[None]], error: OSError | None) -> None:
     for future in futures:
-        if future.done():  # its waiter was cancelled
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+        settle(future, None, error)
 
 
 # -- recovery --------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 from sqlalchemy.sql import Executable
 
 from outcrop.errors import ServiceError
+from outcrop.futures import settle
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -219,12 +220,10 @@ class _Job:
 
 def _settle(jobs: list[_Job]) -> None:
     for job in jobs:
-        if job.future.done():  # the awaiting task was cancelled
-            continue
         if job.ok:
-            job.future.set_result(job.value)
+            settle(job.future, job.value, None)
         else:
-            job.future.set_exception(job.value)
+            settle(job.future, None, job.value)
 
 
 def _run_job(conn: Connection, job: _Job) -> None:
@@ -446,22 +445,13 @@ class _ReadThreads:
             except BaseException as e:
                 value, error = None, e
             if not loop.is_closed():
-                loop.call_soon_threadsafe(_answer, future, value, error)
+                loop.call_soon_threadsafe(settle, future, value, error)
 
     def close(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
             thread.join()
-
-
-def _answer(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():  # its waiter was cancelled
-        return
-    if error is None:
-        future.set_result(value)
-    else:
-        future.set_exception(error)
 
 
 class Store:
