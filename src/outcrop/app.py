@@ -101,6 +101,10 @@ class Outcrop:
 
     def stop(self) -> None:
         self.ready = False
+        if self.store is not None:
+            # First, so that a request's transaction left open on SQLite (its BEGIN done, the loop no longer
+            # running to finish it) is rolled back and cannot hold the write lock the meter needs below.
+            self.store.close_loop_writes()
         if self.meter is not None:
             self.meter.close()  # drains every event into the database
             self.meter = None

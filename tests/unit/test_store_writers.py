@@ -6,6 +6,7 @@ job only after its COMMIT."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,27 @@ def test_a_closed_writer_refuses_writes(store: Store) -> None:
     store.loop_writer.close()
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(store.write(_insert("late")))
+
+
+def test_closing_rolls_back_a_transaction_the_loop_never_finished_and_frees_the_lock(store: Store) -> None:
+    # The BEGIN completes on the helper thread, but the loop stops before it runs the jobs and commits.
+    writer = store.loop_writer
+    assert writer is not None
+
+    async def begin_only() -> None:
+        loop = asyncio.get_running_loop()
+        writer._conn = None
+        transaction = await loop.run_in_executor(writer._pool, writer._begin)
+        assert transaction.is_active
+
+    asyncio.run(begin_only())
+    path = store.url.split("///", 1)[1]
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        probe.execute("BEGIN IMMEDIATE")  # held by the transaction the loop never finished
+    writer.close()  # what Outcrop.stop does first at shutdown
+    probe.execute("BEGIN IMMEDIATE")  # free now, without waiting
+    probe.execute("ROLLBACK")
+    probe.close()
+    assert store.write_sync(_insert("after")) == 1
+    writer.close()  # twice is fine

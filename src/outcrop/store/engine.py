@@ -334,7 +334,8 @@ class LoopWriter:
                 conn.invalidate()
 
     def close(self) -> None:
-        """Stop taking jobs; wait for a COMMIT in progress (called off the loop, at shutdown)."""
+        """Stop taking jobs; wait for a BEGIN or COMMIT in progress, then roll back whatever transaction is still
+        open (its jobs were never acknowledged). Safe to call twice."""
         self._closed = True
         self._pool.shutdown(wait=True)
         if self._conn is not None:
@@ -550,9 +551,13 @@ class Store:
     def migrate(self) -> None:
         migrate(self.write_engine)
 
-    def close(self) -> None:
+    def close_loop_writes(self) -> None:
+        """Stop the event loop's write path (SQLite); writes from threads go on until ``close``."""
         if self.loop_writer is not None:
             self.loop_writer.close()
+
+    def close(self) -> None:
+        self.close_loop_writes()
         self.writer.close()
         if self._inline_conn is not None:
             self._inline_conn.close()
