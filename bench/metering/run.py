@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from benchlib import machine, update_section, uptime  # noqa: E402
 
+from outcrop.ids import uuid7  # noqa: E402
 from outcrop.metering.meter import BATCH  # noqa: E402
 from outcrop.metering.queries import parse_query, run_query  # noqa: E402
 from outcrop.metering.rollups import ingest  # noqa: E402
@@ -180,13 +180,6 @@ TEAMS = ("red", "blue", "green", "amber")
 PROFILES = [f"p{i:011d}" for i in range(20)]
 
 
-def request_id_at(rng: random.Random, time_us: int) -> str:
-    """A request ID as outcrop makes them (``outcrop.ids``: a version-7 UUID), for the time of the event."""
-    bits = rng.getrandbits(74)
-    value = (time_us // 1000) << 80 | 7 << 76 | (bits >> 62) << 64 | 0b10 << 62 | (bits & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
-
-
 def synthetic_events(rng: random.Random, n: int, start_us: int, end_us: int) -> list[dict[str, Any]]:
     """``n`` events in [start_us, end_us), in time order, over 20 application profiles tagged team and env."""
     times = sorted(rng.randrange(start_us, end_us) for _ in range(n))
@@ -197,7 +190,7 @@ def synthetic_events(rng: random.Random, n: int, start_us: int, end_us: int) -> 
         profile = PROFILES[i]
         outcome = "success" if rng.random() < 0.98 else "throttled"
         out.append({
-            "request_id": request_id_at(rng, t), "time_us": t, "account": ACCOUNT,
+            "request_id": uuid7(t // 1000, rng.getrandbits(74)), "time_us": t, "account": ACCOUNT,
             "source_region": "us-east-1", "inference_region": "us-east-1", "operation": "Converse",
             "model_id": profile, "model_dim": profile,
             "profile_arn": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:application-inference-profile/{profile}",

@@ -29,9 +29,13 @@ def request_id() -> str:
     pid = os.getpid()
     if _state is None or _state[0] != pid:
         _state = (pid, random.Random(os.urandom(32)))
-    bits = _state[1].getrandbits(74)
+    return uuid7(time.time_ns() // 1_000_000, _state[1].getrandbits(74))
+
+
+def uuid7(unix_ms: int, random_bits: int) -> str:
+    """The text of the version-7 UUID of ``unix_ms`` and 74 random bits, as ``uuid.UUID`` would print it."""
     # unix_ts_ms (48) | ver (4) | rand_a (12) | var (2) | rand_b (62)
-    value = (time.time_ns() // 1_000_000) << 80 | _VERSION | (bits >> 62) << 64 | _VARIANT | (bits & _RAND_B)
+    value = unix_ms << 80 | _VERSION | (random_bits >> 62) << 64 | _VARIANT | (random_bits & _RAND_B)
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

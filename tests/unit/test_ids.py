@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import random
 import time
 import uuid
 
+import pytest
+
+import outcrop.ids as ids
 from outcrop.ids import request_id
 
 
@@ -22,3 +27,18 @@ def test_request_ids_are_unique_and_ordered_by_millisecond() -> None:
     assert len(set(ids)) == len(ids)
     stamps = [uuid.UUID(i).int >> 80 for i in ids]
     assert stamps == sorted(stamps)
+
+
+def test_request_id_is_the_uuid7_of_the_clock_and_the_generator_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    now_ns = 1_795_788_895_123_456_789
+    monkeypatch.setattr(ids.time, "time_ns", lambda: now_ns)
+    saved = ids._state
+    try:
+        for seed in range(500):
+            ids._state = (os.getpid(), random.Random(seed))
+            bits = random.Random(seed).getrandbits(74)
+            rand_a, rand_b = bits >> 62, bits & ((1 << 62) - 1)
+            expected = uuid.UUID(int=(now_ns // 1_000_000) << 80 | 7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+            assert ids.request_id() == str(expected)
+    finally:
+        ids._state = saved
