@@ -10,9 +10,9 @@ granularity for each of its tags (``tag_key``, ``tag_value``), which is what ``g
 Events of one batch are close in time, so a batch of thousands touches a few rows per minute.
 
 Inserting: a batch is almost always new (only a replayed journal, or a retry after a commit whose outcome
-was lost, repeats events), so it is first inserted as is (multi-row INSERTs of up to 1,000 rows), in a savepoint; if any request ID is already
-there the savepoint is rolled back and the batch inserted again with ``ON CONFLICT DO NOTHING RETURNING
-request_id``, which tells which were new.
+was lost, repeats events), so it is first inserted as is (multi-row INSERTs of ``_EVENT_CHUNK`` rows), in
+a savepoint; if any request ID is already there the savepoint is rolled back and the batch inserted again
+with ``ON CONFLICT DO NOTHING RETURNING request_id``, which tells which were new.
 
 The statements are plain SQL, the same for SQLite and PostgreSQL but for the parameter marker, run
 through the driver (``exec_driver_sql``): ingest is the one bulk path, and per-row work in Python is what
@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -131,20 +131,15 @@ def ingest(conn: Connection, events: Sequence[UsageEvent]) -> list[UsageEvent]:
     marker = _marker(conn)
     savepoint = conn.begin_nested()
     try:
-        # Multi-row INSERTs rather than executemany: the driver gives up the GIL once per statement, not
-        # once per row, so a batch of thousands does not make the event loop wait for the GIL thousands
-        # of times (on a busy server that hand-off, not the insert, was most of metering's cost).
-        for i in range(0, len(rows), _EVENT_CHUNK):
-            chunk = rows[i : i + _EVENT_CHUNK]
-            conn.exec_driver_sql(_insert_events_sql(marker, len(chunk), returning=False),
-                                 tuple(itertools.chain.from_iterable(chunk)))
+        # Multi-row INSERTs rather than executemany: one statement (and one GIL hand-off in the driver) per
+        # chunk, not per row.
+        for n, params in _chunks(rows, _EVENT_CHUNK):
+            conn.exec_driver_sql(_insert_events_sql(marker, n, returning=False), params)
     except IntegrityError:
         savepoint.rollback()
         new_ids: set[str] = set()
-        for i in range(0, len(rows), _EVENT_CHUNK):
-            chunk = rows[i : i + _EVENT_CHUNK]
-            sql = _insert_events_sql(marker, len(chunk), returning=True)
-            new_ids.update(r[0] for r in conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk))))
+        for n, params in _chunks(rows, _EVENT_CHUNK):
+            new_ids.update(r[0] for r in conn.exec_driver_sql(_insert_events_sql(marker, n, returning=True), params))
         fresh = [by_id[i] for i in by_id if i in new_ids]
     else:
         savepoint.commit()
@@ -160,9 +155,15 @@ def add_to_rollups(conn: Connection, deltas: dict[RollupKey, list[int]]) -> None
     # In key order, so that concurrent writers (several processes on PostgreSQL) never deadlock.
     rows = [(*key, *values) for key, values in sorted(deltas.items())]
     marker = _marker(conn)
-    for i in range(0, len(rows), _ROLLUP_CHUNK):
-        chunk = rows[i : i + _ROLLUP_CHUNK]
-        conn.exec_driver_sql(_upsert_rollups_sql(marker, len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
+    for n, params in _chunks(rows, _ROLLUP_CHUNK):
+        conn.exec_driver_sql(_upsert_rollups_sql(marker, n), params)
+
+
+def _chunks(rows: Sequence[tuple[Any, ...]], size: int) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """(rows in the chunk, their parameters flattened) for each multi-row statement of ``size`` rows at most."""
+    for i in range(0, len(rows), size):
+        chunk = rows[i : i + size]
+        yield len(chunk), tuple(itertools.chain.from_iterable(chunk))
 
 
 def _marker(conn: Connection) -> str:
