@@ -51,3 +51,14 @@ def machine(*packages: str) -> list[str]:
         f"uptime before the run: {uptime()}",
         f"Python {platform.python_version()} ({sys.executable})" + (f"; {versions}" if versions else ""),
     ]
+
+
+# The model behind bench/runtime and bench/metering: ``bench/runtime/backend.py`` (an OpenAI-compatible
+# server answering every completion after 20 ms), importable from this folder.
+BACKEND_DIR = Path(__file__).resolve().parent / "runtime"
+
+
+def backend_command(granian: Path, port: int) -> list[str]:
+    """The backend under granian, as both benchmarks start it (1 worker, HTTP/1.1, loopback)."""
+    return [str(granian), "--interface", "asgi", "--http", "1", "--no-ws", "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(port), "backend:app"]

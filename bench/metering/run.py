@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from benchlib import machine, update_section, uptime  # noqa: E402
+from benchlib import BACKEND_DIR, backend_command, machine, update_section, uptime  # noqa: E402
 
 from outcrop.ids import uuid7  # noqa: E402
 from outcrop.metering.meter import BATCH  # noqa: E402
@@ -90,11 +90,9 @@ def start_server(
 def start_backend() -> tuple[subprocess.Popen[bytes], str]:
     """``bench/runtime/backend.py``: an OpenAI-compatible server answering every completion after 20 ms."""
     port = free_port()
-    granian = Path(sys.executable).parent / "granian"
-    cmd = [str(granian), "--interface", "asgi", "--http", "1", "--no-ws", "--workers", "1",
-           "--host", "127.0.0.1", "--port", str(port), "backend:app"]
-    proc = subprocess.Popen(cmd, cwd=REPO / "bench" / "runtime", stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = backend_command(Path(sys.executable).parent / "granian", port)
+    proc = subprocess.Popen(cmd, cwd=BACKEND_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     return proc, wait_healthy(f"http://127.0.0.1:{port}", "/")
 
 

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "control_plane"))
 sys.path.insert(0, str(HERE.parent))
 
-from benchlib import machine, update_section, uptime  # noqa: E402
+from benchlib import BACKEND_DIR, backend_command, machine, update_section, uptime  # noqa: E402
 from load import Result, ensure_wrk, run_wrk  # noqa: E402
 from servers import GRANIAN, MAIN_PYTHON, REPO, Server, free_port, snapshot_source  # noqa: E402
 
@@ -113,11 +113,7 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], workdir: Path, port: i
 
 def start_backend(workdir: Path) -> Server:
     port = free_port()
-    cmd = [
-        str(GRANIAN), "--interface", "asgi", "--http", "1", "--no-ws", "--workers", "1",
-        "--host", "127.0.0.1", "--port", str(port), "backend:app",
-    ]
-    return spawn("backend", cmd, {"PYTHONPATH": str(HERE)}, workdir, port, "/")
+    return spawn("backend", backend_command(GRANIAN, port), {"PYTHONPATH": str(BACKEND_DIR)}, workdir, port, "/")
 
 
 def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering: bool, workers: int = 1) -> Server:

@@ -347,7 +347,8 @@ class GroupCommitWriter:
     """Runs submitted write functions in batches, one transaction and one COMMIT per batch.
 
     Each function runs in its own SAVEPOINT, so one failing (a duplicate name, say) leaves the others of
-    its batch untouched; one that raises ``Recheck`` is rolled back and the recheck runs instead. Results reach their event loop once per batch, not once per job.
+    its batch untouched; one that raises ``Recheck`` is rolled back and the recheck runs instead. Results
+    reach their event loop once per batch, not once per job.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 256, name: str = "outcrop-writer") -> None:
