@@ -57,6 +57,14 @@ def optional(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -
     return require(body, key, kind)
 
 
+def strings(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """An optional array of strings (stop sequences, say); empty when absent."""
+    values = optional(body, key, list) or ()
+    if not all(isinstance(v, str) for v in values):
+        raise malformed(f"#/{key}: expected an array of strings")
+    return tuple(values)
+
+
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     names = {str: "String", int: "Integer", float: "Number", list: "JSONArray", dict: "JSONObject", bool: "Boolean"}
     kinds = kind if isinstance(kind, tuple) else (kind,)

@@ -17,6 +17,7 @@ question and ``tool_results``), the calls are restored from the results, as the 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -38,7 +39,7 @@ from outcrop.providers.messages import (
     ToolResult,
     ToolUse,
 )
-from outcrop.runtime.families.base import NUMBER, malformed, optional
+from outcrop.runtime.families.base import NUMBER, malformed, optional, strings
 
 FINISH = {"max_tokens": "MAX_TOKENS", "content_filtered": "ERROR_TOXIC"}  # anything else: COMPLETE
 ROLES = ("USER", "CHATBOT", "SYSTEM", "TOOL")
@@ -75,7 +76,7 @@ class CohereCommand:
             temperature=optional(body, "temperature", NUMBER),
             top_p=optional(body, "p", NUMBER),
             top_k=optional(body, "k", int),
-            stop_sequences=_strings(body, "stop_sequences"),
+            stop_sequences=strings(body, "stop_sequences"),
             tools=tuple(_tool(t, f"#/tools/{i}") for i, t in enumerate(optional(body, "tools", list) or ())),
         )
 
@@ -268,13 +269,6 @@ def _schema(kind: str) -> dict[str, Any]:
     return {"type": json_type}
 
 
-def _strings(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    values = optional(body, key, list) or ()
-    if not all(isinstance(v, str) for v in values):
-        raise malformed(f"#/{key}: expected an array of strings")
-    return tuple(values)
-
-
 def _json_object(text: str) -> Any:
     try:
         return orjson.loads(text) if text.strip() else {}
@@ -284,5 +278,5 @@ def _json_object(text: str) -> Any:
 
 def _ids(request_id: str) -> tuple[str, str]:
     h = hashlib.sha256(request_id.encode()).hexdigest()
-    return (f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}", f"{h[32:40]}-{h[40:44]}-{h[44:48]}-{h[48:52]}-{h[52:64]}")
+    return str(uuid.UUID(h[:32])), str(uuid.UUID(h[32:]))
 

@@ -40,7 +40,7 @@ from outcrop.providers.messages import (
     ToolResult,
     ToolUse,
 )
-from outcrop.runtime.families.base import NUMBER, malformed, optional, require
+from outcrop.runtime.families.base import NUMBER, malformed, optional, require, strings
 from outcrop.runtime.families.prompt import prompt_request
 
 STOP = {"max_tokens": "length"}
@@ -68,7 +68,7 @@ class Mistral:
             optional(body, "temperature", NUMBER),
             optional(body, "top_p", NUMBER),
             optional(body, "top_k", int),
-            _strings(body, "stop"),
+            strings(body, "stop"),
         )
 
     def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
@@ -172,7 +172,7 @@ def _parse_chat(body: Mapping[str, Any]) -> ChatFormRequest:
         max_tokens=optional(body, "max_tokens", int),
         temperature=optional(body, "temperature", NUMBER),
         top_p=optional(body, "top_p", NUMBER),
-        stop_sequences=_strings(body, "stop"),
+        stop_sequences=strings(body, "stop"),
         tools=_tools(optional(body, "tools", list) or ()),
         tool_choice=ToolChoice(choice) if choice else None,  # type: ignore[arg-type]
     )
@@ -255,13 +255,6 @@ def _tools(raw: Any) -> tuple[Tool, ...]:
             raise malformed(f"#/tools/{i}/function/parameters: expected type: JSONObject (a JSON schema)")
         tools.append(Tool(function["name"], str(function.get("description") or ""), parameters))
     return tuple(tools)
-
-
-def _strings(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    values = optional(body, key, list) or ()
-    if not all(isinstance(v, str) for v in values):
-        raise malformed(f"#/{key}: expected an array of strings")
-    return tuple(values)
 
 
 def _call_id(name: str, arguments: Any) -> str:
