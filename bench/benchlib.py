@@ -62,3 +62,8 @@ def backend_command(granian: Path, port: int) -> list[str]:
     """The backend under granian, as both benchmarks start it (1 worker, HTTP/1.1, loopback)."""
     return [str(granian), "--interface", "asgi", "--http", "1", "--no-ws", "--workers", "1",
             "--host", "127.0.0.1", "--port", str(port), "backend:app"]
+
+
+def backend_config(backend_url: str) -> str:
+    """outcrop's config serving every model from the backend at ``backend_url`` (its OpenAI API)."""
+    return f'[[deployments]]\nmodel = "*"\nbackend = "openai"\nurl = "{backend_url}/v1"\nbackend_model = "bench"\n'

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from benchlib import BACKEND_DIR, backend_command, machine, update_section, uptime  # noqa: E402
+from benchlib import BACKEND_DIR, backend_command, backend_config, machine, update_section, uptime  # noqa: E402
 
 from outcrop.ids import uuid7  # noqa: E402
 from outcrop.metering.meter import BATCH  # noqa: E402
@@ -80,8 +80,7 @@ def start_server(
     cmd = [sys.executable, "-m", "outcrop", "serve", "--port", str(port), "--database", database]
     if backend_url is not None:
         config = data_dir / "outcrop.toml"
-        config.write_text(f'[[deployments]]\nmodel = "*"\nbackend = "openai"\nurl = "{backend_url}/v1"\n'
-                          'backend_model = "bench"\n')
+        config.write_text(backend_config(backend_url))
         cmd += ["--config", str(config)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     return proc, wait_healthy(f"http://127.0.0.1:{port}", "/_outcrop/health")

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "control_plane"))
 sys.path.insert(0, str(HERE.parent))
 
-from benchlib import BACKEND_DIR, backend_command, machine, update_section, uptime  # noqa: E402
+from benchlib import BACKEND_DIR, backend_command, backend_config, machine, update_section, uptime  # noqa: E402
 from load import Result, ensure_wrk, run_wrk  # noqa: E402
 from servers import GRANIAN, MAIN_PYTHON, REPO, Server, free_port, snapshot_source  # noqa: E402
 
@@ -122,9 +122,7 @@ def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering:
     data = workdir / label
     data.mkdir()
     config = data / "outcrop.toml"
-    config.write_text(
-        f'[[deployments]]\nmodel = "*"\nbackend = "openai"\nurl = "{backend.url}/v1"\nbackend_model = "bench"\n'
-    )
+    config.write_text(backend_config(backend.url))
     cmd = [str(MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database",
            f"sqlite:///{data / 'outcrop.db'}", "--config", str(config), "--workers", str(workers)]
     env = {"OUTCROP_DATA_DIR": str(data), "OUTCROP_METERING": "on" if metering else "off",
