@@ -12,8 +12,10 @@ names in ``_bind``; they never see HTTP.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -89,6 +91,8 @@ class Outcrop:
         self.authenticator: Authenticator | None = None
         self.authorizer: Authorizer | None = None
         self.ready = False
+        # Set by ``factory`` (the process is an ``outcrop serve`` worker): process-wide tuning applies.
+        self.serving = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,6 +132,7 @@ class Outcrop:
                 fsync=self.config.metering_fsync, fsync_interval=self.config.metering_fsync_interval_ms / 1000,
             )
             self.meter.start()
+            self.metrics.before_render.append(self.meter.metrics.apply)
         self.runtime = Runtime(self.catalog, store, self.config, self.chaos, sink=self.meter)
         self.metrics.registry.register(RoutingCollector(self.runtime.router))
         self.handlers.update(self.runtime.handlers())
@@ -174,6 +179,8 @@ class Outcrop:
                     log.exception("outcrop failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
+                if self.serving:
+                    _tune_worker(self.config)
                 await send({"type": "lifespan.startup.complete"})
                 housekeeping = asyncio.create_task(self._housekeeping())
             elif message["type"] == "lifespan.shutdown":
@@ -391,10 +398,22 @@ async def _disconnect(receive: Receive) -> None:
         pass
 
 
+def _tune_worker(config: Config) -> None:
+    """Process-wide settings for a server worker, once everything long-lived has been loaded."""
+    sys.setswitchinterval(config.switch_interval_ms / 1000)
+    # The service models, the catalogue and the libraries' own state are ~100k objects that live as long as
+    # the process: a full collection walked them all (~55 ms here, a pause every request in flight waited
+    # out). Frozen, the collector leaves them alone.
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(config: Config | None = None) -> Outcrop:
     return Outcrop(config or load_config())
 
 
 def factory() -> Outcrop:
-    """Entry point for ASGI servers in factory mode: the config comes from the environment."""
-    return create_app(load_config())
+    """Entry point for ASGI servers in factory mode (``outcrop serve``): the config comes from the environment."""
+    app = create_app(load_config())
+    app.serving = True
+    return app

@@ -141,6 +141,11 @@ class Config:
     max_header_bytes: int = 64 * 1024
     header_read_timeout_seconds: float = 10.0
     body_read_timeout_seconds: float = 60.0
+    # How long a server worker's event loop may hold the GIL while another of its threads (the HTTP
+    # server's request hand-off, the metering and database writers) waits for it. Python's default, 5 ms,
+    # makes a request that arrives while the loop is busy wait that long before it is even parsed
+    # (bench/runtime); applied only by ``outcrop serve``, never to a process that embeds outcrop.
+    switch_interval_ms: float = 0.5
 
     def deployment_for(self, region: str, model_id: str) -> Deployment:
         return next((d for d in self.deployments if d.matches(region, model_id)), BUILTIN)
@@ -178,6 +183,7 @@ _ENV = {
     "OUTCROP_METERING": ("metering", lambda v: v.lower() not in ("0", "off", "false", "no")),
     "OUTCROP_METERING_FSYNC": ("metering_fsync", str),
     "OUTCROP_METERING_FSYNC_INTERVAL_MS": ("metering_fsync_interval_ms", int),
+    "OUTCROP_SWITCH_INTERVAL_MS": ("switch_interval_ms", float),
     "OUTCROP_MAX_REQUEST_BYTES": ("max_request_bytes", int),
     "OUTCROP_MAX_HEADER_BYTES": ("max_header_bytes", int),
     "OUTCROP_HEADER_READ_TIMEOUT_SECONDS": ("header_read_timeout_seconds", float),
@@ -281,5 +287,7 @@ def _check(config: Config) -> None:
         raise ConfigError(f"metering_fsync must be 'interval' or 'always', not {config.metering_fsync!r}")
     if not (1 <= config.metering_fsync_interval_ms <= 60_000):
         raise ConfigError("metering_fsync_interval_ms must be between 1 and 60000")
+    if not (0.01 <= config.switch_interval_ms <= 100):
+        raise ConfigError("switch_interval_ms must be between 0.01 and 100")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format must be 'text' or 'json'")

@@ -122,7 +122,7 @@ class Meter:
         self._queue.append((seq, event))
         if len(self._queue) >= BATCH:
             self._wake.set()
-        self.metrics.observe(event)
+        self.metrics.observe_later(event)
         if durable is not None:
             await durable
 
@@ -146,6 +146,7 @@ class Meter:
         while True:
             self._wake.wait(timeout=DRAIN_SECONDS)
             self._wake.clear()
+            self.metrics.apply()
             # Drain what is queued now, then wait again: going round while events keep arriving would
             # commit a small batch every few milliseconds, each paying a transaction and its fsync.
             waiting = len(self._queue)
