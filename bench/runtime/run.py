@@ -1,13 +1,16 @@
-"""Runtime benchmark (issue 3): a 20 ms OpenAI-compatible backend called directly, through outcrop
-(Converse on a model and on an application profile) and through LiteLLM's proxy, at 1, 16 and 64
-concurrent requests, all in one run on loopback.
+"""Runtime benchmark (issue 3): a 20 ms OpenAI-compatible backend called directly, through a do-nothing
+proxy (the floor), through outcrop (Converse on a model and on an application profile) and through
+LiteLLM's proxy, at 1, 16 and 64 concurrent requests, all in one run on loopback.
 
-    .venv/bin/python bench/runtime/run.py [--quick] [--no-readme] [--seconds N] [--source HEAD|worktree]
+    .venv/bin/python bench/runtime/run.py [--quick] [--no-readme] [--seconds N] [--rounds N] [--source HEAD|worktree]
 
 Every server is started here on a free loopback port and stopped at the end; every load run is bounded
 in time. Throughput and latency come from wrk (Lua POST scripts, closed loop, keep-alive); time to first
 byte of streams from ``ttfb.py`` (asyncio, keep-alive). "Added" latency is a gateway's p50/p99 minus the
-direct call's at the same concurrency, in the same run. The table is printed and written into
+direct call's at the same concurrency, in the same round: the unary cells are measured in ``--rounds``
+rounds (default 3), each going through every concurrency and target in turn, and a cell shows the median
+over rounds (added latency: the median of the per-round differences, with their range), so that a
+passing disturbance of this shared machine moves one round, not the figure. The table is printed and written into
 bench/README.md (section ``runtime``). LiteLLM is installed into bench/.venv-litellm when missing.
 """
 
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "control_plane"))
@@ -67,7 +71,7 @@ class Target:
     server: Server
     path: str
     body: str
-    stream_path: str
+    stream_path: str | None
     stream_body: str
     gateway: bool = True
     authorization: str | None = None  # the Authorization header's value
@@ -78,6 +82,7 @@ class Cell:
     target: str
     connections: int
     result: Result
+    round: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,15 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], workdir: Path, port: i
 def start_backend(workdir: Path) -> Server:
     port = free_port()
     return spawn("backend", backend_command(GRANIAN, port), {"PYTHONPATH": str(BACKEND_DIR)}, workdir, port, "/")
+
+
+def start_floor(backend: Server, workdir: Path, source: Path | None) -> Server:
+    """``proxy.py`` under granian as ``outcrop serve`` runs it (HTTP auto, 1 worker)."""
+    port = free_port()
+    cmd = [str(GRANIAN), "--interface", "asgi", "--http", "auto", "--no-ws", "--workers", "1",
+           "--host", "127.0.0.1", "--port", str(port), "proxy:app"]
+    path = os.pathsep.join([str(HERE), *([str(source)] if source is not None else [])])
+    return spawn("floor", cmd, {"PYTHONPATH": path, "BACKEND_URL": backend.url}, workdir, port, "/")
 
 
 def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering: bool, workers: int = 1) -> Server:
@@ -224,6 +238,8 @@ def create_profile(outcrop: Server) -> str:
 def check(target: Target) -> None:
     """One call of each kind must succeed before the target is measured."""
     for path, body in ((target.path, target.body), (target.stream_path, target.stream_body)):
+        if path is None:
+            continue
         status, answer = post(target.server, path, body, target.authorization)
         if status != 200 or b"benchmark" not in answer:
             raise RuntimeError(f"{target.name}: POST {path} answered {status}: {answer[:500]!r}")
@@ -262,20 +278,23 @@ def ttfb(target: Target, connections: int, seconds: float, scratch: Path) -> Str
     return StreamCell(target.name, connections, **d)
 
 
-def measure(targets: list[Target], seconds: int, stream_seconds: float, scratch: Path,
+def measure(targets: list[Target], seconds: int, stream_seconds: float, rounds: int, scratch: Path,
             cells: list[Cell], streams: list[StreamCell]) -> None:
-    for c in CONCURRENCY:
-        for target in targets:
-            script = post_script(target)
-            # A warm-up at this concurrency, right before the cell: the gateway's connections to the backend
-            # grow to c, and whatever the previous cell left behind (another server's load) has passed.
-            run_wrk(target.server.host, script, c, 1, scratch)
-            r = run_wrk(target.server.host, script, c, seconds, scratch, target.server.worker_pids())
-            log(f"{target.name:<26} c={c:<3} {r.rps:8.0f} req/s  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  "
-                f"errors {r.errors}  wrk cpu {r.wrk_cpu:.0%}  server cpu {r.server_cpu:.0%}")
-            cells.append(Cell(target.name, c, r))
+    for n in range(rounds):
+        for c in CONCURRENCY:
+            for target in targets:
+                script = post_script(target)
+                # A warm-up at this concurrency, right before the cell: the gateway's connections to the
+                # backend grow to c, and whatever the previous cell left behind (another server's load) passes.
+                run_wrk(target.server.host, script, c, 1, scratch)
+                r = run_wrk(target.server.host, script, c, seconds, scratch, target.server.worker_pids())
+                log(f"round {n + 1} {target.name:<26} c={c:<3} {r.rps:8.0f} req/s  p50 {r.p50_ms:7.2f} ms  "
+                    f"p99 {r.p99_ms:7.2f} ms  errors {r.errors}  wrk cpu {r.wrk_cpu:.0%}  server cpu {r.server_cpu:.0%}")
+                cells.append(Cell(target.name, c, r, n))
     for c in TTFB_CONCURRENCY:
         for target in targets:
+            if target.stream_path is None:
+                continue
             s = ttfb(target, c, stream_seconds, scratch)
             log(f"{target.name:<26} stream c={c:<3} TTFB p50 {s.ttfb_p50_ms:7.2f} ms  p99 {s.ttfb_p99_ms:7.2f} ms  "
                 f"({s.requests} streams, errors {s.errors}, client cpu {s.client_cpu:.0%})")
@@ -283,8 +302,36 @@ def measure(targets: list[Target], seconds: int, stream_seconds: float, scratch:
 
 
 # -- report ----------------------------------------------------------------------------------------------
+def rounds_of(cells: list[Cell], target: str, c: int) -> dict[int, Result]:
+    return {x.round: x.result for x in cells if x.target == target and x.connections == c}
+
+
 def find(cells: list[Cell], target: str, c: int) -> Result | None:
-    return next((x.result for x in cells if x.target == target and x.connections == c), None)
+    """The cell's median over its rounds (errors summed, the load generator's CPU at its highest)."""
+    results = list(rounds_of(cells, target, c).values())
+    if not results:
+        return None
+    seconds = median(r.seconds for r in results)
+    return Result(
+        requests=round(median(r.rps for r in results) * seconds), seconds=seconds,
+        p50_ms=median(r.p50_ms for r in results), p99_ms=median(r.p99_ms for r in results),
+        mean_ms=median(r.mean_ms for r in results), errors=sum(r.errors for r in results),
+        wrk_cpu=max(r.wrk_cpu for r in results), server_cpu=median(r.server_cpu for r in results),
+    )
+
+
+def added(cells: list[Cell], target: str, direct: str, c: int) -> tuple[list[float], list[float]]:
+    """Per round: the target's p50 and p99 minus the direct call's in the same round."""
+    mine, base = rounds_of(cells, target, c), rounds_of(cells, direct, c)
+    both = sorted(set(mine) & set(base))
+    return ([mine[n].p50_ms - base[n].p50_ms for n in both], [mine[n].p99_ms - base[n].p99_ms for n in both])
+
+
+def spread(values: list[float]) -> str:
+    """The median, and the range over rounds when there were several."""
+    if len(values) < 2:
+        return f"{median(values):+.2f}"
+    return f"{median(values):+.2f} ({min(values):+.2f}…{max(values):+.2f})"
 
 
 def cell_table(cells: list[Cell], direct: str) -> list[str]:
@@ -293,14 +340,14 @@ def cell_table(cells: list[Cell], direct: str) -> list[str]:
         "server CPU µs/req |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for cell in cells:
-        r = cell.result
-        base = find(cells, direct, cell.connections)
-        added = ("—", "—") if cell.target == direct or base is None else (
-            f"{r.p50_ms - base.p50_ms:+.2f}", f"{r.p99_ms - base.p99_ms:+.2f}")
+    for c, name in dict.fromkeys((x.connections, x.target) for x in cells):
+        r = find(cells, name, c)
+        assert r is not None
+        a50, a99 = added(cells, name, direct, c)
+        shown = ("—", "—") if name == direct or not a50 else (spread(a50), spread(a99))
         lines.append(
-            f"| {cell.connections} | {cell.target} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {added[0]} | "
-            f"{added[1]} | {r.errors} | {r.wrk_cpu:.0%} | {r.server_cpu:.0%} | {r.cpu_us_per_request:,.0f} |"
+            f"| {c} | {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {shown[0]} | "
+            f"{shown[1]} | {r.errors} | {r.wrk_cpu:.0%} | {r.server_cpu:.0%} | {r.cpu_us_per_request:,.0f} |"
         )
     return lines
 
@@ -328,14 +375,15 @@ def goal_table(cells: list[Cell], direct: str, outcrops: list[str], litellm: str
     def row(goal: str, target: str, shown: str, wanted: str, ok: bool | None) -> None:
         lines.append(f"| {goal} | {target} | {shown} | {wanted} | {'n/a' if ok is None else ('yes' if ok else '**no**')} |")
 
-    base16, base64 = find(cells, direct, 16), find(cells, direct, 64)
+    base64 = find(cells, direct, 64)
     lite64 = find(cells, litellm, 64) if litellm else None
     for name in outcrops:
-        r16, r64 = find(cells, name, 16), find(cells, name, 64)
-        if r16 and base16:
-            a50, a99 = r16.p50_ms - base16.p50_ms, r16.p99_ms - base16.p99_ms
-            row("c=16: latency added at p50", name, f"{a50:+.2f} ms", "≤ 1 ms", a50 <= 1)
-            row("c=16: latency added at p99", name, f"{a99:+.2f} ms", "≤ 5 ms", a99 <= 5)
+        r64 = find(cells, name, 64)
+        a50s, a99s = added(cells, name, direct, 16)
+        if a50s:
+            a50, a99 = median(a50s), median(a99s)
+            row("c=16: latency added at p50", name, f"{spread(a50s)} ms", "≤ 1 ms", a50 <= 1)
+            row("c=16: latency added at p99", name, f"{spread(a99s)} ms", "≤ 5 ms", a99 <= 5)
         if r64 and base64:
             ratio = r64.rps / base64.rps
             row("c=64: throughput ÷ direct", name, f"{ratio:.2f}x ({r64.rps:,.0f} / {base64.rps:,.0f} req/s)",
@@ -365,7 +413,7 @@ def generator_lines(cells: list[Cell], streams: list[StreamCell], direct: str) -
 
 
 def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direct: str, outcrops: list[str],
-           litellm: str | None, seconds: int, stream_seconds: float, quick: bool) -> str:
+           litellm: str | None, seconds: int, stream_seconds: float, rounds: int, quick: bool) -> str:
     parts = [
         f"## {SECTION}",
         "",
@@ -380,7 +428,14 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         "made from it, with metering on (the default) and, to show metering's share, off; LiteLLM: its proxy "
         "(1 worker, `LITELLM_LOCAL_MODEL_COST_MAP=True`, `num_retries: 0`, a master key sent as a bearer token, no database), `POST /chat/completions` to a model "
         "routed to the same backend as `openai/bench`.",
-        f"- wrk -t1, closed loop, keep-alive, {seconds} s per cell after a 1 s warm-up of the same target at the same concurrency{' (--quick)' if quick else ''}; every server "
+        "- floor: `bench/runtime/proxy.py`, a do-nothing proxy under the same granian as outcrop (1 worker): it reads "
+        "the request, sends one fixed completion to the backend with outcrop's own HTTP client and answers the "
+        "backend's bytes. What it adds is the price of the extra hop on this machine; outcrop's own cost is what "
+        "outcrop adds beyond it.",
+        f"- wrk -t1, closed loop, keep-alive, {seconds} s per cell after a 1 s warm-up of the same target at the same concurrency{' (--quick)' if quick else ''}, "
+        f"in {rounds} round{'s' if rounds != 1 else ''} (each round goes through every concurrency and target in turn); a cell shows "
+        "the median over rounds, and added latency the median of the per-round differences from the direct "
+        "call, with their range in brackets. Every server "
         "and the load generator share the same cores (and whatever else runs on the machine: see uptime). "
         "Server CPU is the gateway's process tree only (the backend's is not included), per wall second.",
         f"- Streams: `bench/runtime/ttfb.py` (asyncio, keep-alive), {stream_seconds:g} s per cell; TTFB is the time "
@@ -415,7 +470,8 @@ def started(stack: ExitStack, start: Callable[[], Server]) -> Server:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 s cells, 2 s stream cells")
-    parser.add_argument("--seconds", type=int, help="seconds per wrk cell (default 8, --quick 3)")
+    parser.add_argument("--seconds", type=int, help="seconds per wrk cell and round (default 5, --quick 3)")
+    parser.add_argument("--rounds", type=int, help="rounds of the unary cells (default 3, --quick 1)")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no goal ratio against it)")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     parser.add_argument(
@@ -423,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         help="commit of outcrop to measure (exported from git), or 'worktree' for src/ as it is (default HEAD)",
     )
     args = parser.parse_args(argv)
-    seconds = args.seconds or (3 if args.quick else 8)
+    seconds = args.seconds or (3 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 3)
     stream_seconds = 2.0 if args.quick else 5.0
 
     facts = machine("granian", "httpx")
@@ -450,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             backend = started(stack, lambda: start_backend(scratch))
             outcrop = started(stack, lambda: start_outcrop(backend, scratch, source, True))
             bare = started(stack, lambda: start_outcrop(backend, scratch, source, False))
+            floor = started(stack, lambda: start_floor(backend, scratch, source))
             two = started(stack, lambda: start_outcrop(backend, scratch, source, True, workers=2))
             arn = create_profile(outcrop)
             arn_bare = create_profile(bare)
@@ -457,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = [
                 Target(direct, backend, "/v1/chat/completions", OPENAI_BODY, "/v1/chat/completions",
                        OPENAI_STREAM_BODY, gateway=False),
+                Target("floor: do-nothing proxy", floor, "/", CONVERSE_BODY, None, ""),
                 Target(outcrops[0], outcrop, f"/model/{MODEL}/converse", CONVERSE_BODY,
                        f"/model/{MODEL}/converse-stream", CONVERSE_BODY),
                 Target(outcrops[1], outcrop, f"/model/{quoted}/converse", CONVERSE_BODY,
@@ -473,11 +532,12 @@ def main(argv: list[str] | None = None) -> int:
             for target in targets:
                 check(target)
             log("all targets answer; measuring")
-            measure(targets, seconds, stream_seconds, scratch, cells, streams)
+            measure(targets, seconds, stream_seconds, rounds, scratch, cells, streams)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     facts.append(f"uptime after the run: {uptime()}")
-    section = render(cells, streams, facts, direct, outcrops, litellm_name, seconds, stream_seconds, args.quick)
+    section = render(cells, streams, facts, direct, outcrops, litellm_name, seconds, stream_seconds, rounds,
+                     args.quick)
     print(section)
     if not args.no_readme:
         update_section(section)
