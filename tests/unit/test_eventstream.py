@@ -94,3 +94,35 @@ def test_error_not_in_the_union_becomes_model_stream_error():
     [message] = _decode_bytewise(frame)
     assert message.headers[":exception-type"] == "modelStreamErrorException"
     assert EventStreamWriter(_union("InvokeModelWithResponseStream")).exception(ModelTimeout("x"))
+
+
+def test_unknown_extra_keys_pass_through_and_the_cached_plan_frames_alike():
+    union = _union("ConverseStream")
+    writer = EventStreamWriter(union)
+    first = writer.event("contentBlockDelta", {"delta": {"text": "a"}, "contentBlockIndex": 0, "p": "abcd"})
+    again = writer.event("contentBlockDelta", {"delta": {"text": "a"}, "contentBlockIndex": 0, "p": "abcd"})
+    assert first == again
+    [message] = _decode_bytewise(first)
+    assert orjson.loads(message.payload) == {"delta": {"text": "a"}, "contentBlockIndex": 0, "p": "abcd"}
+    assert message.headers == {":event-type": "contentBlockDelta", ":content-type": "application/json",
+                               ":message-type": "event"}
+
+
+def test_header_and_raw_payload_members_are_framed_as_such():
+    from botocore.model import ShapeResolver
+
+    union = ShapeResolver({
+        "Stream": {"type": "structure", "members": {"note": {"shape": "Note"}}, "eventstream": True},
+        "Note": {"type": "structure", "event": True, "members": {
+            "id": {"shape": "S", "eventheader": True}, "data": {"shape": "B", "eventpayload": True},
+            "n": {"shape": "S"}}},
+        "S": {"type": "string"}, "B": {"type": "blob"},
+    }).get_shape_by_name("Stream")
+    writer = EventStreamWriter(union)
+    [raw] = _decode_bytewise(writer.event("note", {"id": "x1", "data": b"\x00raw"}))
+    assert raw.headers == {":event-type": "note", ":content-type": "application/octet-stream",
+                           ":message-type": "event", "id": "x1"}
+    assert raw.payload == b"\x00raw"
+    [as_json] = _decode_bytewise(writer.event("note", {"id": "x2", "n": "v"}))
+    assert as_json.headers["id"] == "x2" and as_json.headers[":content-type"] == "application/json"
+    assert orjson.loads(as_json.payload) == {"n": "v"}

@@ -300,24 +300,25 @@ async def _empty() -> AsyncIterator[StreamEvent]:
 async def _observed(events: AsyncIterator[StreamEvent], record: InvocationRecord, sink: RecordSink) -> AsyncIterator[StreamEvent]:
     """The stream, recording usage and time to first token. Its record is emitted (durably) when the stream
     ends, before the answer's last byte, and also when the client abandons it (usage counted up to there)."""
-    input_tokens, output_tokens = 0, 0
+    input_tokens = 0
+    deltas: list[str] = []  # counted only if the stream ends without the backend's own usage
     try:
         async for event in events:
-            if isinstance(event, Metadata):
+            if isinstance(event, BlockDelta):
+                if record.first_token_ms is None:
+                    record.first_token_ms = int((time.monotonic() - record.started) * 1000)
+                deltas.append(event.text or event.tool_input or "")
+            elif isinstance(event, Metadata):
                 record.usage = event.usage
             elif isinstance(event, MessageStart):
                 input_tokens = event.input_tokens or 0
-            elif isinstance(event, BlockDelta):
-                if record.first_token_ms is None:
-                    record.first_token_ms = int((time.monotonic() - record.started) * 1000)
-                output_tokens += count_text(event.text or event.tool_input or "")
             yield event
     except ServiceError as e:
         record.outcome, record.error_status = e.code, e.status
         raise
     finally:
         if record.usage is None:
-            record.usage = Usage(input_tokens, output_tokens)
+            record.usage = Usage(input_tokens, sum(count_text(d) for d in deltas))
             if record.outcome == "success":
                 record.outcome = "ClientDisconnected"
         record.latency_ms = int((time.monotonic() - record.started) * 1000)

@@ -16,13 +16,13 @@ import logging
 import struct
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from botocore.model import Shape
 
 from outcrop.errors import ServiceError
-from outcrop.wire.restjson import to_json_value
+from outcrop.wire.restjson import Converter, json_converter
 
 log = logging.getLogger("outcrop.eventstream")
 
@@ -46,7 +46,10 @@ def _encode_headers(items: tuple[tuple[str, str], ...]) -> bytes:
 
 def encode_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
     """One event-stream message."""
-    raw_headers = encode_headers(headers)
+    return _frame(encode_headers(headers), payload)
+
+
+def _frame(raw_headers: bytes, payload: bytes) -> bytes:
     total = 12 + len(raw_headers) + len(payload) + 4
     prelude = struct.pack(">II", total, len(raw_headers))
     prelude += struct.pack(">I", binascii.crc32(prelude))
@@ -54,8 +57,23 @@ def encode_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
     return body + struct.pack(">I", binascii.crc32(body))
 
 
+def _event_headers(name: str) -> dict[str, str]:
+    return {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
+
+
 def _lower_camel(code: str) -> str:
     return code[:1].lower() + code[1:]
+
+
+class _EventPlan(NamedTuple):
+    """How one member of the union is framed, worked out once: its JSON members with their converters, its
+    header and raw-payload members, and (when it has neither) its headers, already encoded."""
+
+    body: tuple[tuple[str, Converter | None], ...]
+    headers: tuple[str, ...]
+    payload: str | None
+    known: frozenset[str]
+    raw_headers: bytes | None
 
 
 class EventStreamWriter:
@@ -63,27 +81,47 @@ class EventStreamWriter:
 
     def __init__(self, union: Shape) -> None:
         self.union = union
+        self._plans: dict[str, _EventPlan] = {}
+
+    def _plan(self, name: str) -> _EventPlan:
+        shape = self.union.members[name]
+        body, headers, payload = [], [], None
+        for member_name, member in shape.members.items():
+            if member.serialization.get("eventheader"):
+                headers.append(member_name)
+            elif member.serialization.get("eventpayload"):
+                payload = member_name
+            else:
+                body.append((member_name, json_converter(member)))
+        simple = not headers and payload is None
+        raw = encode_headers(_event_headers(name)) if simple else None
+        plan = self._plans[name] = _EventPlan(tuple(body), tuple(headers), payload, frozenset(shape.members), raw)
+        return plan
 
     def event(self, name: str, value: Mapping[str, Any]) -> bytes:
-        shape = self.union.members[name]
-        headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
-        payload = b""
+        plan = self._plans.get(name) or self._plan(name)
         body: dict[str, Any] = {}
-        for member_name, member in shape.members.items():
+        for member_name, convert in plan.body:
             item = value.get(member_name)
-            if item is None:
-                continue
-            if member.serialization.get("eventheader"):
-                headers[member_name] = str(item)
-            elif member.serialization.get("eventpayload"):
-                payload = item if isinstance(item, bytes) else str(item).encode("utf-8")
-                headers[":content-type"] = "application/octet-stream"
-            else:
-                body[member_name] = to_json_value(item, member)
-        if not payload:
+            if item is not None:
+                body[member_name] = item if convert is None else convert(item)
+        if not plan.known.issuperset(value):
             # Unknown extra keys (Bedrock's "p" padding, say) pass through as they are.
-            extras = {k: v for k, v in value.items() if k not in shape.members}
-            payload = orjson.dumps({**body, **extras})
+            body.update((k, v) for k, v in value.items() if k not in plan.known)
+        if plan.raw_headers is not None:
+            return _frame(plan.raw_headers, orjson.dumps(body))
+        headers = _event_headers(name)
+        for member_name in plan.headers:
+            item = value.get(member_name)
+            if item is not None:
+                headers[member_name] = str(item)
+        payload = b""
+        item = value.get(plan.payload) if plan.payload is not None else None
+        if item is not None:
+            payload = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            headers[":content-type"] = "application/octet-stream"
+        if not payload:
+            payload = orjson.dumps(body)
         return encode_frame(headers, payload)
 
     def exception(self, error: ServiceError) -> bytes:
