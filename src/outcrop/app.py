@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from outcrop.auth.authenticate import Authenticator, AuthMode, Caller
 from outcrop.auth.authorize import Authorizer, admin_check
 from outcrop.auth.identities import Identities
+from outcrop.batching import Batches
 from outcrop.config import Config, load_config
 from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog
@@ -376,20 +377,21 @@ async def _respond_stream(
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"x-amzn-requestid", request_id.encode())]})
     gone = asyncio.ensure_future(_disconnect(receive)) if receive is not None else None
+    # Frames made from the same chunk of the backend's answer go out in one message (outcrop.batching).
+    batches = Batches(frames)
     try:
-        async for frame in frames:
+        async for batch in batches:
             if gone is not None and gone.done():
                 break
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
+            body = batch[0] if len(batch) == 1 else b"".join(batch)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         else:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
         if gone is not None:
             gone.cancel()
-        # A client gone mid-stream: close the stream now, so its usage is recorded now.
-        close = getattr(frames, "aclose", None)
-        if close is not None:
-            await close()
+        # A client gone mid-stream: stop the stream now, so its usage is recorded now.
+        await batches.aclose()
 
 
 async def _disconnect(receive: Receive) -> None:

@@ -162,5 +162,16 @@ def stream_output(
             headers.append((binding.wire_name.encode("latin-1"), str(value).encode("latin-1")))
     headers.append((b"content-type", CONTENT_TYPE))
     payload = op.output_payload
-    writer = EventStreamWriter(payload.shape)
-    return op.status, headers, writer.frames(result[payload.member], request_id)
+    return op.status, headers, writer_for(payload.shape).frames(result[payload.member], request_id)
+
+
+_WRITERS: dict[int, tuple[Shape, EventStreamWriter]] = {}
+
+
+def writer_for(union: Shape) -> EventStreamWriter:
+    """One writer per union shape (kept alive beside it, so that the key is never reused): its event plans
+    are worked out on first use and then serve every stream of the operation."""
+    found = _WRITERS.get(id(union))
+    if found is None:
+        found = _WRITERS[id(union)] = (union, EventStreamWriter(union))
+    return found[1]
