@@ -142,7 +142,7 @@ class Outcrop:
                 ("bedrock", "CreateInferenceProfile"): profiles.create,
                 ("bedrock", "GetInferenceProfile"): profiles.get,
                 ("bedrock", "ListInferenceProfiles"): profiles.list,
-                ("bedrock", "DeleteInferenceProfile"): profiles.delete,
+                ("bedrock", "DeleteInferenceProfile"): self._forgetting(profiles.delete),
                 ("bedrock", "TagResource"): self._retagging(tags.tag_resource),
                 ("bedrock", "UntagResource"): self._retagging(tags.untag_resource),
                 ("bedrock", "ListTagsForResource"): tags.list_tags_for_resource,
@@ -150,6 +150,18 @@ class Outcrop:
                 ("bedrock", "GetFoundationModel"): models.get,
             }
         )
+
+    def _forgetting(self, handler: Handler) -> Handler:
+        """DeleteInferenceProfile, after which this process no longer resolves the profile for invocations."""
+
+        async def delete(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+            result = await handler(ctx, params)
+            if self.runtime is not None:
+                profile_id = params["inferenceProfileIdentifier"].rsplit("/", 1)[-1]
+                self.runtime.resolver.forget(ctx.account, ctx.region, profile_id)
+            return result
+
+        return delete
 
     def _retagging(self, handler: Handler) -> Handler:
         """A tagging operation that also refreshes metering's tag snapshot (and budgets) at once."""

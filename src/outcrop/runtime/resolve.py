@@ -11,6 +11,8 @@ own ID, gets Bedrock's on-demand error.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -24,6 +26,12 @@ from outcrop.store.engine import Store
 from outcrop.store.schema import inference_profiles
 
 INVALID_MESSAGE = "The provided model identifier is invalid."
+# How long an application profile's resolution is reused without reading the database again. Profiles
+# never change once created; a Delete made through this process is seen at once (``forget``), one made
+# through another worker or server within this many seconds (AWS's own Delete is eventually consistent).
+# A profile not found is never remembered: one just created elsewhere resolves on its first invocation.
+PROFILE_TTL = 1.0
+MAX_REMEMBERED = 10_000
 MODEL_ARN = re.compile(r"arn:[a-z-]+:bedrock:(?P<region>[0-9a-z-]*)::foundation-model/(?P<id>.+)")
 
 
@@ -53,9 +61,16 @@ class Resolution:
 
 
 class Resolver:
-    def __init__(self, catalog: Catalog, store: Store) -> None:
+    def __init__(self, catalog: Catalog, store: Store, ttl: float = PROFILE_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog = catalog
         self.store = store
+        self.ttl, self.clock = ttl, clock
+        self._applications: dict[tuple[str, str, str], tuple[float, Resolution]] = {}
+
+    def forget(self, account: str, region: str, profile_id: str) -> None:
+        """An application profile was deleted: stop resolving it now."""
+        self._applications.pop((account, region, profile_id), None)
 
     async def resolve(self, ctx: RequestContext, model_id: str, invocation: bool = True) -> Resolution:
         """``invocation=False`` (CountTokens) accepts profile-only models by their own ID."""
@@ -97,6 +112,18 @@ class Resolver:
         return Resolution(model, candidates, profile.arn(ctx.account))
 
     async def _application(self, ctx: RequestContext, profile_id: str) -> Resolution:
+        key = (ctx.account, ctx.region, profile_id)
+        remembered = self._applications.get(key)
+        now = self.clock()
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        resolution = await self._read_application(ctx, profile_id)
+        if len(self._applications) >= MAX_REMEMBERED:
+            self._applications.clear()
+        self._applications[key] = (now + self.ttl, resolution)
+        return resolution
+
+    async def _read_application(self, ctx: RequestContext, profile_id: str) -> Resolution:
         row = await self.store.read(lambda conn: _profile_row(conn, ctx, profile_id))
         if row is None:
             raise invalid_identifier()
