@@ -142,10 +142,11 @@ class Config:
     header_read_timeout_seconds: float = 10.0
     body_read_timeout_seconds: float = 60.0
     # How long a server worker's event loop may hold the GIL while another of its threads (the HTTP
-    # server's request hand-off, the metering and database writers) waits for it. Python's default, 5 ms,
-    # makes a request that arrives while the loop is busy wait that long before it is even parsed
-    # (bench/runtime); applied only by ``outcrop serve``, never to a process that embeds outcrop.
-    switch_interval_ms: float = 0.5
+    # server's request hand-off, the metering and database writers) waits for it; applied only by
+    # ``outcrop serve``, never to a process that embeds outcrop. Python's 5 ms is the default: 0.5 ms
+    # cost a CPU-bound worker 5-15% of its throughput and, once the startup heap was frozen, did not
+    # lower the latency outcrop adds at c=16 in A/Bs (bench/README.md, runtime).
+    switch_interval_ms: float = 5.0
 
     def deployment_for(self, region: str, model_id: str) -> Deployment:
         return next((d for d in self.deployments if d.matches(region, model_id)), BUILTIN)
