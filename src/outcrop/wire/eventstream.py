@@ -22,6 +22,7 @@ import orjson
 from botocore.model import Shape
 
 from outcrop.errors import ServiceError
+from outcrop.wire.model import once_per_shape
 from outcrop.wire.restjson import Converter, json_converter
 
 log = logging.getLogger("outcrop.eventstream")
@@ -169,9 +170,6 @@ _WRITERS: dict[int, tuple[Shape, EventStreamWriter]] = {}
 
 
 def writer_for(union: Shape) -> EventStreamWriter:
-    """One writer per union shape (kept alive beside it, so that the key is never reused): its event plans
-    are worked out on first use and then serve every stream of the operation."""
-    found = _WRITERS.get(id(union))
-    if found is None:
-        found = _WRITERS[id(union)] = (union, EventStreamWriter(union))
-    return found[1]
+    """One writer per union shape: its event plans are worked out on first use and then serve every stream
+    of the operation."""
+    return once_per_shape(_WRITERS, union, EventStreamWriter)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import botocore.session
 from botocore.model import OperationModel, ServiceModel, Shape
@@ -238,6 +238,20 @@ class ServiceCatalog:
             if any(op.path_regex.match(raw_path) for op in ops):
                 methods.append(method)
         return sorted(set(methods))
+
+
+T = TypeVar("T")
+
+
+def once_per_shape(cache: dict[int, tuple[Shape, T]], shape: Shape, build: Callable[[Shape], T]) -> T:
+    """``build(shape)``, made once per shape and kept in ``cache``. Keyed by the shape's model dict, which
+    botocore shares between every reference to a shape without member traits; the shape is kept alive
+    beside what was built, so that the key is never reused."""
+    key = id(shape._shape_model)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = (shape, build(shape))
+    return found[1]
 
 
 def _first_segment(path: str) -> str:

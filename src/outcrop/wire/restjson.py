@@ -19,7 +19,7 @@ import orjson
 from botocore.model import Shape
 
 from outcrop.errors import SerializationError, ServiceError, ValidationError
-from outcrop.wire.model import Operation
+from outcrop.wire.model import Operation, once_per_shape
 from outcrop.wire.validate import validate_input, validation_message
 
 UTC = dt.UTC
@@ -166,13 +166,9 @@ _READERS: dict[int, tuple[Shape, Reader]] = {}
 
 
 def _json_reader(shape: Shape) -> Reader:
-    """``_from_json`` for ``shape`` without paths or problems (raises ``_Problem`` instead), built once per shape
-    model (kept alive beside it, so that the key is never reused); children are built on first use."""
-    key = id(shape._shape_model)
-    found = _READERS.get(key)
-    if found is None:
-        found = _READERS[key] = (shape, _build_reader(shape))
-    return found[1]
+    """``_from_json`` for ``shape`` without paths or problems (raises ``_Problem`` instead), built once per
+    shape; children are built on first use."""
+    return once_per_shape(_READERS, shape, _build_reader)
 
 
 def _identity(value: Any) -> Any:

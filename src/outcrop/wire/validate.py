@@ -24,6 +24,8 @@ from typing import Any
 import regex
 from botocore.model import Shape
 
+from outcrop.wire.model import once_per_shape
+
 MAX_ECHO = 256
 
 # Where AWS is known to word a pattern violation its own way, keyed by the shape's name (a patch of the
@@ -222,19 +224,13 @@ def validate_input(params: dict[str, Any], shape: Shape | None, prior: list[str]
 # -- the compiled yes/no check --------------------------------------------------------------------------
 # ``_checker(shape)(value)`` is True exactly when ``ShapeValidator().validate(value, shape, path)`` would
 # record no error: the same checks, in closures built once per shape (no path strings, no dispatch by name).
-# Children are compiled on first use, so recursive shapes need no special care. Keyed by the shape's model
-# dict, which botocore shares between every reference to a shape without member traits; the shape is kept
-# alive beside its check so that the key is never reused.
+# Children are compiled on first use, so recursive shapes need no special care.
 Check = Callable[[Any], bool]
 _CHECKS: dict[int, tuple[Shape, Check]] = {}
 
 
 def _checker(shape: Shape) -> Check:
-    key = id(shape._shape_model)
-    found = _CHECKS.get(key)
-    if found is None:
-        found = _CHECKS[key] = (shape, _compile(shape))
-    return found[1]
+    return once_per_shape(_CHECKS, shape, _compile)
 
 
 def _accept(value: Any) -> bool:
