@@ -88,7 +88,7 @@ def test_a_profile_not_found_is_not_remembered(app):
 def test_the_delete_operation_tells_the_runtime(app):
     arn = _create(app, "deleted-here")
     runtime = app.runtime
-    runtime.resolver.ttl = 3600
+    runtime.resolver._applications.ttl = 3600  # long enough that only the Delete can make it go
     asyncio.run(runtime.resolver.resolve(ctx(), arn))
     handler = app.handlers[("bedrock", "DeleteInferenceProfile")]
     asyncio.run(handler(ctx(), {"inferenceProfileIdentifier": arn}))

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, func, select
 
 from outcrop.control.tags import tags_of
 from outcrop.errors import ServiceQuotaExceeded
+from outcrop.expiring import Expiring
 from outcrop.metering.prices import PICO_PER_USD
 from outcrop.metering.rollups import DAY_US
 from outcrop.store.engine import Store
@@ -84,21 +85,19 @@ class TagCache:
 
     def __init__(self, store: Store, ttl: float = TAG_TTL) -> None:
         self.store = store
-        self.ttl = ttl
-        self._entries: dict[tuple[str, str, str], tuple[float, dict[str, str]]] = {}
+        self._entries: Expiring[tuple[str, str, str], dict[str, str]] = Expiring(ttl)
 
     async def get(self, account: str, region: str, profile_id: str) -> dict[str, str]:
         key = (account, region, profile_id)
-        entry = self._entries.get(key)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        tags = await self.store.read(lambda conn: tags_of(conn, account, region, profile_id))
-        self._entries[key] = (now + self.ttl, tags)
+        now = self._entries.clock()
+        tags = self._entries.get(key, now)
+        if tags is None:
+            tags = await self.store.read(lambda conn: tags_of(conn, account, region, profile_id))
+            self._entries.put(key, tags, now)
         return tags
 
     def invalidate(self, account: str, region: str, profile_id: str) -> None:
-        self._entries.pop((account, region, profile_id), None)
+        self._entries.forget((account, region, profile_id))
 
 
 class Spend:

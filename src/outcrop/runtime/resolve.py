@@ -22,6 +22,7 @@ from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog, FoundationModel, partition_of
 from outcrop.control.identifiers import APPLICATION_ID, PROFILE_ARN, application_arn
 from outcrop.errors import ValidationError
+from outcrop.expiring import Expiring
 from outcrop.store.engine import Store
 from outcrop.store.schema import inference_profiles
 
@@ -65,12 +66,11 @@ class Resolver:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog = catalog
         self.store = store
-        self.ttl, self.clock = ttl, clock
-        self._applications: dict[tuple[str, str, str], tuple[float, Resolution]] = {}
+        self._applications: Expiring[tuple[str, str, str], Resolution] = Expiring(ttl, clock, MAX_REMEMBERED)
 
     def forget(self, account: str, region: str, profile_id: str) -> None:
         """An application profile was deleted: stop resolving it now."""
-        self._applications.pop((account, region, profile_id), None)
+        self._applications.forget((account, region, profile_id))
 
     async def resolve(self, ctx: RequestContext, model_id: str, invocation: bool = True) -> Resolution:
         """``invocation=False`` (CountTokens) accepts profile-only models by their own ID."""
@@ -113,14 +113,11 @@ class Resolver:
 
     async def _application(self, ctx: RequestContext, profile_id: str) -> Resolution:
         key = (ctx.account, ctx.region, profile_id)
-        remembered = self._applications.get(key)
-        now = self.clock()
-        if remembered is not None and remembered[0] > now:
-            return remembered[1]
-        resolution = await self._read_application(ctx, profile_id)
-        if len(self._applications) >= MAX_REMEMBERED:
-            self._applications.clear()
-        self._applications[key] = (now + self.ttl, resolution)
+        now = self._applications.clock()
+        resolution = self._applications.get(key, now)
+        if resolution is None:
+            resolution = await self._read_application(ctx, profile_id)
+            self._applications.put(key, resolution, now)
         return resolution
 
     async def _read_application(self, ctx: RequestContext, profile_id: str) -> Resolution:
