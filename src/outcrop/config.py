@@ -133,6 +133,10 @@ class Config:
     # first (survives a power cut; each answer waits for the disk).
     metering_fsync: str = "interval"
     metering_fsync_interval_ms: int = 100
+    # Where the journal's events are stored into the database: "process", a child process per server
+    # process (outcrop.metering.ingester), or "thread", a thread of the server process, which then shares
+    # the GIL with the event loop.
+    metering_ingest: str = "process"
     prices: tuple[dict[str, Any], ...] = ()
     # Hostile-input limits. A body over ``max_request_bytes`` is a 413 (refused from Content-Length before
     # it is read); request headers over ``max_header_bytes`` are refused by the HTTP server; a client has
@@ -184,6 +188,7 @@ _ENV = {
     "OUTCROP_METERING": ("metering", lambda v: v.lower() not in ("0", "off", "false", "no")),
     "OUTCROP_METERING_FSYNC": ("metering_fsync", str),
     "OUTCROP_METERING_FSYNC_INTERVAL_MS": ("metering_fsync_interval_ms", int),
+    "OUTCROP_METERING_INGEST": ("metering_ingest", str),
     "OUTCROP_SWITCH_INTERVAL_MS": ("switch_interval_ms", float),
     "OUTCROP_MAX_REQUEST_BYTES": ("max_request_bytes", int),
     "OUTCROP_MAX_HEADER_BYTES": ("max_header_bytes", int),
@@ -288,6 +293,8 @@ def _check(config: Config) -> None:
         raise ConfigError(f"metering_fsync must be 'interval' or 'always', not {config.metering_fsync!r}")
     if not (1 <= config.metering_fsync_interval_ms <= 60_000):
         raise ConfigError("metering_fsync_interval_ms must be between 1 and 60000")
+    if config.metering_ingest not in ("process", "thread"):
+        raise ConfigError(f"metering_ingest must be 'process' or 'thread', not {config.metering_ingest!r}")
     if not (0.01 <= config.switch_interval_ms <= 100):
         raise ConfigError("switch_interval_ms must be between 0.01 and 100")
     if config.log_format not in ("text", "json"):

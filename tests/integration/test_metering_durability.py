@@ -3,9 +3,12 @@ server is killed with ``kill -9`` under load; a graceful stop drains the journal
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -41,11 +44,11 @@ def _stored(database_url: str) -> tuple[list[str], int, int]:
     return ids, int(rollup), int(tokens)
 
 
-@pytest.mark.parametrize("fsync", ["interval", "always"])
+@pytest.mark.parametrize(("fsync", "ingest"), [("interval", "process"), ("always", "process"), ("interval", "thread")])
 def test_kill_9_under_load_loses_no_acknowledged_event(
-    server_factory: Callable[..., ServerProcess], database_url: str, fsync: str
+    server_factory: Callable[..., ServerProcess], database_url: str, fsync: str, ingest: str
 ) -> None:
-    server = server_factory(database_url, OUTCROP_METERING_FSYNC=fsync)
+    server = server_factory(database_url, OUTCROP_METERING_FSYNC=fsync, OUTCROP_METERING_INGEST=ingest)
     acknowledged: list[str] = []
     stop = threading.Event()
     threads = [threading.Thread(target=_load, args=(server, acknowledged, stop)) for _ in range(16)]
@@ -100,3 +103,91 @@ def test_events_are_written_once_when_a_journal_is_replayed(server: ServerProces
     ids, rollup_events, _ = _stored(server.database_url)
     assert set(rids) <= set(ids) and len(ids) == 20 and rollup_events == 20
     assert not (journal / "999999-deadbeef-000001.jsonl").exists()
+
+
+def _ingesters(data_dir: Path) -> list[int]:
+    """Pids of the live ingest processes following journals in ``data_dir``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"outcrop.metering.ingester" in argv and str(data_dir / "metering").encode() in argv and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _loaded(server: ServerProcess, acknowledged: list[str], during: Callable[[], None]) -> None:
+    """Run ``during`` in the middle of 8 clients' load, and stop the load after it."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=_load, args=(server, acknowledged, stop)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    _until(lambda: len(acknowledged) >= 50, "the first invocations")
+    during()
+    stop.set()
+    for t in threads:
+        t.join()
+
+
+def test_an_ingester_killed_under_load_is_replaced_and_loses_nothing(
+    server_factory: Callable[..., ServerProcess], database_url: str
+) -> None:
+    server = server_factory(database_url)
+    (first,) = _ingesters(server.data_dir)
+    acknowledged: list[str] = []
+
+    def kill_the_ingester() -> None:
+        os.kill(first, signal.SIGKILL)
+        _until(lambda: [p for p in _ingesters(server.data_dir) if p != first] != [], "a new ingester")
+        before = len(acknowledged)
+        _until(lambda: len(acknowledged) >= before + 50, "more invocations")
+
+    _loaded(server, acknowledged, kill_the_ingester)
+    with httpx.Client(base_url=server.url) as client:
+        report = client.get("/_outcrop/usage").json()  # read-your-writes through the new ingester
+    assert report["totals"]["invocations"] == len(acknowledged)
+    server.stop()
+    ids, rollup_events, _ = _stored(server.database_url)
+    assert sorted(ids) == sorted(acknowledged)
+    assert rollup_events == len(ids)
+    assert not list((server.data_dir / "metering").iterdir())
+
+
+def test_a_server_killed_alone_leaves_its_ingester_to_store_the_rest(
+    server_factory: Callable[..., ServerProcess], database_url: str
+) -> None:
+    server = server_factory(database_url)
+    (ingester,) = _ingesters(server.data_dir)
+    worker = _parent(ingester)
+    acknowledged: list[str] = []
+
+    def kill_the_server_but_not_its_ingester() -> None:
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGKILL)  # granian's main process first: it would start a new worker
+        os.kill(worker, signal.SIGKILL)
+        server.proc.wait(10)
+        server.proc = None
+
+    _loaded(server, acknowledged, kill_the_server_but_not_its_ingester)
+    _until(lambda: ingester not in _ingesters(server.data_dir), "the ingester to finish")
+    ids, rollup_events, _ = _stored(server.database_url)
+    missing = set(acknowledged) - set(ids)
+    assert not missing, f"{len(missing)} acknowledged invocations have no usage event"
+    assert len(ids) == len(set(ids)) and rollup_events == len(ids)
+    assert not list((server.data_dir / "metering").iterdir())  # segments, progress and lock: gone

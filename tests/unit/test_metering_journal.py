@@ -57,8 +57,8 @@ def test_appended_lines_are_on_disk_in_order_when_their_futures_resolve(tmp_path
     assert journal.synced == 50
     (segment,) = _segments(tmp_path)
     assert segment.read_bytes() == b"".join(_line(n) for n in range(50))
-    journal.close(drained_seq=50)
-    assert not list(tmp_path.iterdir())  # drained: segments and the owner lock are gone
+    journal.close()
+    assert _segments(tmp_path) == [segment]  # the journal only appends: its ingester deletes what it stored
 
 
 def test_lines_appended_together_share_one_write_and_one_fsync(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_lines_appended_together_share_one_write_and_one_fsync(tmp_path: Path) -
     # Lines appended together share flushes. How many groups form depends on when the flusher thread gets
     # the GIL (a loaded machine makes more), so the bound is "far fewer than one per line", not an exact 1.
     assert journal.fsyncs <= 50
-    journal.close(drained_seq=500)
+    journal.close()
 
 
 def test_a_cancelled_waiter_does_not_cancel_the_others_in_its_group(tmp_path: Path) -> None:
@@ -84,10 +84,10 @@ def test_a_cancelled_waiter_does_not_cancel_the_others_in_its_group(tmp_path: Pa
         await second
 
     asyncio.run(main())
-    journal.close(drained_seq=2)
+    journal.close()
 
 
-def test_segments_roll_over_and_drained_ones_are_deleted(tmp_path: Path) -> None:
+def test_segments_roll_over(tmp_path: Path) -> None:
     journal = Journal(tmp_path, segment_bytes=100)
 
     async def one_at_a_time() -> None:
@@ -97,10 +97,8 @@ def test_segments_roll_over_and_drained_ones_are_deleted(tmp_path: Path) -> None
     asyncio.run(one_at_a_time())
     assert len(_segments(tmp_path)) > 1
     assert b"".join(p.read_bytes() for p in _segments(tmp_path)) == b"".join(_line(n) for n in range(30))
-    journal.release(drained_seq=30)
-    assert len(_segments(tmp_path)) == 1  # only the open segment is kept
-    journal.close(drained_seq=30)
-    assert not _segments(tmp_path)
+    assert len(journal._segments) == 1  # full segments are closed at once: each was synced as it was written
+    journal.close()
 
 
 def test_a_live_journal_is_never_claimed_and_a_dead_ones_is(tmp_path: Path) -> None:
@@ -112,7 +110,7 @@ def test_a_live_journal_is_never_claimed_and_a_dead_ones_is(tmp_path: Path) -> N
     assert claim_orphans(tmp_path, own_owner="third") == []  # claimed: locked until done()
     orphan.done()
     assert not (tmp_path / "4242-0badf00d-000001.jsonl").exists()
-    live.close(drained_seq=0)
+    live.close()
 
 
 def test_a_torn_last_line_after_a_crash_is_skipped(tmp_path: Path) -> None:
@@ -121,8 +119,9 @@ def test_a_torn_last_line_after_a_crash_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "4242-0badf00d-000001.jsonl").write_bytes(b"".join(whole))
     (tmp_path / "4242-0badf00d-000002.jsonl").write_bytes(whole[0] + torn)
     (orphan,) = claim_orphans(tmp_path, own_owner="me")
-    lines = list(orphan.lines())
+    lines = orphan.lines()
     assert lines == [w.rstrip(b"\n") for w in [*whole, whole[0]]]
+    assert orphan.lines() == []
     assert all(orjson.loads(line) for line in lines)
     orphan.done()
 
@@ -184,23 +183,20 @@ def test_interval_mode_writes_before_append_returns_and_syncs_within_the_interva
     while journal.synced < 20 and time.monotonic() < deadline:
         time.sleep(0.005)
     assert journal.synced == 20 and journal.fsyncs >= 1
-    journal.close(drained_seq=20)
-    assert not list(tmp_path.iterdir())
+    journal.close()
 
 
-def test_interval_mode_rolls_over_and_deletes_drained_segments(tmp_path: Path) -> None:
+def test_interval_mode_rolls_over_and_closes_full_segments_once_synced(tmp_path: Path) -> None:
     journal = Journal(tmp_path, fsync="interval", interval=0.01, segment_bytes=100)
     for n in range(30):
         journal.append(_line(n))
     assert len(_segments(tmp_path)) > 1
     assert b"".join(p.read_bytes().rstrip(b"\0") for p in _segments(tmp_path)) == b"".join(_line(n) for n in range(30))
-    journal.release(drained_seq=30)
-    deadline = time.monotonic() + 5  # the syncer closes and deletes released segments
-    while len(_segments(tmp_path)) > 1 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 5  # the syncer closes full segments once they are on disk
+    while len(journal._segments) > 1 and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert len(_segments(tmp_path)) == 1
-    journal.close(drained_seq=30)
-    assert not _segments(tmp_path)
+    assert len(journal._segments) == 1
+    journal.close()
     with pytest.raises(RuntimeError):
         journal.append(_line(31))
 
@@ -239,9 +235,9 @@ def test_interval_mode_takes_a_line_longer_than_a_segment(tmp_path: Path) -> Non
     for line in lines:
         journal.append(line)
     assert b"".join(p.read_bytes().rstrip(b"\0") for p in _segments(tmp_path)) == b"".join(lines)
-    journal.close(drained_seq=0)
-    (orphan,) = claim_orphans(tmp_path, own_owner="me")  # closed undrained: left for recovery, zeros and all
-    assert list(orphan.lines()) == [line.rstrip(b"\n") for line in lines]
+    journal.close()
+    (orphan,) = claim_orphans(tmp_path, own_owner="me")  # closed, not stored: left for recovery, zeros and all
+    assert orphan.lines() == [line.rstrip(b"\n") for line in lines]
     orphan.done()
 
 
@@ -255,4 +251,4 @@ def test_interval_mode_writes_lines_where_blocks_cannot_be_reserved(tmp_path: Pa
         journal.append(_line(n))
     (segment,) = _segments(tmp_path)
     assert segment.read_bytes() == b"".join(_line(n) for n in range(5))  # no zeros: written line by line
-    journal.close(drained_seq=5)
+    journal.close()

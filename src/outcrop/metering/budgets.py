@@ -24,6 +24,7 @@ import datetime as dt
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -101,11 +102,13 @@ class TagCache:
 
 
 class Spend:
-    """Per-profile spend by day: committed (database, cached) plus pending (this process, not drained)."""
+    """Per-profile spend by day: committed (database, cached) plus pending (this process's, not yet stored)."""
 
-    def __init__(self, store: Store, ttl: float = SPEND_TTL) -> None:
+    def __init__(self, store: Store, ttl: float = SPEND_TTL, settle: Callable[[], None] | None = None) -> None:
+        """``settle``: called before each read, to take what has been stored since out of the pending spend."""
         self.store = store
         self.ttl = ttl
+        self._settle = settle
         self._lock = threading.Lock()
         # (account, profile ARN) → day start → [pUSD, tokens]
         self._pending: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
@@ -125,6 +128,8 @@ class Spend:
 
     async def spent(self, account: str, profile_arn: str, start: int, end: int) -> tuple[int, int]:
         """(pUSD, tokens) of the profile in [start, end)."""
+        if self._settle is not None:
+            self._settle()
         key = (account, profile_arn)
         cache_key = (account, profile_arn, start, end)
         now = time.monotonic()

@@ -28,22 +28,25 @@ invocation whose future has not resolved has not answered its client, so a kill 
 no acknowledged event. A kill -9 inside the flusher's ``write`` can leave a torn last line, which
 recovery skips (its invocation was never acknowledged).
 
-Segments roll over at ``segment_bytes``; a sealed segment is deleted once every event in it has been
-committed to the database (``release``). Replaying a segment twice is harmless: the database ingests
-by request ID, and an event it already holds is skipped.
+Segments roll over at ``segment_bytes``. The journal only ever appends: its segments are read, stored and
+deleted by the ingester (``outcrop.metering.ingester``), in another process or thread, which follows
+them (``Tail``) and publishes how far it has got in ``<owner>.progress`` (``Progress``). Segment *n* is
+sealed, never written again, once segment *n + 1* exists. Replaying a segment twice is harmless: the
+database ingests by request ID, and an event it already holds is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import glob
 import logging
 import mmap
 import os
 import secrets
+import struct
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from outcrop.futures import settle
@@ -59,9 +62,8 @@ DEFAULT_FSYNC_INTERVAL = 0.1
 class _Segment:
     path: Path
     fd: int
-    last_seq: int = -1  # the sequence number of its last line, once sealed
     size: int = 0
-    sealed: bool = False
+    sealed: bool = False  # the next segment is open: this one is never written again
     synced_size: int = 0  # bytes known to be on disk (``"interval"`` mode)
     mapped: mmap.mmap | None = None  # ``"interval"`` mode, where the file system reserves blocks
     capacity: int = 0  # the mapped length
@@ -106,7 +108,6 @@ class Journal:
         self._closed = False
         self._failure: OSError | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._retired: list[_Segment] = []  # released segments, closed and deleted by the flusher
         self._dir_dirty = False
         self._map = fsync == "interval"  # until the file system refuses to reserve blocks
         self._open_segment()
@@ -150,7 +151,6 @@ class Journal:
         end = segment.size + len(line)
         if segment.size >= self._segment_bytes or (segment.mapped is not None and end > segment.capacity):
             with self._mutex:
-                segment.sealed, segment.last_seq = True, self.written
                 segment = self._open_segment(sync_directory=False, room=len(line))
                 self._dir_dirty = True
             end = len(line)
@@ -170,36 +170,34 @@ class Journal:
         self.written += 1
         return self.written, None
 
-    # -- releasing drained segments (drainer thread) -------------------------------------------------
-    def release(self, drained_seq: int) -> None:
-        """Every event up to ``drained_seq`` is in the database: delete the sealed segments it covers."""
-        with self._mutex:
-            done = [s for s in self._segments if s.sealed and s.last_seq <= drained_seq]
-            self._segments = [s for s in self._segments if s not in done]
-            if self.fsync == "interval":
-                # The syncer may be inside fdatasync on one of them: it closes them itself.
-                self._retired.extend(done)
-                return
-        for segment in done:
-            segment.close()
-            segment.path.unlink(missing_ok=True)
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
-    def close(self, *, drained_seq: int) -> None:
-        """Stop the flusher after a final write and sync; delete what was drained; release the owner lock."""
+    @property
+    def lock_fd(self) -> int:
+        """The descriptor holding the owner lock: a process that inherits it holds the lock too."""
+        return self._lock_fd
+
+    def close(self, *, keep_lock: bool = False) -> None:
+        """Write and sync what is queued, then stop. The segments stay for the ingester (or for recovery).
+
+        With ``keep_lock`` the owner lock is held until ``unlock``: this process goes on ingesting them.
+        """
         with self._mutex:
             self._closed = True
         self._wake.set()
         self._flusher.join()
-        with self._mutex:
-            current = self._segments[-1]
-            current.sealed, current.last_seq = True, self.written
-        self.release(drained_seq)
-        self._close_retired()
         for segment in self._segments:
             segment.close()
-        os.close(self._lock_fd)
-        if not self._segments:
-            (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
+        self._segments = []
+        if not keep_lock:
+            self.unlock()
+
+    def unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     # -- the flusher thread --------------------------------------------------------------------------
     def _run_flusher(self) -> None:
@@ -215,7 +213,7 @@ class Journal:
             error: OSError | None = None
             if lines:
                 try:
-                    self._write(b"".join(lines), first_seq=target - len(lines) + 1)
+                    self._write(b"".join(lines))
                 except OSError as e:  # the disk is full or failing: fail these invocations, never hang them
                     log.exception("metering: the journal cannot be written")
                     error = self._failure = e
@@ -231,7 +229,6 @@ class Journal:
         while True:
             closing = self._wake.wait(self._interval)
             self._wake.clear()
-            self._close_retired()
             with self._mutex:
                 target = self.written
                 dirty = [(s, s.size) for s in self._segments if s.size > s.synced_size]
@@ -248,28 +245,31 @@ class Journal:
                 return
             self.synced = target
             self.fsyncs += len(dirty)
+            with self._mutex:
+                # Sealed and on disk: this process is done with them (the ingester deletes them).
+                done = [s for s in self._segments if s.sealed and s.synced_size == s.size]
+                self._segments = [s for s in self._segments if s not in done]
+            for segment in done:
+                segment.close()
             if closing and self._closed:
                 return
 
-    def _close_retired(self) -> None:
-        with self._mutex:
-            retired, self._retired = self._retired, []
-        for segment in retired:
-            segment.close()
-            segment.path.unlink(missing_ok=True)
-
-    def _write(self, data: bytes, first_seq: int) -> None:
+    def _write(self, data: bytes) -> None:
         segment = self._segments[-1]
         if segment.size >= self._segment_bytes:
-            # Every line before this group is already written and synced: seal, then roll over.
+            # Every line written so far is on disk: roll over, and be done with the full segment.
+            full = segment
             with self._mutex:
-                segment.sealed, segment.last_seq = True, first_seq - 1
                 segment = self._open_segment()
+                self._segments.remove(full)
+            full.close()
         _write_all(segment.fd, data)  # O_DSYNC: durable when it returns, one system call per group
         segment.size += len(data)
         self.fsyncs += 1
 
     def _open_segment(self, *, sync_directory: bool = True, room: int = 0) -> _Segment:
+        if self._segments:
+            self._segments[-1].sealed = True
         self._counter += 1
         path = self.directory / f"{self.owner}-{self._counter:06d}.jsonl"
         if self._map:
@@ -326,47 +326,210 @@ def _resolve(futures: list[asyncio.Future[None]], error: OSError | None) -> None
         settle(future, None, error)
 
 
+# -- following a journal (the ingester's side) ------------------------------------------------------
+def segment_path(directory: Path, owner: str, number: int) -> Path:
+    return directory / f"{owner}-{number:06d}.jsonl"
+
+
+def _segment_number(path: Path) -> int:
+    return int(path.stem.rsplit("-", 1)[1])
+
+
+_PROGRESS = struct.Struct("<4Q")
+_PROGRESS_CHECK = 0x6F7574_63726F70  # the check word of a record, so that a torn read is seen as one
+_MASK = (1 << 64) - 1
+
+
+def _check(seq: int, segment: int, offset: int) -> int:
+    return (seq * 0x9E3779B1 + segment * 0x85EBCA77 + offset * 0xC2B2AE3D + _PROGRESS_CHECK) & _MASK
+
+
+class Progress:
+    """``<owner>.progress``: how far the ingester has stored one journal.
+
+    One record, (sequence number of the last line stored, segment number, byte offset in it of the next
+    line), written by the ingester after each commit and read by the serving process (settling pending
+    spend, ``flush``) and by an ingester resuming the journal. It lives in a shared mapping, so neither
+    side makes a system call for it; a check word makes a record read while it was being written (a
+    torn read) fail the check, and the reader reads again. It is a hint, never fsync'd: behind the
+    truth after a crash, it only makes a replay longer, and replays count nothing twice.
+    """
+
+    SIZE = 4096
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+        try:
+            if os.fstat(fd).st_size < self.SIZE:
+                os.ftruncate(fd, self.SIZE)
+            self._map = mmap.mmap(fd, self.SIZE)
+        finally:
+            os.close(fd)
+
+    def read(self) -> tuple[int, int, int]:
+        """(seq, segment, offset); (0, 1, 0) before anything was stored, or if the record is damaged (a
+        replay from the start costs time, never a count)."""
+        for _ in range(1000):
+            seq, segment, offset, check = _PROGRESS.unpack_from(self._map, 0)
+            if check == _check(seq, segment, offset):
+                return seq, segment, offset
+            if seq == segment == offset == check == 0:
+                break
+            # torn: the ingester is writing it right now; read again
+        return 0, 1, 0
+
+    @property
+    def seq(self) -> int:
+        return self.read()[0]
+
+    def write(self, seq: int, segment: int, offset: int) -> None:
+        _PROGRESS.pack_into(self._map, 0, seq, segment, offset, _check(seq, segment, offset))
+
+    def close(self) -> None:
+        self._map.close()
+
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Tail:
+    """Follows one owner's segments in order, from its published progress, while they are being written.
+
+    Each complete line is read exactly once per ``Tail`` and numbered as the journal numbered it (the
+    first line is 1). A line is complete once its newline is there and no zero byte precedes it: bytes
+    not yet copied into a mapped segment read as zeros, and a line never holds one. With ``final`` (its
+    writer is gone for good) a torn last line is skipped instead of waited for.
+    """
+
+    directory: Path
+    owner: str
+    progress: Progress | None
+    seq: int = 0
+    segment: int = 1
+    offset: int = 0
+    _fd: int = -1
+    _finished: list[int] = field(default_factory=list)  # segments read to their end, to delete on commit
+
+    def __post_init__(self) -> None:
+        if self.progress is not None:
+            self.seq, self.segment, self.offset = self.progress.read()
+
+    def read(self, limit: int, *, final: bool = False) -> list[bytes]:
+        """Up to about ``limit`` lines not read before (a whole chunk of the file may overshoot it)."""
+        lines: list[bytes] = []
+        while len(lines) < limit:
+            # Whether the segment is sealed is known before it is read: then that read sees all of it.
+            sealed = final or segment_path(self.directory, self.owner, self.segment + 1).exists()
+            if self._fd < 0:
+                try:
+                    self._fd = os.open(segment_path(self.directory, self.owner, self.segment), os.O_RDONLY)
+                except FileNotFoundError:
+                    later = self._later_segments()
+                    if not later:
+                        break
+                    self._move_to(later[0])  # a gap: segments deleted, or a journal of an older release
+                    continue
+            got = self._read_lines()
+            lines.extend(got)
+            if got:
+                continue
+            if not sealed or not self._later_segments():
+                break
+            self._finished.append(self.segment)
+            self._move_to(self.segment + 1)
+        return lines
+
+    def _read_lines(self) -> list[bytes]:
+        size = _CHUNK
+        while True:
+            data = os.pread(self._fd, size, self.offset)
+            nul = data.find(b"\0")
+            complete = data if nul < 0 else data[:nul]
+            end = complete.rfind(b"\n")
+            if end >= 0:
+                break
+            if nul >= 0 or len(data) < size:
+                return []  # nothing complete yet
+            size *= 2  # one line longer than the chunk
+        block = complete[: end + 1]
+        self.offset += len(block)
+        lines = block.split(b"\n")
+        lines.pop()
+        self.seq += len(lines)
+        return lines
+
+    def _later_segments(self) -> list[int]:
+        numbers = (_segment_number(p) for p in self.directory.glob(f"{glob.escape(self.owner)}-*.jsonl"))
+        return sorted(n for n in numbers if n > self.segment)
+
+    def _move_to(self, number: int) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.segment, self.offset = number, 0
+
+    def commit(self) -> None:
+        """Everything read so far is stored: publish it, and delete the segments read to their end."""
+        if self.progress is not None:
+            self.progress.write(self.seq, self.segment, self.offset)
+        for number in self._finished:
+            segment_path(self.directory, self.owner, number).unlink(missing_ok=True)
+        self._finished = []
+
+    def remove(self) -> None:
+        """The writer is gone and every line is stored: delete the journal, its progress and its lock."""
+        self._move_to(self.segment)
+        for path in self.directory.glob(f"{glob.escape(self.owner)}-*.jsonl"):
+            path.unlink(missing_ok=True)
+        if self.progress is not None:
+            self.progress.close()
+        (self.directory / f"{self.owner}.progress").unlink(missing_ok=True)
+        (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._move_to(self.segment)
+        if self.progress is not None:
+            self.progress.close()
+
+
 # -- recovery --------------------------------------------------------------------------------------
 @dataclass
 class Orphan:
-    """The segments of a process that is gone, claimed by this one (its lock held until ``done``)."""
+    """The journal of a process that is gone, claimed by this one (its lock held until ``done``)."""
 
     directory: Path
     owner: str
     lock_fd: int
-    segments: list[Path]
 
-    def lines(self) -> Iterator[bytes]:
-        """Every complete line; a torn last line (the process died inside ``write``, or copying into a mapped
-        segment) is skipped, as are the zeros after the last line of a mapped segment."""
-        for path in self.segments:
-            data = path.read_bytes()
-            end = data.rfind(b"\n")
-            if end < 0:
-                continue
-            yield from (line for line in data[: end + 1].splitlines() if line)
+    def __post_init__(self) -> None:
+        path = self.directory / f"{self.owner}.progress"
+        self.tail = Tail(self.directory, self.owner, Progress(path, create=False) if path.exists() else None)
+
+    def lines(self, limit: int = 1 << 62) -> list[bytes]:
+        """Up to about ``limit`` complete lines not yet stored, in order; [] once all were read. A torn last
+        line (the process died inside ``write``, or copying into a mapped segment) is skipped, as are the
+        zeros after the last line of a mapped segment."""
+        return self.tail.read(limit, final=True)
 
     def done(self) -> None:
-        for path in self.segments:
-            path.unlink(missing_ok=True)
-        (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
+        self.tail.remove()
         os.close(self.lock_fd)
 
 
 def claim_orphans(directory: Path, own_owner: str) -> list[Orphan]:
-    """The segments of dead processes, each owner's locked for this process to drain."""
+    """The journals of dead processes, each owner's locked for this process to drain.
+
+    A journal's lock is held by its writer and by the ingester that follows it (which inherits the
+    descriptor): it is an orphan only once both are gone."""
     if not directory.exists():
         return []
-    owners: dict[str, list[Path]] = {}
-    for path in directory.glob("*.jsonl"):
-        owner = path.stem.rsplit("-", 1)[0]
-        owners.setdefault(owner, []).append(path)
-    for lock in directory.glob("*.lock"):
-        owners.setdefault(lock.stem, [])
+    owners = {path.stem.rsplit("-", 1)[0] for path in directory.glob("*.jsonl")}
+    owners.update(path.stem for path in directory.glob("*.lock"))
+    owners.update(path.stem for path in directory.glob("*.progress"))
     claimed: list[Orphan] = []
-    for owner, paths in owners.items():
-        if owner == own_owner:
-            continue
+    for owner in sorted(owners - {own_owner}):
         try:
             fd = os.open(directory / f"{owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         except OSError:
@@ -376,7 +539,5 @@ def claim_orphans(directory: Path, own_owner: str) -> list[Orphan]:
         except BlockingIOError:
             os.close(fd)
             continue
-        # Another claimant may have finished (and deleted) them between listing and locking.
-        paths = sorted(p for p in paths if p.exists())
-        claimed.append(Orphan(directory, owner, fd, paths))
+        claimed.append(Orphan(directory, owner, fd))
     return claimed

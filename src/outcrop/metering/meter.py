@@ -1,17 +1,19 @@
-"""The metering pipeline: the runtime's record sink, the journal, and the writer that drains it.
+"""The metering pipeline: the runtime's record sink, the journal, and the ingester that stores it.
 
 Guarantee: **every invocation whose answer the client received has its usage event durable.** The
 runtime awaits ``emit`` before an answer's last byte goes out (a whole response, an error, or the end
 frame of a stream), and ``emit`` returns once the event's line is in this process's journal
 (``outcrop.metering.journal``): written, so that the death of the process loses nothing, and fsync'd
 within ``metering_fsync_interval_ms``; or, with ``metering_fsync = "always"``, written and fsync'd, one
-write and one fsync per group of invocations. The hot path
-never waits on the database: a drainer thread takes the events accumulated in memory every
-``DRAIN_SECONDS`` (or at once past ``BATCH``) and commits them in one transaction that inserts the raw
-events by request ID and adds each distinct rollup row's sums once (``outcrop.metering.rollups``). After ``kill -9`` the next process to
-start on the same data directory (or any sibling worker) claims the dead process's journal and drains
-it; events already in the database are skipped, so none is lost and none counted twice. A graceful
-shutdown drains everything and leaves an empty journal.
+write and one fsync per group of invocations. The hot path never waits on the database, and does no
+database work at all: the ingester (``outcrop.metering.ingester``), by default a child process of this
+one, follows the journal and commits its events in batches, each one transaction that inserts the raw
+events by request ID and adds each distinct rollup row's sums once (``outcrop.metering.rollups``). If the
+ingester dies, this process starts another, which resumes where the last one had got to. If this process
+dies, its ingester stores what is left and exits. If both die (``kill -9`` of the process group), the
+next process to start on the same data directory (or any sibling's ingester) claims the journal and
+drains it. Events already in the database are skipped, so none is lost and none counted twice. A
+graceful shutdown stores everything and leaves no journal behind.
 
 Why a journal rather than group commit into the database: an fsync of an append-only file is the
 cheapest durable write there is and does not depend on the database being fast or even reachable;
@@ -26,7 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -35,15 +40,14 @@ from typing import TYPE_CHECKING
 
 import orjson
 from prometheus_client import CollectorRegistry
-from sqlalchemy.exc import SQLAlchemyError
 
 from outcrop.control.catalog import Catalog
 from outcrop.metering.budgets import Spend, TagCache, check_budgets
-from outcrop.metering.events import UsageEvent, profile_of, usage_event
-from outcrop.metering.journal import Journal, Orphan, claim_orphans
+from outcrop.metering.events import profile_of, usage_event
+from outcrop.metering.ingester import BATCH, DATABASE_ENV, Ingester, recover_orphans
+from outcrop.metering.journal import Journal, Progress
 from outcrop.metering.metrics import MeteringMetrics
 from outcrop.metering.prices import Prices
-from outcrop.metering.rollups import ingest
 from outcrop.store.engine import Store
 
 if TYPE_CHECKING:
@@ -51,11 +55,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BATCH = 5000
 SWITCH_INTERVAL = 0.0005
-DRAIN_SECONDS = 0.25  # the drainer's pace: large batches, so that ingest costs the event loop little
-ORPHAN_SCAN_SECONDS = 5.0
-RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+TICK_SECONDS = 0.25  # how often the event loop applies queued Prometheus observations and settles spend
+INGEST_MODES = ("process", "thread")
+FINISH_TIMEOUT = 60.0  # how long a graceful shutdown waits for the ingester to store the last events
+RESPAWN_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 class Meter:
@@ -64,42 +68,51 @@ class Meter:
     def __init__(
         self, store: Store, catalog: Catalog, directory: Path, registry: CollectorRegistry,
         prices: Prices | None = None, *, fsync: str = "interval", fsync_interval: float = 0.1,
+        ingest: str = "process",
     ) -> None:
+        if ingest not in INGEST_MODES:
+            raise ValueError(f"ingest must be one of {', '.join(INGEST_MODES)}, not {ingest!r}")
         self.store = store
         self.prices = prices or Prices.load(catalog)
         self.tags = TagCache(store)
-        self.spend = Spend(store)
+        self.spend = Spend(store, settle=self.settle)
         self.metrics = MeteringMetrics(registry, catalog.regions)
         self.directory = directory
         self.journal = Journal(directory, fsync=fsync, interval=fsync_interval)
-        self._queue: collections.deque[tuple[int, UsageEvent]] = collections.deque()
-        self._wake = threading.Event()
-        self._stopping = False
-        self.drained_seq = 0
-        self.emitted_seq = 0
-        self._drainer: threading.Thread | None = None
+        self.progress = Progress(directory / f"{self.journal.owner}.progress")
+        # Application-profile events not yet stored: (seq, account, profile ARN, time, pUSD, tokens).
+        self._unsettled: collections.deque[tuple[int, str, str, int, int, int]] = collections.deque()
+        self._woken_at = 0  # the journal's sequence number when the ingester was last woken for a backlog
+        self._ticking = False
+        self._ingester: _IngestProcess | _IngestThread = (
+            _IngestProcess(store.url, directory, self.journal.owner, self.journal.lock_fd) if ingest == "process"
+            else _IngestThread(Ingester(store, directory, self.journal.owner))
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Drain the journals of dead processes (synchronously: before serving), then start the writer."""
+        """Drain the journals of dead processes (synchronously: before serving), then start the ingester."""
         # With fsync "always" every invocation waits on a journal group, and the journal thread needs the GIL
         # for moments: at the default 5 ms switch interval the busy event loop would make each group wait
         # up to that long for it.
         if self.journal.fsync == "always":
             sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-        recovered = self.recover_orphans()
+        recovered = recover_orphans(self.store, self.directory, self.journal.owner)
         if recovered:
             log.info("metering: recovered %d events from journals of stopped processes", recovered)
-        self._drainer = threading.Thread(target=self._run_drainer, name="outcrop-metering", daemon=True)
-        self._drainer.start()
+        self._ingester.start()
 
     def close(self) -> None:
-        """Graceful shutdown: every event emitted so far reaches the database before this returns."""
-        self._stopping = True
-        self._wake.set()
-        if self._drainer is not None:
-            self._drainer.join()
-        self.journal.close(drained_seq=self.drained_seq)
+        """Graceful shutdown: every event emitted so far reaches the database before this returns (unless
+        the database fails for longer than the ingester waits: then the journal keeps them for the next
+        start)."""
+        self.journal.close(keep_lock=True)
+        if not self._ingester.finish():
+            # The ingester process was gone: finish here, with this process's store.
+            Ingester(self.store, self.directory, self.journal.owner).finish()
+        self.journal.unlock()
+        self.metrics.apply()
+        self.progress.close()
 
     # -- the record sink (event loop) ----------------------------------------------------------------
     async def admit(self, record: InvocationRecord) -> None:
@@ -115,91 +128,165 @@ class Meter:
     async def emit(self, record: InvocationRecord) -> None:
         event = usage_event(record, self.prices)
         seq, durable = self.journal.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
-        self.emitted_seq = seq
         if event["profile_type"] == "APPLICATION" and event["profile_arn"]:
-            self.spend.add_pending(event["account"], event["profile_arn"], event["time_us"], event["cost_pusd"],
-                                   event["input_tokens"] + event["output_tokens"])
-        self._queue.append((seq, event))
-        if len(self._queue) >= BATCH:
-            self._wake.set()
+            spent = (event["account"], event["profile_arn"], event["time_us"], event["cost_pusd"],
+                     event["input_tokens"] + event["output_tokens"])
+            self.spend.add_pending(*spent)
+            self._unsettled.append((seq, *spent))
+        if seq - self._woken_at >= BATCH:
+            self._woken_at = seq
+            self._ingester.wake()
         self.metrics.observe_later(event)
+        if not self._ticking:
+            self._ticking = True
+            asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick, seq)
         if durable is not None:
             await durable
 
+    def _tick(self, seq_then: int) -> None:
+        """On the event loop, every ``TICK_SECONDS`` while events come: Prometheus and spend catch up."""
+        self.metrics.apply()
+        self.settle()
+        if self.journal.written != seq_then and not self.journal.closed:
+            asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick, self.journal.written)
+        else:
+            self._ticking = False
+
+    @property
+    def emitted_seq(self) -> int:
+        return self.journal.written
+
+    @property
+    def drained_seq(self) -> int:
+        return self.progress.seq
+
+    def settle(self) -> None:
+        """Take the events the ingester has stored out of the pending spend (they are in the rollups now)."""
+        if not self._unsettled:
+            return
+        stored = self.progress.seq
+        unsettled = self._unsettled
+        while unsettled and unsettled[0][0] <= stored:
+            _, *spent = unsettled.popleft()
+            self.spend.add_pending(*spent, sign=-1)  # type: ignore[arg-type]
+
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every event emitted so far is in the database (read-your-writes for reports)."""
-        target = self.emitted_seq
+        target = self.journal.written
         deadline = time.monotonic() + timeout
-        while self.drained_seq < target:
+        if self.progress.seq < target:
+            self._ingester.wake()
+        while self.progress.seq < target:
             if time.monotonic() > deadline:
                 return False
-            self._wake.set()
             await asyncio.sleep(0.002)
+        self.settle()
         return True
 
     def invalidate_tags(self, account: str, region: str, profile_id: str) -> None:
         self.tags.invalidate(account, region, profile_id)
 
-    # -- the writer thread ---------------------------------------------------------------------------
-    def _run_drainer(self) -> None:
-        next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
+
+class _IngestThread:
+    """``metering_ingest = "thread"``: the ingester on a thread of this process."""
+
+    def __init__(self, ingester: Ingester) -> None:
+        self._ingester = ingester
+        self._wake = threading.Event()
+        self._done = False
+        self._finished = False
+        self._thread = threading.Thread(target=self._run, name="outcrop-metering", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _wait(self, timeout: float) -> bool:
+        self._wake.wait(timeout)
+        self._wake.clear()
+        return self._done
+
+    def _run(self) -> None:
+        self._finished = self._ingester.run(self._wait)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def finish(self) -> bool:
+        self._done = True
+        self._wake.set()
+        self._thread.join()
+        return True  # finished, or the database failed for long: either way no one else is to try now
+
+
+class _IngestProcess:
+    """``metering_ingest = "process"``: the ingester as a child process, started again if it dies."""
+
+    def __init__(self, database_url: str, directory: Path, owner: str, lock_fd: int) -> None:
+        self._command = [sys.executable, "-m", "outcrop.metering.ingester", str(directory), owner, str(lock_fd)]
+        self._env = {**os.environ, DATABASE_ENV: database_url}
+        self._lock_fd = lock_fd
+        self._mutex = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pipe = -1
+        self._finishing = False
+        self._watcher = threading.Thread(target=self._watch, name="outcrop-ingest-watch", daemon=True)
+
+    def start(self) -> None:
+        with self._mutex:
+            self._spawn()
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        read_end, write_end = os.pipe()
+        try:
+            self._proc = subprocess.Popen(self._command, stdin=read_end, pass_fds=(self._lock_fd,), env=self._env)
+        finally:
+            os.close(read_end)
+        os.set_blocking(write_end, False)
+        self._pipe = write_end
+
+    def _watch(self) -> None:
+        """Wait on the child; if it dies while this process serves, start another (it resumes the journal)."""
+        failures = 0
         while True:
-            self._wake.wait(timeout=DRAIN_SECONDS)
-            self._wake.clear()
-            self.metrics.apply()
-            # Drain what is queued now, then wait again: going round while events keep arriving would
-            # commit a small batch every few milliseconds, each paying a transaction and its fsync.
-            waiting = len(self._queue)
-            while waiting > 0:
-                batch = [self._queue.popleft() for _ in range(min(BATCH, waiting))]
-                waiting -= len(batch)
-                self._commit(batch)
-            if self._stopping and not self._queue:
-                return
-            if time.monotonic() >= next_scan:
-                next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
-                self.recover_orphans()
+            proc = self._proc
+            assert proc is not None
+            started = time.monotonic()
+            code = proc.wait()
+            with self._mutex:
+                if self._finishing:
+                    return
+            failures = 0 if time.monotonic() - started > 60 else failures + 1
+            delay = RESPAWN_SECONDS[min(failures, len(RESPAWN_SECONDS) - 1)]
+            log.error("metering: the ingest process exited with %s; starting another in %.1fs", code, delay)
+            time.sleep(delay)
+            with self._mutex:
+                if self._finishing:
+                    return
+                os.close(self._pipe)
+                self._spawn()
 
-    def _commit(self, batch: list[tuple[int, UsageEvent]]) -> None:
-        events = [e for _, e in batch]
-        attempt = 0
-        while True:
-            try:
-                self.store.write_sync(lambda conn: ingest(conn, events))
-                break
-            except SQLAlchemyError:
-                # The events are safe in the journal; keep them in order and try again.
-                delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
-                log.exception("metering: writing %d events failed; retrying in %.1fs", len(events), delay)
-                attempt += 1
-                time.sleep(delay)
-        for event in events:
-            if event["profile_type"] == "APPLICATION" and event["profile_arn"]:
-                self.spend.add_pending(event["account"], event["profile_arn"], event["time_us"],
-                                       event["cost_pusd"], event["input_tokens"] + event["output_tokens"], sign=-1)
-        self.drained_seq = batch[-1][0]
-        self.journal.release(self.drained_seq)
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):  # already woken (the pipe is full), or between two children
+            os.write(self._pipe, b"w")
 
-    def recover_orphans(self) -> int:
-        """Drain (and delete) the journals of processes that are gone; returns the events newly stored."""
-        total = 0
-        for orphan in claim_orphans(self.directory, self.journal.owner):
-            total += self._drain_orphan(orphan)
-        return total
-
-    def _drain_orphan(self, orphan: Orphan) -> int:
-        stored = 0
-        batch: list[UsageEvent] = []
-        for line in orphan.lines():
-            try:
-                batch.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                log.warning("metering: skipping an unreadable line in the journal of %s", orphan.owner)
-                continue
-            if len(batch) >= BATCH:
-                stored += len(self.store.write_sync(lambda conn, b=batch: ingest(conn, b)))  # type: ignore[misc]
-                batch = []
-        if batch:
-            stored += len(self.store.write_sync(lambda conn: ingest(conn, batch)))
-        orphan.done()
-        return stored
+    def finish(self) -> bool:
+        """Tell the ingester the journal is closed (end of file on its stdin) and wait for it to store the
+        rest. False if it was not running: the caller stores the rest itself."""
+        with self._mutex:
+            self._finishing = True
+            proc = self._proc
+            if self._pipe >= 0:
+                os.close(self._pipe)
+                self._pipe = -1
+        if proc is None or proc.poll() is not None:
+            return False
+        try:
+            code = proc.wait(FINISH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.warning("metering: the ingester is still storing events after %.0fs; it finishes on its own",
+                        FINISH_TIMEOUT)
+            return True
+        if code != 0:
+            log.warning("metering: the ingester left events in the journal; the next start stores them")
+        return True

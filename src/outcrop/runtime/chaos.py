@@ -166,7 +166,11 @@ class Chaos:
             if not rule.matches(region, model_id) or self.rng.random() >= rule.probability:
                 continue
             if rule.fault == "latency":
-                await asyncio.sleep(rule.latency_ms / 1000)
+                # At least the whole delay: an event loop's timer may fire a little early (libuv's clock is
+                # read once per loop iteration), and a test that asks for 400 ms must see 400 ms.
+                until = time.monotonic() + rule.latency_ms / 1000
+                while (left := until - time.monotonic()) > 0:
+                    await asyncio.sleep(left)
             elif rule.fault == "throttle":
                 raise Throttled("Too many requests, please wait before trying again.")
             elif rule.fault == "error":

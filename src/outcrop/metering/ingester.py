@@ -1,0 +1,187 @@
+"""The ingester: follows one server process's journal and stores its events in the database.
+
+By default it runs as a process of its own (``metering_ingest = "process"``), a child of the server
+process whose journal it follows; ``"thread"`` runs the same loop on a thread of the server process.
+Storing an event costs ~25 µs of Python (parse, insert, rollups); on a thread that time is taken from
+the event loop, since both need the GIL, and in bursts that held every request waiting. As a process it
+shares nothing with the event loop but a core, which the kernel divides far more finely.
+
+How the two processes work together, without a socket or a lock between them:
+
+- The journal (``outcrop.metering.journal``) is the only channel for events: the ingester reads the
+  segments as the server writes them (``Tail``), so nothing is copied twice and an event the server
+  wrote is an event the ingester will read, whichever of the two dies.
+- The ingester publishes how far it has stored (``Progress``, a shared mapping); the server reads it to
+  settle its pending spend and to answer ``flush`` (read-your-writes for reports). The ingester deletes
+  the segments it has stored.
+- Its stdin is a pipe from the server: a byte wakes it at once (``flush``, a large backlog); end of
+  file means the server closed its journal or died. Either way the ingester stores what is left,
+  deletes the journal and exits.
+- It inherits the descriptor of the journal's owner lock, so the journal counts as alive while either
+  process lives, and no other process claims it as an orphan in the meantime. When both are gone
+  (``kill -9`` of the whole group), the next process to start drains it as before.
+- Killed alone, it is started again by the server, and resumes from the published progress; events
+  stored but not yet published are skipped by the database (it ingests by request ID).
+- It ignores SIGINT and SIGTERM, which reach the whole process group on Ctrl-C or a stop: the server
+  tells it when to finish, after its last event.
+
+Run as ``python -m outcrop.metering.ingester DIRECTORY OWNER LOCK_FD`` with the database URL in
+``OUTCROP_INGEST_DATABASE_URL`` (not in the arguments, where ``ps`` shows it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from sqlalchemy.exc import SQLAlchemyError
+
+from outcrop.metering.events import UsageEvent
+from outcrop.metering.journal import Orphan, Progress, Tail, claim_orphans
+from outcrop.metering.rollups import ingest
+from outcrop.store.engine import Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 5000
+DRAIN_SECONDS = 0.25  # the pace: large batches, each a single transaction
+ORPHAN_SCAN_SECONDS = 5.0
+RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+FINAL_PATIENCE = 30.0  # how long a final drain keeps retrying a failing database before leaving the rest
+DATABASE_ENV = "OUTCROP_INGEST_DATABASE_URL"
+
+
+class GaveUp(Exception):
+    """The database refused a batch for longer than the caller would wait; the journal keeps it."""
+
+
+def parse(lines: list[bytes], owner: str) -> list[UsageEvent]:
+    events = []
+    for line in lines:
+        try:
+            events.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            log.warning("metering: skipping an unreadable line in the journal of %s", owner)
+    return events
+
+
+def store_events(store: Store, events: list[UsageEvent], deadline: float | None = None) -> int:
+    """Ingest one batch, retrying while the database fails (the events are safe in the journal meanwhile);
+    returns how many were new. Past ``deadline`` (monotonic) a failure raises ``GaveUp``."""
+    attempt = 0
+    while True:
+        try:
+            return len(store.write_sync(lambda conn: ingest(conn, events)))
+        except SQLAlchemyError:
+            delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+            if deadline is not None and time.monotonic() + delay > deadline:
+                log.exception("metering: storing %d events failed; leaving them in the journal", len(events))
+                raise GaveUp from None
+            log.exception("metering: storing %d events failed; retrying in %.1fs", len(events), delay)
+            attempt += 1
+            time.sleep(delay)
+
+
+def drain_orphan(store: Store, orphan: Orphan, deadline: float | None = None) -> int:
+    """Store (then delete) a dead process's journal; returns the events newly stored."""
+    stored = 0
+    try:
+        while lines := orphan.lines(BATCH):
+            stored += store_events(store, parse(lines, orphan.owner), deadline)
+    except GaveUp:
+        orphan.tail.close()
+        os.close(orphan.lock_fd)  # unlocked: someone else may try later
+        return stored
+    orphan.done()
+    return stored
+
+
+def recover_orphans(store: Store, directory: Path, own_owner: str, deadline: float | None = None) -> int:
+    return sum(drain_orphan(store, orphan, deadline) for orphan in claim_orphans(directory, own_owner))
+
+
+class Ingester:
+    """Stores one live journal's events as they are written."""
+
+    def __init__(self, store: Store, directory: Path, owner: str) -> None:
+        self.store = store
+        self.directory = directory
+        self.owner = owner
+        self.tail = Tail(directory, owner, Progress(directory / f"{owner}.progress"))
+
+    def step(self, *, final: bool = False, deadline: float | None = None) -> int:
+        """Store every complete line written so far; returns how many events were new."""
+        stored = 0
+        while True:
+            lines = self.tail.read(BATCH, final=final)
+            if lines:
+                stored += store_events(self.store, parse(lines, self.owner), deadline)
+            self.tail.commit()
+            if len(lines) < BATCH:
+                return stored
+
+    def finish(self) -> bool:
+        """The writer is done (closed, or dead): store the rest and delete the journal. False if the database
+        failed for ``FINAL_PATIENCE``: the journal is left for the next process to recover."""
+        try:
+            self.step(final=True, deadline=time.monotonic() + FINAL_PATIENCE)
+        except GaveUp:
+            self.tail.close()
+            return False
+        self.tail.remove()
+        return True
+
+    def run(self, wait: Callable[[float], bool]) -> bool:
+        """Store what arrives until ``wait(timeout)`` says the writer is done, then ``finish``.
+
+        ``wait`` returns early when woken, and True once the writer has closed its journal or died."""
+        next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
+        while not wait(DRAIN_SECONDS):
+            self.step()
+            if time.monotonic() >= next_scan:
+                next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
+                recovered = recover_orphans(self.store, self.directory, self.owner)
+                if recovered:
+                    log.info("metering: recovered %d events from journals of stopped processes", recovered)
+        return self.finish()
+
+
+def _wait_on_stdin(timeout: float) -> bool:
+    """The child's ``wait``: a byte on stdin wakes it; end of file means the server is done or dead."""
+    readable, _, _ = select.select([0], [], [], timeout)
+    if not readable:
+        return False
+    try:
+        return os.read(0, 4096) == b""
+    except OSError:
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or DATABASE_ENV not in os.environ:
+        print(f"usage: {DATABASE_ENV}=URL python -m outcrop.metering.ingester DIRECTORY OWNER LOCK_FD",
+              file=sys.stderr)
+        return 2
+    directory, owner, lock_fd = Path(args[0]), args[1], int(args[2])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s outcrop-ingest[%(process)d] %(levelname)s %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    store = Store(os.environ[DATABASE_ENV], read_threads=1)
+    try:
+        finished = Ingester(store, directory, owner).run(_wait_on_stdin)
+    finally:
+        store.close()
+        os.close(lock_fd)
+    return 0 if finished else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

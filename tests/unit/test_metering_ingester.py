@@ -1,0 +1,232 @@
+"""The ingester's side of the journal: following segments while they are written, publishing progress,
+resuming from it, and the ingester process's protocol (wake on a byte, finish on end of file)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from outcrop.config import ConfigError, load_config
+from outcrop.metering.ingester import DATABASE_ENV, Ingester, recover_orphans
+from outcrop.metering.journal import Journal, Progress, Tail, claim_orphans, segment_path
+from outcrop.store.engine import Store
+from tests.unit.test_metering_journal import _event
+
+
+def _line(n: int) -> bytes:
+    return orjson.dumps(_event(n), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _ids(lines: list[bytes]) -> list[str]:
+    return [orjson.loads(line)["request_id"] for line in lines]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    store = Store(f"sqlite:///{tmp_path / 'o.db'}")
+    store.migrate()
+    yield store
+    store.close()
+
+
+def _stored(store: Store) -> list[str]:
+    return store.read_sync(lambda conn: [r[0] for r in conn.exec_driver_sql(
+        "SELECT request_id FROM usage_events ORDER BY request_id").all()])
+
+
+@pytest.mark.parametrize("fsync", ["interval", "always"])
+def test_a_tail_reads_each_line_once_in_order_while_the_journal_grows_and_rolls_over(
+    tmp_path: Path, fsync: str
+) -> None:
+    journal = Journal(tmp_path, fsync=fsync, interval=0.01, segment_bytes=2000)
+    tail = Tail(tmp_path, journal.owner, None)
+    read: list[bytes] = []
+
+    async def write_and_follow() -> None:
+        for n in range(120):
+            _, durable = journal.append(_line(n))
+            if durable is not None:
+                await durable  # "always": the flusher writes in the background
+            if n % 7 == 0:
+                read.extend(tail.read(1000))
+
+    asyncio.run(write_and_follow())
+    read += tail.read(1000)
+    assert len(list(tmp_path.glob("*.jsonl"))) > 3
+    assert _ids(read) == [f"req-{n:04d}" for n in range(120)]
+    assert tail.seq == journal.written == 120
+    assert tail.read(1000) == []
+    journal.close()
+
+
+def test_a_line_not_yet_copied_whole_is_waited_for(tmp_path: Path) -> None:
+    whole, torn = _line(1), bytearray(_line(2))
+    torn[10:30] = bytes(20)  # copied out of order: its newline is there, some bytes are not yet
+    path = segment_path(tmp_path, "4242-0badf00d", 1)
+    path.write_bytes(whole + bytes(torn) + bytes(100))
+    tail = Tail(tmp_path, "4242-0badf00d", None)
+    assert _ids(tail.read(10)) == ["req-0001"]
+    assert tail.read(10) == []
+    path.write_bytes(whole + _line(2) + bytes(100))  # the copy completes
+    assert _ids(tail.read(10)) == ["req-0002"]
+    assert tail.seq == 2
+
+
+def test_a_segment_is_left_only_once_the_next_one_exists(tmp_path: Path) -> None:
+    owner = "4242-0badf00d"
+    segment_path(tmp_path, owner, 1).write_bytes(_line(1))
+    tail = Tail(tmp_path, owner, None)
+    assert _ids(tail.read(10)) == ["req-0001"]
+    segment_path(tmp_path, owner, 1).write_bytes(_line(1) + _line(2))  # still being written
+    segment_path(tmp_path, owner, 2).write_bytes(_line(3))
+    assert _ids(tail.read(10)) == ["req-0002", "req-0003"]
+    tail.commit()
+    assert not segment_path(tmp_path, owner, 1).exists()  # read to its end and stored: deleted
+    assert segment_path(tmp_path, owner, 2).exists()
+
+
+def test_progress_is_published_on_commit_and_a_new_tail_resumes_from_it(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, fsync="interval", segment_bytes=1500)
+    for n in range(40):
+        journal.append(_line(n))
+    progress = Progress(tmp_path / f"{journal.owner}.progress")
+    first = Tail(tmp_path, journal.owner, progress)
+    assert len(first.read(10)) >= 10
+    assert progress.seq == 0  # nothing published before the commit
+    first.commit()
+    assert progress.seq == first.seq
+    resumed = Tail(tmp_path, journal.owner, Progress(tmp_path / f"{journal.owner}.progress"))
+    assert _ids(resumed.read(1000)) == [f"req-{n:04d}" for n in range(first.seq, 40)]
+    journal.close()
+
+
+def test_a_damaged_progress_record_means_start_again(tmp_path: Path) -> None:
+    progress = Progress(tmp_path / "x.progress")
+    progress.write(7, 3, 120)
+    assert progress.read() == (7, 3, 120)
+    with open(tmp_path / "x.progress", "r+b") as f:
+        f.seek(8)
+        f.write(b"\x09")
+    assert Progress(tmp_path / "x.progress").read() == (0, 1, 0)
+
+
+def test_an_ingester_stores_the_journal_and_a_successor_counts_nothing_twice(tmp_path: Path, store: Store) -> None:
+    directory = tmp_path / "metering"
+    journal = Journal(directory, fsync="interval", segment_bytes=3000)
+    for n in range(30):
+        journal.append(_line(n))
+    first = Ingester(store, directory, journal.owner)
+    assert first.step() == 30
+    for n in range(30, 50):
+        journal.append(_line(n))
+    # A second ingester (the first one died before publishing anything more) resumes from the progress.
+    second = Ingester(store, directory, journal.owner)
+    assert second.step() == 20
+    journal.close(keep_lock=True)
+    assert second.finish()
+    journal.unlock()
+    assert _stored(store) == [f"req-{n:04d}" for n in range(50)]
+    assert not list(directory.iterdir())  # segments, progress and lock: all gone
+
+
+def test_orphans_resume_from_their_progress_and_are_deleted(tmp_path: Path, store: Store) -> None:
+    directory = tmp_path / "metering"
+    journal = Journal(directory, fsync="interval")
+    for n in range(10):
+        journal.append(_line(n))
+    Ingester(store, directory, journal.owner).step()
+    for n in range(10, 15):
+        journal.append(_line(n))
+    journal.close()  # the process is gone without storing the last five
+    assert recover_orphans(store, directory, own_owner="me") == 5
+    assert len(_stored(store)) == 15
+    assert not list(directory.iterdir())
+    assert claim_orphans(directory, own_owner="me") == []
+
+
+def _spawn(directory: Path, owner: str, lock_fd: int, database_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outcrop.metering.ingester", str(directory), owner, str(lock_fd)],
+        stdin=read_end, pass_fds=(lock_fd,), env={**os.environ, DATABASE_ENV: database_url},
+    )
+    os.close(read_end)
+    return proc, write_end
+
+
+def _until(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_ingest_process_wakes_on_a_byte_holds_the_lock_and_finishes_on_end_of_file(
+    tmp_path: Path, store: Store
+) -> None:
+    directory = tmp_path / "metering"
+    journal = Journal(directory, fsync="interval")
+    progress = Progress(directory / f"{journal.owner}.progress")
+    proc, pipe = _spawn(directory, journal.owner, journal.lock_fd, store.url)
+    for n in range(25):
+        journal.append(_line(n))
+    os.write(pipe, b"w")
+    _until(lambda: progress.seq == 25)
+    assert len(_stored(store)) == 25
+    journal.close()  # this process lets go of the lock; the ingester still holds it
+    assert claim_orphans(directory, own_owner="me") == []
+    os.close(pipe)  # end of file: the writer is done
+    assert proc.wait(30) == 0
+    assert not list(directory.iterdir())
+
+
+def test_the_ingest_process_stores_the_rest_when_its_writer_dies(tmp_path: Path, store: Store) -> None:
+    directory = tmp_path / "metering"
+    directory.mkdir()
+    # A writer process that journals, starts its ingester, reports, and is killed.
+    script = (
+        "import os, sys, subprocess, orjson\n"
+        "from pathlib import Path\n"
+        "from outcrop.metering.journal import Journal\n"
+        "from tests.unit.test_metering_ingester import _line, _spawn\n"
+        "j = Journal(Path(sys.argv[1]), fsync='interval', interval=3600)\n"
+        "proc, pipe = _spawn(Path(sys.argv[1]), j.owner, j.lock_fd, sys.argv[2])\n"
+        "for n in range(200):\n"
+        "    j.append(_line(n))\n"
+        "print(proc.pid, flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, str(directory), store.url], stdout=subprocess.PIPE,
+                              cwd=Path(__file__).parents[2])
+    assert writer.stdout is not None
+    ingester_pid = int(writer.stdout.readline())
+    writer.kill()
+    writer.wait()
+    _until(lambda: not Path(f"/proc/{ingester_pid}").exists() or _zombie(ingester_pid))
+    assert len(_stored(store)) == 200
+    assert not list(directory.iterdir())
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_metering_ingest_is_a_checked_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "outcrop.toml"
+    path.write_text('metering_ingest = "thread"\n')
+    assert load_config(path).metering_ingest == "thread"
+    assert load_config().metering_ingest == "process"
+    monkeypatch.setenv("OUTCROP_METERING_INGEST", "coroutine")
+    with pytest.raises(ConfigError, match="metering_ingest must be 'process' or 'thread', not 'coroutine'"):
+        load_config()
