@@ -130,9 +130,11 @@ def start_floor(backend: Server, workdir: Path, source: Path | None) -> Server:
     return spawn("floor", cmd, {"PYTHONPATH": path, "BACKEND_URL": backend.url}, workdir, port, "/")
 
 
-def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering: bool, workers: int = 1) -> Server:
+def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering: bool, workers: int = 1,
+                  ingest: str = "process") -> Server:
     port = free_port()
     label = ("outcrop" if metering else "outcrop-nometer") + (f"-{workers}w" if workers > 1 else "")
+    label += "" if ingest == "process" else f"-{ingest}"
     data = workdir / label
     data.mkdir()
     config = data / "outcrop.toml"
@@ -140,7 +142,7 @@ def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering:
     cmd = [str(MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database",
            f"sqlite:///{data / 'outcrop.db'}", "--config", str(config), "--workers", str(workers)]
     env = {"OUTCROP_DATA_DIR": str(data), "OUTCROP_METERING": "on" if metering else "off",
-           "OUTCROP_LOG_LEVEL": "warning"}
+           "OUTCROP_LOG_LEVEL": "warning", "OUTCROP_METERING_INGEST": ingest}
     if source is not None:
         env["PYTHONPATH"] = str(source)
     return spawn(label, cmd, env, workdir, port, "/_outcrop/health")
@@ -425,7 +427,9 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         "answering every chat completion after a fixed 20 ms (a stream: its first chunk after 20 ms, the rest at once).",
         "- direct: the backend's `POST /v1/chat/completions`; outcrop: `outcrop serve` (1 worker unless the row says 2, SQLite, "
         "`[[deployments]] backend = \"openai\"`), Converse on the foundation model and on an application profile "
-        "made from it, with metering on (the default) and, to show metering's share, off; LiteLLM: its proxy "
+        "made from it, with metering on (the default) and, to show metering's share, off; a row with metering's "
+        "ingester on a thread of the server (`metering_ingest = \"thread\"`) instead of its own process, to show "
+        "what the process buys; LiteLLM: its proxy "
         "(1 worker, `LITELLM_LOCAL_MODEL_COST_MAP=True`, `num_retries: 0`, a master key sent as a bearer token, no database), `POST /chat/completions` to a model "
         "routed to the same backend as `openai/bench`.",
         "- floor: `bench/runtime/proxy.py`, a do-nothing proxy under the same granian as outcrop (1 worker): it reads "
@@ -437,7 +441,7 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         "the median over rounds, and added latency the median of the per-round differences from the direct "
         "call, with their range in brackets. Every server "
         "and the load generator share the same cores (and whatever else runs on the machine: see uptime). "
-        "Server CPU is the gateway's process tree only (the backend's is not included), per wall second.",
+        "Server CPU is the gateway's process tree only (the backend's is not included; outcrop's ingester is), per wall second.",
         f"- Streams: `bench/runtime/ttfb.py` (asyncio, keep-alive), {stream_seconds:g} s per cell; TTFB is the time "
         "from sending the request to the first byte of the answer's body (ConverseStream's first event frame; "
         "the first SSE chunk elsewhere).",
@@ -509,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             bare = started(stack, lambda: start_outcrop(backend, scratch, source, False))
             floor = started(stack, lambda: start_floor(backend, scratch, source))
             two = started(stack, lambda: start_outcrop(backend, scratch, source, True, workers=2))
+            threaded = started(stack, lambda: start_outcrop(backend, scratch, source, True, ingest="thread"))
             arn = create_profile(outcrop)
             arn_bare = create_profile(bare)
             quoted = urllib.parse.quote(arn, safe="")
@@ -522,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
                        f"/model/{quoted}/converse-stream", CONVERSE_BODY),
                 Target(outcrops[2], two, f"/model/{MODEL}/converse", CONVERSE_BODY,
                        f"/model/{MODEL}/converse-stream", CONVERSE_BODY),
+                Target("outcrop, model, ingest on a thread", threaded, f"/model/{MODEL}/converse", CONVERSE_BODY,
+                       None, ""),
                 Target("outcrop, profile, no metering", bare, f"/model/{urllib.parse.quote(arn_bare, safe='')}/converse",
                        CONVERSE_BODY, f"/model/{urllib.parse.quote(arn_bare, safe='')}/converse-stream", CONVERSE_BODY),
             ]
