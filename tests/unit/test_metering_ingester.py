@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -230,3 +231,25 @@ def test_metering_ingest_is_a_checked_setting(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("OUTCROP_METERING_INGEST", "coroutine")
     with pytest.raises(ConfigError, match="metering_ingest must be 'process' or 'thread', not 'coroutine'"):
         load_config()
+
+
+def test_a_stop_of_the_process_group_while_the_ingester_starts_does_not_kill_it(tmp_path: Path, store: Store) -> None:
+    from outcrop.metering.meter import _IngestProcess
+
+    directory = tmp_path / "metering"
+    journal = Journal(directory, fsync="interval")
+    for n in range(5):
+        journal.append(_line(n))
+    ingest = _IngestProcess(store.url, directory, journal.owner, journal.lock_fd)
+    ingest.start()
+    assert ingest._proc is not None
+    first = ingest._proc
+    for signum in (signal.SIGTERM, signal.SIGINT):  # at once: the child is still importing
+        os.kill(first.pid, signum)
+    time.sleep(1.0)
+    assert ingest._proc is first and first.poll() is None  # neither killed nor replaced
+    journal.close()
+    assert ingest.finish()
+    assert ingest._proc.returncode == 0
+    assert len(_stored(store)) == 5
+    assert not list(directory.iterdir())

@@ -23,7 +23,8 @@ How the two processes work together, without a socket or a lock between them:
 - Killed alone, it is started again by the server, and resumes from the published progress; events
   stored but not yet published are skipped by the database (it ingests by request ID).
 - It ignores SIGINT and SIGTERM, which reach the whole process group on Ctrl-C or a stop: the server
-  tells it when to finish, after its last event.
+  tells it when to finish, after its last event. (The server starts it with both blocked, so that one
+  arriving while it is still starting up is not fatal either.)
 
 Run as ``python -m outcrop.metering.ingester DIRECTORY OWNER LOCK_FD`` with the database URL in
 ``OUTCROP_INGEST_DATABASE_URL`` (not in the arguments, where ``ps`` shows it).
@@ -56,6 +57,7 @@ ORPHAN_SCAN_SECONDS = 5.0
 RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 FINAL_PATIENCE = 30.0  # how long a final drain keeps retrying a failing database before leaving the rest
 DATABASE_ENV = "OUTCROP_INGEST_DATABASE_URL"
+GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # sent to the whole process group; the server says when to stop
 
 
 class GaveUp(Exception):
@@ -172,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     directory, owner, lock_fd = Path(args[0]), args[1], int(args[2])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s outcrop-ingest[%(process)d] %(levelname)s %(message)s")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in GROUP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)  # blocked by the server from before exec
     store = Store(os.environ[DATABASE_ENV], read_threads=1)
     try:
         finished = Ingester(store, directory, owner).run(_wait_on_stdin)

@@ -31,6 +31,7 @@ import collections
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -44,7 +45,7 @@ from prometheus_client import CollectorRegistry
 from outcrop.control.catalog import Catalog
 from outcrop.metering.budgets import Spend, TagCache, check_budgets
 from outcrop.metering.events import profile_of, usage_event
-from outcrop.metering.ingester import BATCH, DATABASE_ENV, Ingester, recover_orphans
+from outcrop.metering.ingester import BATCH, DATABASE_ENV, GROUP_SIGNALS, Ingester, recover_orphans
 from outcrop.metering.journal import Journal, Progress
 from outcrop.metering.metrics import MeteringMetrics
 from outcrop.metering.prices import Prices
@@ -238,9 +239,13 @@ class _IngestProcess:
 
     def _spawn(self) -> None:
         read_end, write_end = os.pipe()
+        # The child starts with SIGINT and SIGTERM blocked (a signal mask survives fork and exec), so that a
+        # stop of the process group while it is still importing cannot kill it before it ignores them.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
         try:
             self._proc = subprocess.Popen(self._command, stdin=read_end, pass_fds=(self._lock_fd,), env=self._env)
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_end)
         os.set_blocking(write_end, False)
         self._pipe = write_end
@@ -288,5 +293,6 @@ class _IngestProcess:
                         FINISH_TIMEOUT)
             return True
         if code != 0:
-            log.warning("metering: the ingester left events in the journal; the next start stores them")
+            log.warning("metering: the ingester exited with %s and left events in the journal; the next start "
+                        "stores them", code)
         return True
