@@ -111,7 +111,7 @@ class Outcrop:
             # running to finish it) is rolled back and cannot hold the write lock the meter needs below.
             self.store.close_loop_writes()
         if self.meter is not None:
-            self.meter.close()  # drains every event into the database
+            self.meter.close()  # every event emitted is in the database when it returns
             self.meter = None
         if self.store is not None:
             self.store.close()

@@ -9,7 +9,7 @@ the ordinary TagResource / UntagResource calls:
 Once the period's spend (USD, or input + output tokens) reaches the value, the profile admits no more
 invocations (ServiceQuotaExceededException, naming the budget) until the period turns (UTC midnight,
 the first of the month) or the tag is raised or removed. Spend = the day rollups of the profile (in the
-database) plus this process's events not yet drained there, so a burst cannot overrun a budget by more
+database) plus this process's events not yet stored there, so a burst cannot overrun a budget by more
 than what other processes have in flight. An invocation already admitted completes and is billed.
 
 Tags are read at admission through a small cache: invalidated at once by Tag/UntagResource in this

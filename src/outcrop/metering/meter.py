@@ -153,14 +153,6 @@ class Meter:
         else:
             self._ticking = False
 
-    @property
-    def emitted_seq(self) -> int:
-        return self.journal.written
-
-    @property
-    def drained_seq(self) -> int:
-        return self.progress.seq
-
     def settle(self) -> None:
         """Take the events the ingester has stored out of the pending spend (they are in the rollups now)."""
         if not self._unsettled:

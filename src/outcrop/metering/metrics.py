@@ -7,8 +7,8 @@ call) and ``region`` (the source Region, where AWS emits metrics). Cardinality i
 Region) are looked up once and kept (``_Series``): an observation is then a few increments.
 
 Observations are made off the request path: an invocation only queues its event (``observe_later``);
-the metering thread applies the queue on each pass, and ``/metrics`` applies what is left before it
-renders. Applied one by one as requests come in, cold, they cost an invocation several times what they
+the event loop applies the queue every quarter second while events come (``Meter._tick``), and
+``/metrics`` applies what is left before it renders. Applied one by one as requests come in, cold, they cost an invocation several times what they
 cost applied together (bench/runtime).
 """
 
