@@ -391,8 +391,17 @@ async def _respond_stream(
                 "headers": [*headers, (b"x-amzn-requestid", request_id.encode())]})
     gone = asyncio.ensure_future(_disconnect(receive)) if receive is not None else None
     # Frames made from the same chunk of the backend's answer go out in one message (outcrop.batching).
-    batches = Batches(frames)
+    # The first frame goes out on its own, at once (its event is in hand before the stream is answered):
+    # that is the stream's time to first byte, which then waits for neither the rest of its chunk nor, with
+    # many streams answered at once, the other streams' whole chunks.
+    batches = None
     try:
+        first = await anext(frames, None)
+        if first is None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        batches = Batches(frames)
         async for batch in batches:
             if gone is not None and gone.done():
                 break
@@ -404,7 +413,12 @@ async def _respond_stream(
         if gone is not None:
             gone.cancel()
         # A client gone mid-stream: stop the stream now, so its usage is recorded now.
-        await batches.aclose()
+        if batches is not None:
+            await batches.aclose()
+        else:
+            close = getattr(frames, "aclose", None)
+            if close is not None:
+                await close()
 
 
 async def _disconnect(receive: Receive) -> None:

@@ -124,3 +124,40 @@ def test_a_cancelled_sender_still_stops_the_producer():
         return log
 
     assert run(main()) == ["closed"]
+
+
+def test_a_streamed_answer_sends_its_first_frame_alone_then_the_rest_of_its_chunk_together():
+    from outcrop.app import _respond_stream
+
+    sent: list[dict] = []
+    log: list[str] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def main():
+        frames = (item.encode() async for item in _chunks([["a", "b", "c"], ["d", "e"]], log=log))
+        await _respond_stream(send, 200, [], frames, "req-1")
+
+    run(main())
+    assert sent[0]["type"] == "http.response.start"
+    assert [m["body"] for m in sent[1:]] == [b"a", b"bc", b"de", b""]  # the first frame did not wait for b, c
+    assert sent[-1]["more_body"] is False
+    assert log == ["closed"]
+
+
+def test_a_streamed_answer_without_frames_ends_at_once():
+    from outcrop.app import _respond_stream
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""
+
+    run(_respond_stream(send, 200, [], nothing(), "req-1"))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1] == {"type": "http.response.body", "body": b"", "more_body": False}
