@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from benchlib import BACKEND_DIR, backend_command, backend_config, machine, update_section, uptime  # noqa: E402
 
 from outcrop.ids import uuid7  # noqa: E402
-from outcrop.metering.meter import BATCH  # noqa: E402
+from outcrop.metering.ingester import BATCH  # noqa: E402
 from outcrop.metering.queries import parse_query, run_query  # noqa: E402
 from outcrop.metering.rollups import ingest  # noqa: E402
 from outcrop.store.engine import Store  # noqa: E402
@@ -111,12 +111,16 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children (the server's workers), from /proc."""
+    """User + system CPU of a process and all its descendants (the server's workers and their metering
+    ingesters), from /proc."""
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    i = 0
+    while i < len(pids):
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()]
+        i += 1
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
