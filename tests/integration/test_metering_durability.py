@@ -161,7 +161,10 @@ def test_an_ingester_killed_under_load_is_replaced_and_loses_nothing(
     _loaded(server, acknowledged, kill_the_ingester)
     with httpx.Client(base_url=server.url) as client:
         report = client.get("/_outcrop/usage").json()  # read-your-writes through the new ingester
+        metrics = client.get("/metrics").text
     assert report["totals"]["invocations"] == len(acknowledged)
+    assert "outcrop_metering_ingester_restarts_total 1.0" in metrics
+    assert "outcrop_metering_backlog_events 0.0" in metrics  # all stored, as the report waited for
     server.stop()
     ids, rollup_events, _ = _stored(server.database_url)
     assert sorted(ids) == sorted(acknowledged)

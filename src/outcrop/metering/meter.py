@@ -36,11 +36,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from outcrop.control.catalog import Catalog
 from outcrop.metering.budgets import Spend, TagCache, check_budgets
@@ -85,10 +86,14 @@ class Meter:
         self._unsettled: collections.deque[tuple[int, str, str, int, int, int]] = collections.deque()
         self._woken_at = 0  # the journal's sequence number when the ingester was last woken for a backlog
         self._ticking = False
+        restarts = Counter("outcrop_metering_ingester_restarts", "Ingest processes that died and were started again",
+                           registry=registry)
         self._ingester: _IngestProcess | _IngestThread = (
-            _IngestProcess(store.url, directory, self.journal.owner, self.journal.lock_fd) if ingest == "process"
-            else _IngestThread(Ingester(store, directory, self.journal.owner))
+            _IngestProcess(store.url, directory, self.journal.owner, self.journal.lock_fd, restarts.inc)
+            if ingest == "process" else _IngestThread(Ingester(store, directory, self.journal.owner))
         )
+        Gauge("outcrop_metering_backlog_events", "Usage events of this process journaled but not yet stored in the "
+              "database", registry=registry).set_function(self._backlog)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -153,6 +158,9 @@ class Meter:
         else:
             self._ticking = False
 
+    def _backlog(self) -> int:
+        return 0 if self.journal.closed else max(0, self.journal.written - self.progress.seq)
+
     def settle(self) -> None:
         """Take the events the ingester has stored out of the pending spend (they are in the rollups now)."""
         if not self._unsettled:
@@ -214,7 +222,9 @@ class _IngestThread:
 class _IngestProcess:
     """``metering_ingest = "process"``: the ingester as a child process, started again if it dies."""
 
-    def __init__(self, database_url: str, directory: Path, owner: str, lock_fd: int) -> None:
+    def __init__(self, database_url: str, directory: Path, owner: str, lock_fd: int,
+                 on_restart: Callable[[], None] = lambda: None) -> None:
+        self._on_restart = on_restart
         self._command = [sys.executable, "-m", "outcrop.metering.ingester", str(directory), owner, str(lock_fd)]
         self._env = {**os.environ, DATABASE_ENV: database_url}
         self._lock_fd = lock_fd
@@ -262,6 +272,7 @@ class _IngestProcess:
                     return
                 os.close(self._pipe)
                 self._spawn()
+            self._on_restart()
 
     def wake(self) -> None:
         with contextlib.suppress(OSError):  # already woken (the pipe is full), or between two children
