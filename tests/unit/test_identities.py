@@ -18,14 +18,6 @@ from outcrop.store.engine import Store
 from outcrop.store.schema import access_keys, api_keys
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(f"sqlite:///{tmp_path / 'db' / 'outcrop.db'}")
-    s.migrate()
-    yield s
-    s.close()
-
-
 def test_access_key_round_trip(store):
     identities = Identities(store)
     created = identities.create_access_key("111122223333")

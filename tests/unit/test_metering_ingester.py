@@ -30,14 +30,6 @@ def _ids(lines: list[bytes]) -> list[str]:
     return [orjson.loads(line)["request_id"] for line in lines]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    store = Store(f"sqlite:///{tmp_path / 'o.db'}")
-    store.migrate()
-    yield store
-    store.close()
-
-
 def _stored(store: Store) -> list[str]:
     return store.read_sync(lambda conn: [r[0] for r in conn.exec_driver_sql(
         "SELECT request_id FROM usage_events ORDER BY request_id").all()])

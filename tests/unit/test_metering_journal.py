@@ -126,14 +126,6 @@ def test_a_torn_last_line_after_a_crash_is_skipped(tmp_path: Path) -> None:
     orphan.done()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    store = Store(f"sqlite:///{tmp_path / 'o.db'}")
-    store.migrate()
-    yield store
-    store.close()
-
-
 def _totals(store: Store) -> tuple[int, int, int]:
     def read(conn: Any) -> tuple[int, int, int]:
         events = conn.exec_driver_sql("SELECT count(*), sum(input_tokens) FROM usage_events").one()
