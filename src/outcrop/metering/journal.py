@@ -362,7 +362,8 @@ class Progress:
         fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
         try:
             if os.fstat(fd).st_size < self.SIZE:
-                os.ftruncate(fd, self.SIZE)
+                # Blocks written, not a sparse file: a store into a mapped hole on a full disk is SIGBUS.
+                os.pwrite(fd, bytes(self.SIZE), 0)
             self._map = mmap.mmap(fd, self.SIZE)
         finally:
             os.close(fd)
