@@ -230,9 +230,11 @@ async def _lines(response: Response, timeout: float) -> AsyncIterator[str]:
 
     handle = loop.call_at(loop.time() + timeout, watch)
     lines = response.lines()
+    current_task = asyncio.current_task
     try:
         while True:
-            waiter, waiting_since = asyncio.current_task(), loop.time()
+            # The loop passed in: asking for the running loop costs a system call on Python 3.11 (getpid).
+            waiter, waiting_since = current_task(loop), loop.time()
             try:
                 line = await anext(lines)
             except StopAsyncIteration:
@@ -243,7 +245,8 @@ async def _lines(response: Response, timeout: float) -> AsyncIterator[str]:
                 raise
             finally:
                 waiting_since = None
-            yield line
+            if line:  # the blank line that ends each SSE event says nothing the data line did not
+                yield line
     finally:
         handle.cancel()
 
