@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,38 @@ def test_a_stop_of_the_process_group_while_the_ingester_starts_does_not_kill_it(
     assert ingest._proc.returncode == 0
     assert len(_stored(store)) == 5
     assert not list(directory.iterdir())
+
+
+def test_a_database_down_when_the_writer_finishes_is_waited_for_only_so_long(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import outcrop.metering.ingester as ingester_module
+
+    monkeypatch.setattr(ingester_module, "FINAL_PATIENCE", 0.3)
+    monkeypatch.setattr(ingester_module, "RETRY_SECONDS", (0.05,))
+    directory = tmp_path / "metering"
+    journal = Journal(directory, fsync="interval")
+    for n in range(5):
+        journal.append(_line(n))
+
+    def down(fn: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("the database is down"))
+
+    monkeypatch.setattr(store, "write_sync", down)
+    signals = ingester_module.Signals()
+    ingester = Ingester(store, directory, journal.owner, signals)
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(ingester.run()))
+    thread.start()
+    time.sleep(0.5)  # retrying, with no end while the writer lives
+    assert thread.is_alive()
+    journal.close()
+    signals.finish()
+    thread.join(10)
+    assert result == [False]  # gave up: the journal stays for the next process to recover
+    assert len(list(directory.glob("*.jsonl"))) == 1
+    (orphan,) = claim_orphans(directory, own_owner="me")
+    assert len(orphan.lines()) == 5
+    orphan.done()

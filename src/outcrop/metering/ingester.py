@@ -16,7 +16,8 @@ How the two processes work together, without a socket or a lock between them:
   the segments it has stored.
 - Its stdin is a pipe from the server: a byte wakes it at once (``flush``, a large backlog); end of
   file means the server closed its journal or died. Either way the ingester stores what is left,
-  deletes the journal and exits.
+  deletes the journal and exits; if the database is failing then, it tries for ``FINAL_PATIENCE``
+  seconds and leaves the rest in the journal for the next process to start.
 - It inherits the descriptor of the journal's owner lock, so the journal counts as alive while either
   process lives, and no other process claims it as an orphan in the meantime. When both are gone
   (``kill -9`` of the whole group), the next process to start drains it as before.
@@ -34,11 +35,10 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -74,15 +74,53 @@ def parse(lines: list[bytes], owner: str) -> list[UsageEvent]:
     return events
 
 
-def store_events(store: Store, events: list[UsageEvent], deadline: float | None = None) -> int:
+class Signals:
+    """What the writer tells its ingester: ``wake`` (look now) and ``done`` (the journal is closed, or its
+    writer dead: store the rest and stop)."""
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.done = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        """Until woken or ``timeout`` seconds; True once the writer is done."""
+        self.wake.wait(timeout)
+        self.wake.clear()
+        return self.done.is_set()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.wake.set()
+
+    def follow(self, fd: int) -> None:
+        """The child's signals come down a pipe (``fd``): a byte wakes it; end of file means done."""
+
+        def read() -> None:
+            try:
+                while os.read(fd, 4096):
+                    self.wake.set()
+            except OSError:
+                pass
+            self.finish()
+
+        threading.Thread(target=read, name="outcrop-ingest-pipe", daemon=True).start()
+
+
+def store_events(store: Store, events: list[UsageEvent], deadline: float | None = None,
+                 done: threading.Event | None = None) -> int:
     """Ingest one batch, retrying while the database fails (the events are safe in the journal meanwhile);
-    returns how many were new. Past ``deadline`` (monotonic) a failure raises ``GaveUp``."""
+    returns how many were new. Past ``deadline`` (monotonic) a failure raises ``GaveUp``; once ``done`` is
+    set the deadline is at most ``FINAL_PATIENCE`` away, so that a database down for good cannot keep an
+    ingester alive after its server has stopped."""
     attempt = 0
     while True:
         try:
             return len(store.write_sync(lambda conn: ingest(conn, events)))
         except SQLAlchemyError:
             delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+            if done is not None and done.is_set():
+                patience = time.monotonic() + FINAL_PATIENCE
+                deadline = patience if deadline is None else min(deadline, patience)
             if deadline is not None and time.monotonic() + delay > deadline:
                 log.exception("metering: storing %d events failed; leaving them in the journal", len(events))
                 raise GaveUp from None
@@ -112,10 +150,11 @@ def recover_orphans(store: Store, directory: Path, own_owner: str, deadline: flo
 class Ingester:
     """Stores one live journal's events as they are written."""
 
-    def __init__(self, store: Store, directory: Path, owner: str) -> None:
+    def __init__(self, store: Store, directory: Path, owner: str, signals: Signals | None = None) -> None:
         self.store = store
         self.directory = directory
         self.owner = owner
+        self.signals = signals or Signals()
         self.tail = Tail(directory, owner, Progress(directory / f"{owner}.progress"))
 
     def step(self, *, final: bool = False, deadline: float | None = None) -> int:
@@ -124,7 +163,7 @@ class Ingester:
         while True:
             lines = self.tail.read(BATCH, final=final)
             if lines:
-                stored += store_events(self.store, parse(lines, self.owner), deadline)
+                stored += store_events(self.store, parse(lines, self.owner), deadline, self.signals.done)
             self.tail.commit()
             if len(lines) < BATCH:
                 return stored
@@ -140,30 +179,21 @@ class Ingester:
         self.tail.remove()
         return True
 
-    def run(self, wait: Callable[[float], bool]) -> bool:
-        """Store what arrives until ``wait(timeout)`` says the writer is done, then ``finish``.
-
-        ``wait`` returns early when woken, and True once the writer has closed its journal or died."""
+    def run(self) -> bool:
+        """Store what arrives until the writer is done (``signals``), then ``finish``; its result."""
         next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
-        while not wait(DRAIN_SECONDS):
-            self.step()
+        while not self.signals.wait(DRAIN_SECONDS):
+            try:
+                self.step()
+            except GaveUp:  # the writer finished while the database was failing: leave the rest
+                self.tail.close()
+                return False
             if time.monotonic() >= next_scan:
                 next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
                 recovered = recover_orphans(self.store, self.directory, self.owner)
                 if recovered:
                     log.info("metering: recovered %d events from journals of stopped processes", recovered)
         return self.finish()
-
-
-def _wait_on_stdin(timeout: float) -> bool:
-    """The child's ``wait``: a byte on stdin wakes it; end of file means the server is done or dead."""
-    readable, _, _ = select.select([0], [], [], timeout)
-    if not readable:
-        return False
-    try:
-        return os.read(0, 4096) == b""
-    except OSError:
-        return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)  # blocked by the server from before exec
     store = Store(os.environ[DATABASE_ENV], read_threads=1)
+    signals = Signals()
+    signals.follow(0)  # stdin: the pipe from the server
     try:
-        finished = Ingester(store, directory, owner).run(_wait_on_stdin)
+        finished = Ingester(store, directory, owner, signals).run()
     finally:
         store.close()
         os.close(lock_fd)

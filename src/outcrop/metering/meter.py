@@ -192,29 +192,17 @@ class _IngestThread:
     """``metering_ingest = "thread"``: the ingester on a thread of this process."""
 
     def __init__(self, ingester: Ingester) -> None:
-        self._ingester = ingester
-        self._wake = threading.Event()
-        self._done = False
-        self._finished = False
-        self._thread = threading.Thread(target=self._run, name="outcrop-metering", daemon=True)
+        self._signals = ingester.signals
+        self._thread = threading.Thread(target=ingester.run, name="outcrop-metering", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def _wait(self, timeout: float) -> bool:
-        self._wake.wait(timeout)
-        self._wake.clear()
-        return self._done
-
-    def _run(self) -> None:
-        self._finished = self._ingester.run(self._wait)
-
     def wake(self) -> None:
-        self._wake.set()
+        self._signals.wake.set()
 
     def finish(self) -> bool:
-        self._done = True
-        self._wake.set()
+        self._signals.finish()
         self._thread.join()
         return True  # finished, or the database failed for long: either way no one else is to try now
 
