@@ -63,6 +63,8 @@ GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # sent to the whole process gro
 class GaveUp(Exception):
     """The database refused a batch for longer than the caller would wait; the journal keeps it."""
 
+    stored = 0  # events stored before the batch that was given up on
+
 
 def parse(lines: list[bytes], owner: str) -> list[UsageEvent]:
     events = []
@@ -129,16 +131,32 @@ def store_events(store: Store, events: list[UsageEvent], deadline: float | None 
             time.sleep(delay)
 
 
-def drain_orphan(store: Store, orphan: Orphan, deadline: float | None = None) -> int:
-    """Store (then delete) a dead process's journal; returns the events newly stored."""
+def store_tail(store: Store, tail: Tail, *, final: bool = False, deadline: float | None = None,
+               done: threading.Event | None = None) -> int:
+    """Store every complete line of ``tail`` not stored yet, a batch at a time, publishing the progress
+    after each; returns how many events were new."""
     stored = 0
     try:
-        while lines := orphan.lines(BATCH):
-            stored += store_events(store, parse(lines, orphan.owner), deadline)
-    except GaveUp:
+        while True:
+            lines = tail.read(BATCH, final=final)
+            if lines:
+                stored += store_events(store, parse(lines, tail.owner), deadline, done)
+            tail.commit()
+            if len(lines) < BATCH:
+                return stored
+    except GaveUp as e:
+        e.stored = stored
+        raise
+
+
+def drain_orphan(store: Store, orphan: Orphan, deadline: float | None = None) -> int:
+    """Store (then delete) a dead process's journal; returns the events newly stored."""
+    try:
+        stored = store_tail(store, orphan.tail, final=True, deadline=deadline)
+    except GaveUp as e:
         orphan.tail.close()
         os.close(orphan.lock_fd)  # unlocked: someone else may try later
-        return stored
+        return e.stored
     orphan.done()
     return stored
 
@@ -159,14 +177,7 @@ class Ingester:
 
     def step(self, *, final: bool = False, deadline: float | None = None) -> int:
         """Store every complete line written so far; returns how many events were new."""
-        stored = 0
-        while True:
-            lines = self.tail.read(BATCH, final=final)
-            if lines:
-                stored += store_events(self.store, parse(lines, self.owner), deadline, self.signals.done)
-            self.tail.commit()
-            if len(lines) < BATCH:
-                return stored
+        return store_tail(self.store, self.tail, final=final, deadline=deadline, done=self.signals.done)
 
     def finish(self) -> bool:
         """The writer is done (closed, or dead): store the rest and delete the journal. False if the database
