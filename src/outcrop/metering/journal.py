@@ -466,10 +466,13 @@ class Tail:
         return sorted(n for n in numbers if n > self.segment)
 
     def _move_to(self, number: int) -> None:
+        self._close_fd()
+        self.segment, self.offset = number, 0
+
+    def _close_fd(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        self.segment, self.offset = number, 0
 
     def commit(self) -> None:
         """Everything read so far is stored: publish it, and delete the segments read to their end."""
@@ -481,7 +484,7 @@ class Tail:
 
     def remove(self) -> None:
         """The writer is gone and every line is stored: delete the journal, its progress and its lock."""
-        self._move_to(self.segment)
+        self._close_fd()
         for path in self.directory.glob(f"{glob.escape(self.owner)}-*.jsonl"):
             path.unlink(missing_ok=True)
         if self.progress is not None:
@@ -490,7 +493,7 @@ class Tail:
         (self.directory / f"{self.owner}.lock").unlink(missing_ok=True)
 
     def close(self) -> None:
-        self._move_to(self.segment)
+        self._close_fd()
         if self.progress is not None:
             self.progress.close()
 
