@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from outcrop.auth.authenticate import Authenticator, AuthMode, Caller
 from outcrop.auth.authorize import Authorizer, admin_check
 from outcrop.auth.identities import Identities
-from outcrop.batching import Batches
+from outcrop.batching import Batches, aclose
 from outcrop.config import Config, load_config
 from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog
@@ -413,12 +413,7 @@ async def _respond_stream(
         if gone is not None:
             gone.cancel()
         # A client gone mid-stream: stop the stream now, so its usage is recorded now.
-        if batches is not None:
-            await batches.aclose()
-        else:
-            close = getattr(frames, "aclose", None)
-            if close is not None:
-                await close()
+        await (batches.aclose() if batches is not None else aclose(frames))
 
 
 async def _disconnect(receive: Receive) -> None:

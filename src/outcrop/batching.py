@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -64,9 +64,7 @@ class Batches(Generic[T]):
         except asyncio.CancelledError:
             if not self._task.cancelled():
                 raise  # the caller itself is being cancelled: the producer finishes on its own
-        close = getattr(self._source, "aclose", None)
-        if close is not None:
-            await close()
+        await aclose(self._source)
 
     def _wake(self) -> None:
         taker = self._taker
@@ -89,3 +87,10 @@ class Batches(Generic[T]):
         finally:
             self._done = True
             self._wake()
+
+
+async def aclose(source: AsyncIterator[Any]) -> None:
+    """Close ``source`` if it can be closed (an async generator runs its cleanup)."""
+    close = getattr(source, "aclose", None)
+    if close is not None:
+        await close()
