@@ -73,16 +73,7 @@ class Server:
 
     def worker_pids(self) -> list[int]:
         """The process and all its descendants (granian forks its workers)."""
-        pids = [self.proc.pid]
-        i = 0
-        while i < len(pids):
-            try:
-                children = Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()
-            except OSError:
-                children = []
-            pids.extend(int(c) for c in children)
-            i += 1
-        return pids
+        return descendants(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -208,3 +199,17 @@ def pg_settings() -> str:
         f"PostgreSQL {version[0] if version else '?'} (fsync={fsync[0] if fsync else '?'}, "
         f"synchronous_commit={sync[0] if sync else '?'})"
     )
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from /proc (a server's workers, outcrop's metering ingesters)."""
+    pids = [pid]
+    i = 0
+    while i < len(pids):
+        try:
+            children = Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()
+        except OSError:
+            children = []
+        pids.extend(int(c) for c in children)
+        i += 1
+    return pids

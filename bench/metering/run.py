@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import random
@@ -45,8 +44,11 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "bench" / "control_plane"))
 
 from benchlib import BACKEND_DIR, backend_command, backend_config, machine, update_section, uptime  # noqa: E402
+from load import cpu_seconds  # noqa: E402
+from servers import descendants  # noqa: E402
 
 from outcrop.ids import uuid7  # noqa: E402
 from outcrop.metering.ingester import BATCH  # noqa: E402
@@ -110,26 +112,6 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(60)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its descendants (the server's workers and their metering
-    ingesters), from /proc."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    i = 0
-    while i < len(pids):
-        with contextlib.suppress(OSError):
-            pids += [int(p) for p in Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()]
-        i += 1
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
 # -- 1. throughput ---------------------------------------------------------------------------------
 def wrk_load(url: str, seconds: float, concurrency: int, script: Path) -> int:
     out = subprocess.run(
@@ -163,11 +145,11 @@ def throughput(args: argparse.Namespace, backend_url: str | None) -> tuple[dict[
                 wrk_load(url, 2.0, args.concurrency, script)
             for _ in range(args.rounds):
                 for name, (proc, url) in servers.items():
-                    before = cpu_seconds(proc.pid)
+                    before = cpu_seconds(descendants(proc.pid))  # the ingesters' included
                     t = time.monotonic()
                     n = wrk_load(url, args.seconds, args.concurrency, script)
                     elapsed = time.monotonic() - t
-                    cpu[name] += cpu_seconds(proc.pid) - before
+                    cpu[name] += cpu_seconds(descendants(proc.pid)) - before
                     count[name] += n
                     rates[name].append(n / min(elapsed, args.seconds))
         finally:
