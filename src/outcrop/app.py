@@ -33,6 +33,7 @@ from outcrop.control.foundation_models import FoundationModels
 from outcrop.control.pagination import PageTokens, load_token_key
 from outcrop.control.profiles import InferenceProfiles
 from outcrop.control.tags import Tags
+from outcrop.deadlines import within
 from outcrop.errors import (
     InternalServer,
     MissingAuthenticationToken,
@@ -304,7 +305,7 @@ class Outcrop:
             # A GET or DELETE that declares no body (every Bedrock one): nothing to wait for.
             return b""
         try:
-            async with asyncio.timeout(self.config.body_read_timeout_seconds):
+            with within(self.config.body_read_timeout_seconds):
                 return await _read_body(receive, limit)
         except TimeoutError:
             raise RequestTimeout(

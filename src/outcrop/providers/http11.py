@@ -15,7 +15,8 @@ are opened and closed all the time. This client does only what a chat-completion
   was idle) is retried once on a new connection, as browsers and urllib3 do.
 
 Errors: ``ConnectError`` (could not connect), ``ProtocolError`` (the connection failed or the answer
-was malformed), and the builtin ``TimeoutError`` from the callers' ``asyncio.timeout``.
+was malformed), and the builtin ``TimeoutError`` from the callers' time limits
+(``outcrop.deadlines``).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class Client:
         self._ssl: ssl.SSLContext | None = None
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
-        """POST ``body`` and read the answer's head (callers bound the time with ``asyncio.timeout``)."""
+        """POST ``body`` and read the answer's head (callers bound the time with ``outcrop.deadlines.within``)."""
         origin, target = _split(url)
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = (

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from outcrop.deadlines import within
 from outcrop.errors import (
     ModelError,
     ModelStreamError,
@@ -145,7 +146,7 @@ class OpenAIProvider:
 
     async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
         try:
-            async with asyncio.timeout(target.deployment.timeout_seconds):
+            with within(target.deployment.timeout_seconds):
                 r = await self._send(target, request, False)
                 try:
                     raw = await r.read()
@@ -178,13 +179,13 @@ class OpenAIProvider:
     async def chat_stream(self, target: Target, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         timeout = target.deployment.timeout_seconds
         try:
-            async with asyncio.timeout(timeout):
+            with within(timeout):
                 response = await self._send(target, request, True)
         except TimeoutError:
             raise ModelTimeout(TIMEOUT_MESSAGE) from None
         try:
             if response.status != 200:
-                async with asyncio.timeout(timeout):
+                with within(timeout):
                     raw = await response.read()
                 raise _error(response.status, raw.decode("utf-8", "replace"))
             lines = _lines(response, timeout)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from outcrop.config import Config, Deployment
+from outcrop.deadlines import within
 from outcrop.errors import (
     InternalServer,
     ModelError,
@@ -247,7 +248,7 @@ class Router:
 
     async def _attempt(self, chosen: Deployed, call: Callable[[Provider, Target], Awaitable[T]], deadline: float) -> T:
         try:
-            async with asyncio.timeout(max(0.0, deadline - self.clock())):
+            with within(deadline - self.clock()):
                 await self.chaos.apply(chosen.region, chosen.model_id)
                 return await call(self.providers.for_deployment(chosen.deployment), chosen.target)
         except TimeoutError:
