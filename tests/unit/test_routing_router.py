@@ -90,3 +90,44 @@ def test_a_client_error_is_never_retried():
 
 def test_ordered_strategy_follows_the_profile():
     assert asyncio.run(served(router(strategy="ordered")))[0] == "us-west-2"
+
+
+def test_the_token_estimate_is_counted_only_where_a_tpm_limit_needs_it():
+    counted: list[int] = []
+
+    def estimate() -> int:
+        counted.append(1)
+        return 600
+
+    async def call(provider: Any, target: Any) -> str:
+        return str(target.region)
+
+    async def main(r: Router) -> list[Any]:
+        return [await r.run("us-east-1", resolution(), record(), call, estimate) for _ in range(2)]
+
+    # No TPM limit: the request's tokens are never counted.
+    assert asyncio.run(main(router())) == ["us-east-1", "us-east-1"]
+    assert counted == []
+    # A TPM limit of 1,000: the estimate is counted once per request, and the second request (600 more
+    # than the 400 left) goes to the next Region.
+    limited = Config(deployments=(Deployment(model=MODEL, tpm=1000),), routing=Routing())
+    assert asyncio.run(main(Router(limited, Providers(), Chaos()))) == ["us-east-1", "us-west-2"]
+    assert counted == [1, 1]
+
+
+def test_one_candidate_is_tried_even_with_its_breaker_open():
+    r = router(breaker_failures=1, breaker_cooldown_ms=60_000)
+    single = Resolution(resolution().model, (Candidate("us-east-1", MODEL),))
+
+    async def failing(provider: Any, target: Any) -> str:
+        raise ServiceUnavailable("down")
+
+    async def ok(provider: Any, target: Any) -> str:
+        return "served"
+
+    async def main() -> str:
+        with pytest.raises(ServiceUnavailable):
+            await r.run("us-east-1", single, record(), failing)
+        return await r.run("us-east-1", single, record(), ok)
+
+    assert asyncio.run(main()) == "served"

@@ -53,9 +53,12 @@ from outcrop.routing.limits import Capacity, Clock, Lease
 
 if TYPE_CHECKING:
     from outcrop.runtime.chaos import Chaos
-    from outcrop.runtime.resolve import Resolution
+    from outcrop.runtime.resolve import Candidate, Resolution
 
 T = TypeVar("T")
+# The tokens a request is expected to use, for TPM limits: a number, or a function that counts them, called
+# only when a candidate deployment has a TPM limit (counting a long prompt is not free).
+Estimate = int | Callable[[], int]
 TOO_MANY_REQUESTS = "Too many requests, please wait before trying again."
 # Failures that say "try elsewhere" without saying the deployment is unwell.
 CAPACITY_ERRORS = (Throttled, ModelNotReady)
@@ -108,6 +111,8 @@ class Router:
         self.chaos = chaos
         self.clock = clock
         self.pools: dict[tuple[str, str], list[Deployed]] = {}
+        # Per distinct candidate list of a resolution: its deployments, and whether any has a TPM limit.
+        self._deployed: dict[tuple[Candidate, ...], tuple[list[Deployed], bool]] = {}
         self.failovers = 0
         self.rejections: Counter[str] = Counter()
         self.waiting = 0
@@ -132,10 +137,18 @@ class Router:
         return pool
 
     def candidates(self, resolution: Resolution) -> list[Deployed]:
-        out: list[Deployed] = []
-        for c in resolution.candidates:
-            out.extend(self.pool(c.region, c.model_id))
-        return out
+        return self._candidates(resolution)[0]
+
+    def _candidates(self, resolution: Resolution) -> tuple[list[Deployed], bool]:
+        """The deployments serving a resolution's candidates, in its order (pools never change once made),
+        and whether any of them counts tokens."""
+        found = self._deployed.get(resolution.candidates)
+        if found is None:
+            out: list[Deployed] = []
+            for c in resolution.candidates:
+                out.extend(self.pool(c.region, c.model_id))
+            found = self._deployed[resolution.candidates] = (out, any(d.capacity.tokens is not None for d in out))
+        return found
 
     def order(self, source_region: str, deployed: list[Deployed], rank: dict[int, int]) -> list[Deployed]:
         strategy = self.settings.strategy
@@ -148,7 +161,7 @@ class Router:
     # -- invocation ------------------------------------------------------------------------------------
     async def run(
         self, source_region: str, resolution: Resolution, record: Invocation,
-        call: Callable[[Provider, Target], Awaitable[T]], estimate: int = 0,
+        call: Callable[[Provider, Target], Awaitable[T]], estimate: Estimate = 0,
     ) -> T:
         """Run a unary call where it fits; its room is released with the tokens it really used."""
         result, _chosen, lease = await self._route(source_region, resolution, record, call, estimate)
@@ -158,7 +171,7 @@ class Router:
 
     async def open_stream(
         self, source_region: str, resolution: Resolution, record: Invocation,
-        start: Callable[[Provider, Target], Awaitable[AsyncIterator[StreamEvent]]], estimate: int = 0,
+        start: Callable[[Provider, Target], Awaitable[AsyncIterator[StreamEvent]]], estimate: Estimate = 0,
     ) -> AsyncIterator[StreamEvent]:
         """``start`` returns a primed stream; it holds its room until it ends (or the client leaves)."""
         events, chosen, lease = await self._route(source_region, resolution, record, start, estimate)
@@ -182,25 +195,31 @@ class Router:
 
     async def _route(
         self, source_region: str, resolution: Resolution, record: Invocation,
-        call: Callable[[Provider, Target], Awaitable[T]], estimate: int,
+        call: Callable[[Provider, Target], Awaitable[T]], estimate: Estimate,
     ) -> tuple[T, Deployed, Lease]:
         s = self.settings
         started = self.clock()
         deadline = started + s.total_timeout_ms / 1000
         wait_until = started + s.max_wait_ms / 1000
-        candidates = self.candidates(resolution)
-        rank = {id(d): i for i, d in enumerate(candidates)}
+        candidates, counts_tokens = self._candidates(resolution)
+        tokens = (estimate() if callable(estimate) else estimate) if counts_tokens else 0
+        rank: dict[int, int] | None = None
         tried: set[int] = set()
         failures: list[ServiceError] = []
         while True:
-            left = [d for d in candidates if id(d) not in tried]
+            left = [d for d in candidates if id(d) not in tried] if tried else candidates
             if not left:
                 raise self._exhausted(failures)
-            healthy = [d for d in left if d.breaker.allows()]
-            order = self.order(source_region, healthy or left, rank)
-            chosen, lease = self._admit(order, estimate)
+            if len(left) == 1:
+                order = left  # healthy or not, the only one left is the one to try
+            else:
+                if rank is None:
+                    rank = {id(d): i for i, d in enumerate(candidates)}
+                healthy = [d for d in left if d.breaker.allows()]
+                order = self.order(source_region, healthy or left, rank)
+            chosen, lease = self._admit(order, tokens)
             if chosen is None or lease is None:
-                pause = self._pause(order, estimate, min(wait_until, deadline))
+                pause = self._pause(order, tokens, min(wait_until, deadline))
                 if pause is None:
                     self.rejections["capacity"] += 1
                     raise self._exhausted(failures, full=True)

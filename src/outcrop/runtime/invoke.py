@@ -134,7 +134,8 @@ class Runtime:
         record = self._record(ctx, "Converse", resolution, params["modelId"])
         async with self._recording(record):
             response = await self.router.run(
-                ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)), estimate_chat(request)
+                ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)),
+                lambda: estimate_chat(request),
             )
             record.usage = response.usage
         return {**converse_output(response, record.latency_ms), "inferenceRegion": record.served_region}
@@ -158,7 +159,7 @@ class Runtime:
             async with self._recording(record):
                 embedded = await self.router.run(
                     ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.embed(t, embed_request)),
-                    estimate_embedding(embed_request),
+                    lambda: estimate_embedding(embed_request),
                 )
                 record.usage = embedded.usage
             out = embedding.render(embedded, embed_request, ctx.request_id)
@@ -167,7 +168,8 @@ class Runtime:
             request = family.parse(body, model.model_id)
             async with self._recording(record):
                 response = await self.router.run(
-                    ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)), estimate_chat(request)
+                    ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)),
+                    lambda: estimate_chat(request),
                 )
                 record.usage = response.usage
             out = family.render(response, request, model.model_id, ctx.request_id)
@@ -238,7 +240,7 @@ class Runtime:
 
         async with _Recording(record, self.sink, on_success=False):
             events = await self.router.open_stream(
-                ctx.region, resolution, record, self._authorized(ctx, record, start), estimate_chat(request)
+                ctx.region, resolution, record, self._authorized(ctx, record, start), lambda: estimate_chat(request)
             )
         return _observed(events, record, self.sink)
 

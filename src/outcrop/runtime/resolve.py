@@ -67,6 +67,8 @@ class Resolver:
         self.catalog = catalog
         self.store = store
         self._applications: Expiring[tuple[str, str, str], Resolution] = Expiring(ttl, clock, MAX_REMEMBERED)
+        # A foundation model's resolution in a Region depends on the catalogue alone, which does not change.
+        self._models: dict[tuple[str, str], tuple[Resolution, bool]] = {}  # and: served on demand?
 
     def forget(self, account: str, region: str, profile_id: str) -> None:
         """An application profile was deleted: stop resolving it now."""
@@ -96,12 +98,20 @@ class Resolver:
         return self._system(ctx, model_id)
 
     def _foundation(self, ctx: RequestContext, model_id: str, invocation: bool) -> Resolution:
-        model = self.catalog.model_in(ctx.region, model_id)
-        if model is None:
-            raise invalid_identifier()
-        if invocation and "ON_DEMAND" not in model.inference_types_in(ctx.region):
+        key = (ctx.region, model_id)
+        known = self._models.get(key)
+        if known is None:
+            model = self.catalog.model_in(ctx.region, model_id)
+            if model is None:
+                raise invalid_identifier()
+            known = (Resolution(model, (Candidate(ctx.region, model_id),)),
+                     "ON_DEMAND" in model.inference_types_in(ctx.region))
+            if len(self._models) < MAX_REMEMBERED:  # the catalogue's (Region, model) pairs: a bounded set
+                self._models[key] = known
+        resolution, on_demand = known
+        if invocation and not on_demand:
             raise on_demand_unsupported(model_id)
-        return Resolution(model, (Candidate(ctx.region, model_id),))
+        return resolution
 
     def _system(self, ctx: RequestContext, profile_id: str) -> Resolution:
         profile = self.catalog.system_profile(ctx.region, profile_id)
