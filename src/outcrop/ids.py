@@ -18,18 +18,25 @@ import os
 import random
 import time
 
-_state: tuple[int, random.Random] | None = None
+_random: random.Random | None = None
 
 _VERSION = 7 << 76
 _VARIANT = 0b10 << 62
 
 
+def _seed() -> random.Random:
+    global _random
+    _random = random.Random(os.urandom(32))
+    return _random
+
+
+# A forked child seeds its own generator (asking for the process ID on every call was a system call each).
+os.register_at_fork(after_in_child=_seed)
+
+
 def request_id() -> str:
-    global _state
-    pid = os.getpid()
-    if _state is None or _state[0] != pid:
-        _state = (pid, random.Random(os.urandom(32)))
-    return uuid7(time.time_ns() // 1_000_000, _state[1].getrandbits(74))
+    generator = _random or _seed()
+    return uuid7(time.time_ns() // 1_000_000, generator.getrandbits(74))
 
 
 def uuid7(unix_ms: int, random_bits: int) -> str:

@@ -32,13 +32,31 @@ def test_request_ids_are_unique_and_ordered_by_millisecond() -> None:
 def test_request_id_is_the_uuid7_of_the_clock_and_the_generator_bits(monkeypatch: pytest.MonkeyPatch) -> None:
     now_ns = 1_795_788_895_123_456_789
     monkeypatch.setattr(ids.time, "time_ns", lambda: now_ns)
-    saved = ids._state
+    saved = ids._random
     try:
         for seed in range(500):
-            ids._state = (os.getpid(), random.Random(seed))
+            ids._random = random.Random(seed)
             bits = random.Random(seed).getrandbits(74)
             rand_a, rand_b = bits >> 62, bits & ((1 << 62) - 1)
             expected = uuid.UUID(int=(now_ns // 1_000_000) << 80 | 7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
             assert ids.request_id() == str(expected)
     finally:
-        ids._state = saved
+        ids._random = saved
+
+
+def test_a_forked_child_does_not_repeat_its_parents_request_ids() -> None:
+    request_id()  # the parent's generator exists before the fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next IDs, to the parent
+        try:
+            os.write(write_end, ",".join(request_id() for _ in range(3)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 4096).decode().split(",")
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    parent = [request_id() for _ in range(3)]
+    # The millisecond may be the same; the 74 random bits after it must not be.
+    assert {c[14:] for c in child}.isdisjoint(p[14:] for p in parent)

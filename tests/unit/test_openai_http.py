@@ -116,6 +116,40 @@ def test_chunked_body_with_trailers_is_read_whole_and_a_cut_body_is_a_protocol_e
     asyncio.run(main())
 
 
+
+def test_a_body_of_known_length_is_read_across_writes_and_one_cut_short_is_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                body = await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nabc")
+            await writer.drain()
+            if body == b"cut":
+                return  # closes after 3 of the 7 bytes
+            await asyncio.sleep(0.01)
+            writer.write(b"defg")
+
+    async def main() -> None:
+        server, url, accepted = await _serve(handler)
+        client = Client()
+        r = await client.post(url, b"whole", {})
+        assert await r.read() == b"abcdefg"
+        await r.close()
+        r = await client.post(url, b"cut", {})  # the same connection, kept alive
+        with pytest.raises(ProtocolError, match="4 bytes before the end"):
+            await r.read()
+        await r.close()
+        r = await client.post(url, b"whole", {})  # a new connection: the cut one was not pooled
+        assert await r.read() == b"abcdefg"
+        await r.close()
+        await client.aclose()
+        server.close()
+        assert len(accepted) == 2
+
+    asyncio.run(main())
+
 def test_a_stream_that_stalls_times_out_but_a_slow_consumer_does_not() -> None:
     event = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
     chunk = f"{len(event):x}\r\n".encode() + event + b"\r\n"

@@ -97,7 +97,22 @@ class Response:
         self._done = False
 
     async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self._chunks()])
+        length = self.headers.get("content-length")
+        if length is None or self._conn is None or "transfer-encoding" in self.headers:
+            return b"".join([chunk async for chunk in self._chunks()])
+        # The common answer, a body of known length: one read, without the generator of ``_chunks``.
+        try:
+            body = await self._conn.reader.readexactly(int(length))
+        except asyncio.IncompleteReadError as e:
+            raise ProtocolError(
+                f"the connection closed {int(length) - len(e.partial)} bytes before the end of the body"
+            ) from None
+        except ConnectionError as e:
+            raise ProtocolError(f"the body was cut short: {type(e).__name__}") from None
+        except ValueError:
+            raise ProtocolError(f"malformed Content-Length: {length[:40]!r}") from None
+        self._done = True
+        return body
 
     async def lines(self) -> AsyncIterator[str]:
         """The body split on line ends (``\\n``, ``\\r\\n``), decoded as UTF-8."""
