@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from outcrop.config import ConfigError, load_config
-from outcrop.metering.ingester import DATABASE_ENV, Ingester, recover_orphans
+from outcrop.metering.ingester import DATABASE_ENV, NICENESS, Ingester, recover_orphans
 from outcrop.metering.journal import Journal, Progress, Tail, claim_orphans, segment_path
 from outcrop.store.engine import Store
 from tests.unit.test_metering_journal import _event
@@ -174,6 +174,8 @@ def test_the_ingest_process_wakes_on_a_byte_holds_the_lock_and_finishes_on_end_o
         journal.append(_line(n))
     os.write(pipe, b"w")
     _until(lambda: progress.seq == 25)
+    # It runs below its server's priority (nice values stop at 19).
+    assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
     assert len(_stored(store)) == 25
     journal.close()  # this process lets go of the lock; the ingester still holds it
     assert claim_orphans(directory, own_owner="me") == []

@@ -57,6 +57,11 @@ ORPHAN_SCAN_SECONDS = 5.0
 RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 FINAL_PATIENCE = 30.0  # how long a final drain keeps retrying a failing database before leaving the rest
 DATABASE_ENV = "OUTCROP_INGEST_DATABASE_URL"
+# The ingester yields the CPU to its server: under contention requests come first, and the ingest catches
+# up as soon as they leave room (the journal holds what is not stored yet, durably). At the same priority,
+# each batch it stored competed with the event loop for the same two cores: in bench/runtime the added p50
+# and p99 at c=16 were 0.3 and 1 ms higher.
+NICENESS = 10
 GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # sent to the whole process group; the server says when to stop
 
 
@@ -214,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     directory, owner, lock_fd = Path(args[0]), args[1], int(args[2])
+    os.nice(NICENESS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s outcrop-ingest[%(process)d] %(levelname)s %(message)s")
     for signum in GROUP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
