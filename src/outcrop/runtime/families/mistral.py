@@ -49,7 +49,7 @@ ROLES = ("system", "user", "assistant", "tool")
 TOOL_CHOICES = ("auto", "any", "none")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ChatFormRequest(ChatRequest):
     """A request that came in the chat-completion form, so it is answered in that form."""
 
