@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from outcrop.auth.identities import Identity
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestContext:
     request_id: str
     account: str

@@ -45,7 +45,7 @@ UNSUPPORTED_ACTION = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class InvocationRecord:
     """One per invocation: what metering will read (it never parses a body)."""
 
