@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import lru_cache
 from typing import Any
 
@@ -201,15 +201,19 @@ def validation_message(errors: list[str]) -> str:
     return f"{n} validation {noun} detected: " + "; ".join(errors)
 
 
-def validate_input(params: dict[str, Any], shape: Shape | None, prior: list[str] | None = None) -> list[str]:
+def validate_input(
+    params: dict[str, Any], shape: Shape | None, prior: list[str] | None = None, checked: Collection[str] = (),
+) -> list[str]:
     """Every violation of ``shape`` by ``params``, after any ``prior`` ones found while parsing.
 
-    The common case (valid input) is decided by ``_valid``, a check compiled once per shape that tells only
-    whether there is any violation; when there is one, the full walk above finds and words every one.
+    The common case (valid input) is decided by a check compiled once per shape (``checker``) that tells
+    only whether there is any violation; when there is one, the full walk above finds and words every one.
+    ``checked``: members already checked while they were read (``outcrop.wire.restjson``), not checked again
+    in the common case.
     """
     if not prior and shape is not None:
         try:
-            if _checker(shape)(params):
+            if _members_valid(params, shape, checked) if checked else _checker(shape)(params):
                 return []
         except RecursionError:  # the compiled check nests deeper per level than the walk: let the walk decide
             pass
@@ -219,6 +223,23 @@ def validate_input(params: dict[str, Any], shape: Shape | None, prior: list[str]
     if shape is not None:
         v.validate(params, shape, "")
     return v.errors
+
+
+def _members_valid(params: dict[str, Any], shape: Shape, checked: Collection[str]) -> bool:
+    """``checker(shape)(params)`` for a structure, leaving out the members in ``checked``."""
+    if shape.is_tagged_union:
+        return _checker(shape)(params)
+    for name in shape.required_members:
+        if params.get(name) is None:
+            return False
+    members = shape.members
+    for name, value in params.items():
+        if value is None or name in checked:
+            continue
+        member = members.get(name)
+        if member is not None and not _checker(member)(value):
+            return False
+    return True
 
 
 # -- the compiled yes/no check --------------------------------------------------------------------------
@@ -231,6 +252,11 @@ _CHECKS: dict[int, tuple[Shape, Check]] = {}
 
 def _checker(shape: Shape) -> Check:
     return once_per_shape(_CHECKS, shape, _compile)
+
+
+def checker(shape: Shape) -> Check:
+    """The compiled check of ``shape``: True exactly when the walk would find no violation."""
+    return _checker(shape)
 
 
 def _accept(value: Any) -> bool:
