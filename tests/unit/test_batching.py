@@ -126,6 +126,25 @@ def test_a_cancelled_sender_still_stops_the_producer():
     assert run(main()) == ["closed"]
 
 
+def test_the_producer_lets_what_was_already_due_on_the_loop_go_first():
+    order: list[str] = []
+
+    async def source() -> AsyncIterator[str]:
+        order.append("producer")
+        yield "frame"
+
+    async def main() -> list[str]:
+        batches = Batches(source())
+        # Due after the producer was made, as another stream's first frame is when many are answered at once.
+        asyncio.get_running_loop().call_soon(order.append, "other stream")
+        batch = await anext(batches)
+        await batches.aclose()
+        return batch
+
+    assert run(main()) == ["frame"]
+    assert order == ["other stream", "producer"]
+
+
 def test_a_streamed_answer_sends_its_first_frame_alone_then_the_rest_of_its_chunk_together():
     from outcrop.app import _respond_stream
 
