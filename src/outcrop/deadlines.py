@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import threading
 from types import TracebackType
 
 __all__ = ["RESOLUTION", "Limit", "within"]
@@ -119,6 +120,7 @@ class _Timers:
 
 _last: tuple[asyncio.AbstractEventLoop, _Timers] | None = None
 _all: dict[int, _Timers] = {}
+_all_lock = threading.Lock()  # loops of other threads (an embedded server, a test's) may look up at once
 
 
 def _timers(loop: asyncio.AbstractEventLoop) -> _Timers:
@@ -126,11 +128,12 @@ def _timers(loop: asyncio.AbstractEventLoop) -> _Timers:
     last = _last
     if last is not None and last[0] is loop:
         return last[1]
-    timers = _all.get(id(loop))
-    if timers is None or timers.loop is not loop:
-        timers = _all[id(loop)] = _Timers(loop)
-        for key in [k for k, t in _all.items() if t.loop.is_closed()]:
-            del _all[key]
+    with _all_lock:
+        timers = _all.get(id(loop))
+        if timers is None or timers.loop is not loop:
+            timers = _all[id(loop)] = _Timers(loop)
+            for key in [k for k, t in _all.items() if t.loop.is_closed()]:
+                del _all[key]
     _last = (loop, timers)
     return timers
 

@@ -1,7 +1,7 @@
 """The compiled yes/no check of ``validate_input`` against the full walk it short-cuts.
 
 For every input shape of every served operation, random values (mostly valid, with wrong types, missing
-members, bad lengths, enums and patterns mixed in) must get the same verdict from ``_checker(shape)`` as
+members, bad lengths, enums and patterns mixed in) must get the same verdict from ``checker(shape)`` as
 from ``ShapeValidator``: no error exactly when the check says valid. ``validate_input`` must return the
 walk's errors in every case.
 """
@@ -16,7 +16,7 @@ import pytest
 from botocore.model import Shape
 
 from outcrop.app import service_catalog
-from outcrop.wire.validate import ShapeValidator, _checker, validate_input
+from outcrop.wire.validate import ShapeValidator, checker, validate_input
 
 OPS = sorted(service_catalog().operations.items())
 
@@ -75,6 +75,6 @@ def test_check_agrees_with_the_walk(key: tuple[str, str], op: Any) -> None:
             value = {}
         walk = ShapeValidator()
         walk.validate(value, shape, "")
-        assert _checker(shape)(value) == (not walk.errors), (value, walk.errors)
+        assert checker(shape)(value) == (not walk.errors), (value, walk.errors)
         assert validate_input(value, shape) == walk.errors
         assert validate_input(value, shape, ["prior"]) == ["prior", *walk.errors]

@@ -31,6 +31,7 @@ from outcrop.metering.prices import PICO_PER_USD
 MAX_MODEL_IDS = 1000
 OTHER = "other"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BUCKET_LABELS = (*map(str, LATENCY_BUCKETS), "+Inf")  # each bucket's ``le``, as prometheus_client writes it
 LABELS = ("model_id", "region")
 # (name, help) of each counter, in the order of ``_Series.counts``; the samples are ``<name>_total``.
 COUNTERS = (
@@ -57,7 +58,7 @@ class _Histogram:
 
     def cumulative(self) -> list[tuple[str, float]]:
         out, total = [], 0
-        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.buckets, strict=True):
+        for bound, count in zip(BUCKET_LABELS, self.buckets, strict=True):
             total += count
             out.append((bound, total))
         return out

@@ -136,9 +136,6 @@ class Router:
             self.pools[(region, model_id)] = pool
         return pool
 
-    def candidates(self, resolution: Resolution) -> list[Deployed]:
-        return self._candidates(resolution)[0]
-
     def _candidates(self, resolution: Resolution) -> tuple[list[Deployed], bool]:
         """The deployments serving a resolution's candidates, in its order (pools never change once made),
         and whether any of them counts tokens."""

@@ -213,7 +213,7 @@ def validate_input(
     """
     if not prior and shape is not None:
         try:
-            if _members_valid(params, shape, checked) if checked else _checker(shape)(params):
+            if _members_valid(params, shape, checked) if checked else checker(shape)(params):
                 return []
         except RecursionError:  # the compiled check nests deeper per level than the walk: let the walk decide
             pass
@@ -228,7 +228,7 @@ def validate_input(
 def _members_valid(params: dict[str, Any], shape: Shape, checked: Collection[str]) -> bool:
     """``checker(shape)(params)`` for a structure, leaving out the members in ``checked``."""
     if shape.is_tagged_union:
-        return _checker(shape)(params)
+        return checker(shape)(params)
     for name in shape.required_members:
         if params.get(name) is None:
             return False
@@ -237,26 +237,22 @@ def _members_valid(params: dict[str, Any], shape: Shape, checked: Collection[str
         if value is None or name in checked:
             continue
         member = members.get(name)
-        if member is not None and not _checker(member)(value):
+        if member is not None and not checker(member)(value):
             return False
     return True
 
 
 # -- the compiled yes/no check --------------------------------------------------------------------------
-# ``_checker(shape)(value)`` is True exactly when ``ShapeValidator().validate(value, shape, path)`` would
+# ``checker(shape)(value)`` is True exactly when ``ShapeValidator().validate(value, shape, path)`` would
 # record no error: the same checks, in closures built once per shape (no path strings, no dispatch by name).
 # Children are compiled on first use, so recursive shapes need no special care.
 Check = Callable[[Any], bool]
 _CHECKS: dict[int, tuple[Shape, Check]] = {}
 
 
-def _checker(shape: Shape) -> Check:
-    return once_per_shape(_CHECKS, shape, _compile)
-
-
 def checker(shape: Shape) -> Check:
     """The compiled check of ``shape``: True exactly when the walk would find no violation."""
-    return _checker(shape)
+    return once_per_shape(_CHECKS, shape, _compile)
 
 
 def _accept(value: Any) -> bool:
@@ -264,12 +260,12 @@ def _accept(value: Any) -> bool:
 
 
 def _lazy(shape: Shape) -> Check:
-    """``_checker(shape)``, looked up on the first call (then direct)."""
+    """``checker(shape)``, looked up on the first call (then direct)."""
     cell: list[Check] = []
 
     def check(value: Any) -> bool:
         if not cell:
-            cell.append(_checker(shape))
+            cell.append(checker(shape))
         return cell[0](value)
 
     return check
