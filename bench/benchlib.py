@@ -58,10 +58,17 @@ def machine(*packages: str) -> list[str]:
 BACKEND_DIR = Path(__file__).resolve().parent / "runtime"
 
 
-def backend_command(granian: Path, port: int) -> list[str]:
-    """The backend under granian, as both benchmarks start it (1 worker, HTTP/1.1, loopback)."""
-    return [str(granian), "--interface", "asgi", "--http", "1", "--no-ws", "--workers", "1",
-            "--host", "127.0.0.1", "--port", str(port), "backend:app"]
+def asgi_command(python: Path, app: str, port: int, workers: int = 1) -> list[str]:
+    """A bare ASGI callable under the server ``outcrop serve`` runs on: uvicorn, uvloop, httptools, no
+    access log, no WebSocket, on loopback."""
+    return [str(python), "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--lifespan", "on", "--no-access-log",
+            "--no-server-header", "--log-level", "warning"]
+
+
+def backend_command(python: Path, port: int) -> list[str]:
+    """The backend, as both benchmarks start it (1 worker, loopback); ``backend:app`` from BACKEND_DIR."""
+    return asgi_command(python, "backend:app", port)
 
 
 def backend_config(backend_url: str) -> str:

@@ -1,7 +1,7 @@
-"""The ceiling: a bare ASGI callable answering one fixed JSON body, served by granian like outcrop.
+"""The ceiling: a bare ASGI callable answering one fixed JSON body, served by uvicorn like outcrop.
 
 It drains the request body (so POSTs cost what they cost on the wire) and answers every path the same.
-Started by ``run.py`` as ``granian --interface asgi --http auto --no-ws --workers 1 bare:app``.
+Started by ``run.py`` under uvicorn with the flags of ``benchlib.asgi_command``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 Two views, both of the same commit that run.py measures (HEAD, exported with git archive):
 
 1. py-spy samples the running server's worker process while wrk drives one operation at 32 connections:
-   the share of samples per thread, per layer (granian/asyncio, outcrop's own modules, SQLAlchemy, the
+   the share of samples per thread, per layer (uvicorn/asyncio, outcrop's own modules, SQLAlchemy, the
    database driver, ...) and per function (self and inclusive).
 2. cProfile of the ASGI app driven in-process (no HTTP server), one request at a time: exact call counts
    and per-request microseconds of each step.
@@ -61,7 +61,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("botocore/", "botocore"),
     ("orjson", "orjson"),
     ("asyncio/", "asyncio"),
-    ("granian/", "granian"),
+    ("uvicorn/", "uvicorn"),
     ("concurrent/futures", "concurrent.futures"),
     ("threading.py", "threading"),
     ("queue.py", "queue"),
@@ -93,7 +93,7 @@ def short(frame: str) -> str:
     """``func (path/to/file.py:123)`` -> ``func (file.py:123)`` with the package kept for outcrop."""
     name, _, where = frame.rpartition(" (")
     where = where.rstrip(")")
-    for marker in ("outcrop/", "sqlalchemy/", "granian/", "asyncio/", "psycopg/", "concurrent/"):
+    for marker in ("outcrop/", "sqlalchemy/", "uvicorn/", "asyncio/", "psycopg/", "concurrent/"):
         if marker in where:
             return f"{name} ({marker}{where.split(marker, 1)[1]})"
     return f"{name} ({where.rsplit('/', 1)[-1]})"
@@ -136,10 +136,10 @@ def summarize(raw: Path, top: int) -> str:
     out.write(f"\nself time, top {top}:\n")
     for name, n in self_time.most_common(top):
         out.write(f"  {n / total:6.1%}  {name}\n")
-    out.write(f"\ninclusive time, top {top} outside asyncio/granian/threading:\n")
+    out.write(f"\ninclusive time, top {top} outside asyncio/uvicorn/threading:\n")
     shown = 0
     for name, n in inclusive.most_common():
-        if any(x in name for x in ("asyncio/", "granian/", "threading.py", "_bootstrap", "<module>", "run (")):
+        if any(x in name for x in ("asyncio/", "uvicorn/", "threading.py", "_bootstrap", "<module>", "run (")):
             continue
         out.write(f"  {n / total:6.1%}  {name}\n")
         shown += 1

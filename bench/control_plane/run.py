@@ -213,8 +213,8 @@ def machine() -> list[str]:
         f"date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"nproc: {nproc}; CPU: {cpu}; memory: {mem_kb / 1024 / 1024:.1f} GiB; "
         f"load average before the run: {' '.join(load)}",
-        f"Python {platform.python_version()} ({sys.executable}); granian "
-        f"{importlib.metadata.version('granian')}; SQLAlchemy {importlib.metadata.version('sqlalchemy')}; "
+        f"Python {platform.python_version()} ({sys.executable}); uvicorn "
+        f"{importlib.metadata.version('uvicorn')}; SQLAlchemy {importlib.metadata.version('sqlalchemy')}; "
         f"psycopg {importlib.metadata.version('psycopg')}",
     ]
 

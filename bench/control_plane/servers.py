@@ -13,10 +13,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchlib import asgi_command
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 MAIN_PYTHON = REPO / ".venv" / "bin" / "python"
-GRANIAN = REPO / ".venv" / "bin" / "granian"
 PEERS_VENV = HERE.parent / ".venv-peers"
 PG_ADMIN_URL = os.environ.get("OUTCROP_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 # Quota high enough that no benchmark cell ever meets it (the default is 1,000 per account and Region).
@@ -72,7 +75,7 @@ class Server:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
     def worker_pids(self) -> list[int]:
-        """The process and all its descendants (granian forks its workers)."""
+        """The process and all its descendants (its workers, outcrop's metering ingester)."""
         return descendants(self.proc.pid)
 
     def stop(self) -> None:
@@ -113,12 +116,9 @@ def start_outcrop(
 
 
 def start_bare(workdir: Path, workers: int = 1) -> Server:
-    """The bare callable under the same granian flags as ``outcrop serve`` (asgi, http auto, no ws)."""
+    """The bare callable under the same server as ``outcrop serve`` (uvicorn, uvloop, httptools)."""
     port = free_port()
-    cmd = [
-        str(GRANIAN), "--interface", "asgi", "--http", "auto", "--no-ws", "--workers", str(workers),
-        "--host", "127.0.0.1", "--port", str(port), "bare:app",
-    ]
+    cmd = asgi_command(MAIN_PYTHON, "bare:app", port, workers)
     env = {"PYTHONPATH": str(HERE)}
     return _spawn("bare ASGI", cmd, env, workdir, port, "/")
 

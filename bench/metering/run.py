@@ -91,7 +91,7 @@ def start_server(
 def start_backend() -> tuple[subprocess.Popen[bytes], str]:
     """``bench/runtime/backend.py``: an OpenAI-compatible server answering every completion after 20 ms."""
     port = free_port()
-    cmd = backend_command(Path(sys.executable).parent / "granian", port)
+    cmd = backend_command(Path(sys.executable), port)
     proc = subprocess.Popen(cmd, cwd=BACKEND_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     return proc, wait_healthy(f"http://127.0.0.1:{port}", "/")
@@ -271,7 +271,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.events = 3.0, 2, min(args.events, 200_000)
-    facts = machine("granian", "SQLAlchemy")
+    facts = machine("uvicorn", "SQLAlchemy")
     facts.append(f"SQLite {sqlite3.sqlite_version}; outcrop: the working tree on top of {git_head()}")
     out: list[str] = []
 

@@ -1,6 +1,6 @@
 """The model behind every gateway: an OpenAI-compatible chat-completions server that answers after 20 ms.
 
-A bare ASGI callable (started by ``run.py`` under granian, as ``outcrop serve`` runs) so that it costs
+A bare ASGI callable (started by ``run.py`` under uvicorn, as ``outcrop serve`` runs) so that it costs
 far less than any gateway in front of it. ``POST …/chat/completions`` sleeps ``SERVICE_MS`` and answers
 one fixed completion with usage; with ``"stream": true`` it sends, after the same 20 ms, an SSE stream of
 ``CHUNKS`` content deltas, the finish chunk, a usage chunk and ``[DONE]``, each flushed at once. The

@@ -37,9 +37,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "control_plane"))
 sys.path.insert(0, str(HERE.parent))
 
-from benchlib import BACKEND_DIR, backend_command, backend_config, machine, update_section, uptime  # noqa: E402
+from benchlib import (  # noqa: E402
+    BACKEND_DIR,
+    asgi_command,
+    backend_command,
+    backend_config,
+    machine,
+    update_section,
+    uptime,
+)
 from load import Result, ensure_wrk, run_wrk  # noqa: E402
-from servers import GRANIAN, MAIN_PYTHON, REPO, Server, free_port, snapshot_source  # noqa: E402
+from servers import MAIN_PYTHON, REPO, Server, free_port, snapshot_source  # noqa: E402
 
 README = HERE.parent / "README.md"
 SECTION = "runtime"
@@ -118,14 +126,13 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], workdir: Path, port: i
 
 def start_backend(workdir: Path) -> Server:
     port = free_port()
-    return spawn("backend", backend_command(GRANIAN, port), {"PYTHONPATH": str(BACKEND_DIR)}, workdir, port, "/")
+    return spawn("backend", backend_command(MAIN_PYTHON, port), {"PYTHONPATH": str(BACKEND_DIR)}, workdir, port, "/")
 
 
 def start_floor(backend: Server, workdir: Path, source: Path | None) -> Server:
-    """``proxy.py`` under granian as ``outcrop serve`` runs it (HTTP auto, 1 worker)."""
+    """``proxy.py`` under the server ``outcrop serve`` runs on (1 worker)."""
     port = free_port()
-    cmd = [str(GRANIAN), "--interface", "asgi", "--http", "auto", "--no-ws", "--workers", "1",
-           "--host", "127.0.0.1", "--port", str(port), "proxy:app"]
+    cmd = asgi_command(MAIN_PYTHON, "proxy:app", port)
     path = os.pathsep.join([str(HERE), *([str(source)] if source is not None else [])])
     return spawn("floor", cmd, {"PYTHONPATH": path, "BACKEND_URL": backend.url}, workdir, port, "/")
 
@@ -423,7 +430,7 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         f"{LITELLM_VERSION} into `bench/.venv-litellm` when missing).",
         "",
         *[f"- {x}" for x in facts],
-        "- backend: `bench/runtime/backend.py`, a bare ASGI OpenAI-compatible server under granian (1 worker), "
+        "- backend: `bench/runtime/backend.py`, a bare ASGI OpenAI-compatible server under uvicorn (1 worker), "
         "answering every chat completion after a fixed 20 ms (a stream: its first chunk after 20 ms, the rest at once).",
         "- direct: the backend's `POST /v1/chat/completions`; outcrop: `outcrop serve` (1 worker unless the row says 2, SQLite, "
         "`[[deployments]] backend = \"openai\"`), Converse on the foundation model and on an application profile "
@@ -432,7 +439,7 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         "what the process buys; LiteLLM: its proxy "
         "(1 worker, `LITELLM_LOCAL_MODEL_COST_MAP=True`, `num_retries: 0`, a master key sent as a bearer token, no database), `POST /chat/completions` to a model "
         "routed to the same backend as `openai/bench`.",
-        "- floor: `bench/runtime/proxy.py`, a do-nothing proxy under the same granian as outcrop (1 worker): it reads "
+        "- floor: `bench/runtime/proxy.py`, a do-nothing proxy under the same server as outcrop (uvicorn, 1 worker): it reads "
         "the request, sends one fixed completion to the backend with outcrop's own HTTP client and answers the "
         "backend's bytes. What it adds is the price of the extra hop on this machine; outcrop's own cost is what "
         "outcrop adds beyond it.",
@@ -487,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     stream_seconds = 2.0 if args.quick else 5.0
 
-    facts = machine("granian", "httpx")
+    facts = machine("uvicorn", "httpx")
     facts.append(f"load generator: {ensure_wrk()}")
     litellm_version = None if args.no_litellm else ensure_litellm()
     scratch = Path(tempfile.mkdtemp(prefix="outcrop-bench-runtime-"))

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
+from outcrop import logs
 from outcrop.auth.authenticate import Authenticator, AuthMode, Caller
 from outcrop.auth.authorize import Authorizer, admin_check
 from outcrop.auth.identities import Identities
@@ -439,6 +440,8 @@ def create_app(config: Config | None = None) -> Outcrop:
 
 def factory() -> Outcrop:
     """Entry point for ASGI servers in factory mode (``outcrop serve``): the config comes from the environment."""
-    app = create_app(load_config())
+    config = load_config()
+    logs.configure(config.log_level, config.log_format)
+    app = create_app(config)
     app.serving = True
     return app

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from outcrop import logs
 from outcrop.config import DEFAULT_PORT, ConfigError, load_config
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from granian import Granian
-    from granian.constants import HTTPModes, Interfaces
-    from granian.http import HTTP1Settings, HTTP2Settings
-
+    from outcrop.server import serve
     from outcrop.store.engine import Store
 
     config = load_config(
         args.config, host=args.host, port=args.port, database_url=args.database, workers=args.workers,
         auth_mode=args.auth,
     )
+    logs.configure(config.log_level, config.log_format)
     # Worker processes rebuild the same config from the environment (see ``outcrop.app.factory``).
     if args.config:
         os.environ["OUTCROP_CONFIG"] = str(args.config)
@@ -41,23 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    Granian(
-        "outcrop.app:factory",
-        factory=True,
-        address=config.host,
-        port=config.port,
-        interface=Interfaces.ASGI,
-        http=HTTPModes.auto,
-        workers=config.workers,
-        websockets=False,
-        # Slow and oversized headers are refused by the HTTP server itself (slow or oversized bodies by the app).
-        http1_settings=HTTP1Settings(
-            header_read_timeout=int(config.header_read_timeout_seconds * 1000),
-            max_buffer_size=config.max_header_bytes,
-        ),
-        http2_settings=HTTP2Settings(max_headers_size=config.max_header_bytes),
-        log_enabled=True,
-    ).serve()
+    serve(config)
     return 0
 
 
@@ -193,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     try:
         return int(args.func(args))
     except ConfigError as e:

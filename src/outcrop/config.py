@@ -17,7 +17,8 @@ from typing import Any
 DEFAULT_PORT = 8643
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
-MIN_HEADER_BYTES = 8192  # hyper (under granian) refuses a smaller HTTP/1 read buffer
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+MIN_HEADER_BYTES = 8192  # below this, ordinary clients' requests (long SigV4 headers, cookies) would not fit
 
 
 def default_data_dir() -> Path:
@@ -145,8 +146,8 @@ class Config:
     max_header_bytes: int = 64 * 1024
     header_read_timeout_seconds: float = 10.0
     body_read_timeout_seconds: float = 60.0
-    # How long a server worker's event loop may hold the GIL while another of its threads (the HTTP
-    # server's request hand-off, the metering and database writers) waits for it; applied only by
+    # How long a server worker's event loop may hold the GIL while another of its threads (the metering
+    # and database writers) waits for it; applied only by
     # ``outcrop serve``, never to a process that embeds outcrop. Python's 5 ms is the default: 0.5 ms
     # cost a CPU-bound worker 5-15% of its throughput and, once the startup heap was frozen, did not
     # lower the latency outcrop adds at c=16 in A/Bs (bench/README.md, runtime).
@@ -277,7 +278,7 @@ def _check(config: Config) -> None:
     if config.max_request_bytes < 1:
         raise ConfigError("max_request_bytes must be 1 or more")
     if config.max_header_bytes < MIN_HEADER_BYTES:
-        raise ConfigError(f"max_header_bytes must be {MIN_HEADER_BYTES} or more (the HTTP server's smallest buffer)")
+        raise ConfigError(f"max_header_bytes must be {MIN_HEADER_BYTES} or more")
     if config.header_read_timeout_seconds <= 0 or config.body_read_timeout_seconds <= 0:
         raise ConfigError("header_read_timeout_seconds and body_read_timeout_seconds must be more than 0")
     if config.auth_mode not in ("open", "strict"):
@@ -297,5 +298,9 @@ def _check(config: Config) -> None:
         raise ConfigError(f"metering_ingest must be 'process' or 'thread', not {config.metering_ingest!r}")
     if not (0.01 <= config.switch_interval_ms <= 100):
         raise ConfigError("switch_interval_ms must be between 0.01 and 100")
+    if config.workers < 1:
+        raise ConfigError(f"workers must be 1 or more, not {config.workers}")
+    if config.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {config.log_level!r}")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format must be 'text' or 'json'")

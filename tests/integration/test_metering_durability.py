@@ -182,7 +182,7 @@ def test_a_server_killed_alone_leaves_its_ingester_to_store_the_rest(
 
     def kill_the_server_but_not_its_ingester() -> None:
         assert server.proc is not None
-        os.kill(server.proc.pid, signal.SIGKILL)  # granian's main process first: it would start a new worker
+        os.kill(server.proc.pid, signal.SIGKILL)  # the main process first: with workers, it would start a new one
         os.kill(worker, signal.SIGKILL)
         server.proc.wait(10)
         server.proc = None

@@ -1,0 +1,362 @@
+"""The HTTP server itself (``outcrop.server``): h2c beside HTTP/1.1, flow control, limits, shutdown, logs.
+
+A raw HTTP/2 client built on the ``h2`` package (a dependency of outcrop's) drives the h2c cases, so each
+test controls the client's windows, frame by frame; the HTTP/1.1 cases talk raw bytes over a socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.settings
+import httpx
+import pytest
+from botocore.eventstream import EventStreamBuffer
+from conftest import ServerProcess
+
+from outcrop.config import ConfigError, load_config
+from outcrop.server.http1 import PREFACE
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+CONVERSE = json.dumps({"messages": [{"role": "user", "content": [{"text": "Hello there"}]}]}).encode()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("protocols")
+    (tmp / "outcrop.toml").write_text("max_header_bytes = 16384\nheader_read_timeout_seconds = 2\n")
+    server = ServerProcess(database_url=f"sqlite:///{tmp / 'outcrop.db'}", data_dir=tmp,
+                           config_file=tmp / "outcrop.toml", extra_env={"OUTCROP_LOG_FORMAT": "json"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class H2Client:
+    """One h2c connection (prior knowledge); ``window`` is the initial stream window it advertises."""
+
+    def __init__(self, port: int, window: int = 65535, auto_ack: bool = True) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.conn.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.conn.initiate_connection()
+        self.auto_ack = auto_ack
+        self.resets: dict[int, int] = {}  # stream -> error code of the server's RST_STREAM
+        self.flush()
+
+    def flush(self) -> None:
+        if data := self.conn.data_to_send():
+            self.sock.sendall(data)
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
+                end: bool = True) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        head = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "localhost"),
+                *(headers or [])]
+        if body:
+            head.append(("content-length", str(len(body))))
+        self.conn.send_headers(sid, [(k.encode(), v.encode()) for k, v in head], end_stream=not body and end)
+        self.flush()
+        if body:
+            self.send_body(sid, body, end)
+        return sid
+
+    def send_body(self, sid: int, body: bytes, end: bool = True) -> None:
+        while body:
+            room = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            if room <= 0:
+                self.pump()  # wait for the server to open the window
+                continue
+            self.conn.send_data(sid, body[:room])
+            body = body[room:]
+            self.flush()
+        if end:
+            self.conn.end_stream(sid)
+            self.flush()
+
+    def pump(self) -> list[h2.events.Event]:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        events = self.conn.receive_data(data)
+        for e in events:
+            if isinstance(e, h2.events.StreamReset):
+                self.resets[e.stream_id] = e.error_code
+            if isinstance(e, h2.events.DataReceived) and self.auto_ack:
+                self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+        self.flush()
+        return events
+
+    def response(self, sid: int, deadline: float = 15.0) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = 0, {}, b""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            for e in self.pump():
+                if getattr(e, "stream_id", None) != sid:
+                    continue
+                if isinstance(e, h2.events.ResponseReceived):
+                    headers = {k.decode(): v.decode() for k, v in e.headers}
+                    status = int(headers[":status"])
+                elif isinstance(e, h2.events.DataReceived):
+                    body += e.data
+                elif isinstance(e, h2.events.StreamEnded):
+                    return status, headers, body
+                elif isinstance(e, h2.events.StreamReset):
+                    raise AssertionError(f"stream {sid} was reset: {e.error_code!r}")
+        raise AssertionError(f"no complete answer on stream {sid}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_h2c_converse_answers_like_http1(srv):
+    client = H2Client(srv.port)
+    try:
+        status, headers, body = client.response(client.request(
+            "POST", f"/model/{HAIKU}/converse", CONVERSE, [("content-type", "application/json")]))
+    finally:
+        client.close()
+    assert status == 200, body
+    assert headers["x-amzn-requestid"]
+    over_http1 = httpx.post(f"{srv.url}/model/{HAIKU}/converse", content=CONVERSE, timeout=10).json()
+    assert json.loads(body)["output"] == over_http1["output"]  # the builtin model is deterministic
+
+
+def test_h2c_request_body_larger_than_the_window_is_read_whole(srv):
+    """The server opens the client's window as the app reads: a 200 kB body gets through a 64 kB window."""
+    text = "word " * 40_000
+    body = json.dumps({"messages": [{"role": "user", "content": [{"text": text}]}]}).encode()
+    assert len(body) > 3 * 65535
+    client = H2Client(srv.port)
+    try:
+        status, _, answer = client.response(client.request(
+            "POST", f"/model/{HAIKU}/count-tokens", json.dumps({"input": {"converse": json.loads(body)}}).encode(),
+            [("content-type", "application/json")]))
+    finally:
+        client.close()
+    assert status == 200, answer
+    assert json.loads(answer)["inputTokens"] >= 40_000  # one per word, by the builtin rule
+
+
+def test_h2c_answer_waits_for_the_clients_window_updates(srv):
+    """A client with a 1 kB window gets the whole ListFoundationModels answer, one window at a time."""
+    client = H2Client(srv.port, window=1024)
+    try:
+        status, _, body = client.response(client.request("GET", "/foundation-models"))
+    finally:
+        client.close()
+    assert status == 200
+    assert len(body) > 10 * 1024
+    assert json.loads(body)["modelSummaries"]
+
+
+def test_h2c_converse_stream_frames_decode(srv):
+    client = H2Client(srv.port)
+    try:
+        status, headers, body = client.response(client.request(
+            "POST", f"/model/{HAIKU}/converse-stream", CONVERSE, [("content-type", "application/json")]))
+    finally:
+        client.close()
+    assert status == 200
+    assert headers["content-type"] == "application/vnd.amazon.eventstream"
+    frames = EventStreamBuffer()
+    frames.add_data(body)
+    events = [f.headers[":event-type"] for f in frames]
+    assert events[0] == "messageStart" and events[-1] == "metadata"
+
+
+def test_h2c_goaway_from_the_client_still_lets_its_open_stream_finish(srv):
+    """The JS SDK's NodeHttp2Handler closes its session (GOAWAY) as soon as an answer begins."""
+    client = H2Client(srv.port)
+    try:
+        sid = client.request("POST", f"/model/{HAIKU}/converse-stream", CONVERSE,
+                             [("content-type", "application/json")])
+        client.conn.close_connection(last_stream_id=0)
+        client.flush()
+        client.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN  # to read the answer on
+        status, _, body = client.response(sid)
+    finally:
+        client.close()
+    assert status == 200
+    frames = EventStreamBuffer()
+    frames.add_data(body)
+    assert [f.headers[":event-type"] for f in frames][-1] == "metadata"
+
+
+def test_sigterm_lets_an_open_h2c_stream_finish_and_refuses_new_ones(server_factory):
+    slow = '[[deployments]]\nmodel = "*"\nbackend = "builtin"\nttft_ms = 300\ntokens_per_second = 40\n'
+    server = server_factory(config=slow)
+    client = H2Client(server.port)
+    try:
+        sid = client.request("POST", f"/model/{HAIKU}/converse-stream", CONVERSE,
+                             [("content-type", "application/json")])
+        time.sleep(0.2)
+        assert server.proc is not None
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        time.sleep(0.3)
+        refused = client.request("GET", "/_outcrop/health")
+        status, _, body = client.response(sid, deadline=20)
+        assert status == 200
+        frames = EventStreamBuffer()
+        frames.add_data(body)
+        assert [f.headers[":event-type"] for f in frames][-1] == "metadata"  # the whole stream
+        assert client.resets[refused] == h2.errors.ErrorCodes.REFUSED_STREAM
+        server.proc.wait(15)
+    finally:
+        client.close()
+
+
+def test_h2c_stream_reset_by_the_client_mid_answer_leaves_the_server_serving(srv):
+    client = H2Client(srv.port, window=16, auto_ack=False)  # the answer stalls on the window
+    try:
+        sid = client.request("POST", f"/model/{HAIKU}/converse-stream", CONVERSE,
+                             [("content-type", "application/json")])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(isinstance(e, h2.events.DataReceived) for e in client.pump()):
+                break
+        client.conn.reset_stream(sid)
+        client.flush()
+        sid2 = client.request("GET", "/_outcrop/health")  # the connection itself goes on
+        client.auto_ack = True
+        client.conn.increment_flow_control_window(1 << 20)
+        client.flush()
+        status, _, body = client.response(sid2)
+    finally:
+        client.close()
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+
+def test_h2c_headers_over_max_header_bytes_are_refused_and_the_server_stays_up(srv):
+    client = H2Client(srv.port)
+    try:
+        client.request("GET", "/_outcrop/health", headers=[("x-big", "a" * 20_000)])
+        refused = False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not refused:
+            try:
+                events = client.pump()
+            except (ConnectionError, OSError):
+                refused = True
+                break
+            refused = any(isinstance(e, h2.events.ConnectionTerminated | h2.events.StreamReset) for e in events)
+            assert not any(isinstance(e, h2.events.ResponseReceived) and dict(e.headers)[b":status"] == b"200"
+                           for e in events)
+        assert refused
+    finally:
+        client.close()
+    assert httpx.get(srv.url + "/_outcrop/health", timeout=5).status_code == 200
+
+
+def test_h2c_preface_split_across_packets_is_still_h2c(srv):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(PREFACE[:5])
+        time.sleep(0.2)
+        s.sendall(PREFACE[5:])
+        s.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an empty SETTINGS frame
+        first = s.recv(9)
+    assert first[3] == 0x04  # the server's first frame is its SETTINGS: it speaks HTTP/2
+
+
+def test_http1_header_read_timeout_is_an_aws_shaped_408(srv):
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /_outcrop/health HTTP/1.1\r\nHost: x\r\n")  # and the head never ends
+        reply = s.recv(65536)
+    assert time.monotonic() - start < 2 + 3
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert b"x-amzn-errortype: RequestTimeoutException" in head
+    assert "2 seconds" in json.loads(body)["message"]
+
+
+def test_http1_oversized_head_is_an_aws_shaped_431(srv):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /_outcrop/health HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 3000 + b"\r\n")
+        reply = s.recv(65536)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), head
+    assert "16384 bytes" in json.loads(body)["message"]
+
+
+def test_http1_one_endless_header_is_cut_off_at_the_limit(srv):
+    """Bytes of a head that never ends are counted as they come, not only when a header is complete."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /_outcrop/health HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        reply = b""
+        try:
+            for _ in range(40):
+                s.sendall(b"a" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with contextlib.suppress(ConnectionResetError):
+            reply = s.recv(65536)
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 431"), reply[:200]
+
+
+def test_http1_an_answer_given_before_the_body_arrived_is_not_lost_to_a_reset(srv):
+    """A 404 needs none of the body: the server answers at once, then reads and drops the rest before it
+    closes, so that the client, still sending, reads the answer rather than a reset."""
+    body = b"x" * (4 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /no-such-operation HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        time.sleep(0.3)  # the answer is written while the body is still to come
+        s.sendall(body)  # no reset: the server is reading (and dropping) it
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404"), head
+    assert b"x-amzn-errortype: unknownoperationexception" in head.lower()
+    assert "No Bedrock operation" in json.loads(payload)["message"]
+
+
+def test_logs_are_json_lines_when_log_format_is_json(srv):
+    lines = [line for line in srv.log_text().splitlines() if line.startswith("{")]
+    assert lines, srv.log_text()[-2000:]
+    entries = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    assert any(e["logger"].startswith("uvicorn") for e in entries)  # the server's own lines too
+
+
+def test_sigterm_with_idle_keep_alive_connections_stops_promptly(server_factory):
+    server = server_factory()
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    h2 = H2Client(server.port)
+    try:
+        assert httpx.get(server.url + "/_outcrop/health", timeout=5).status_code == 200
+        start = time.monotonic()
+        assert server.proc is not None
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        server.proc.wait(10)
+        assert time.monotonic() - start < 5
+        # Stopped gracefully (the app's shutdown ran: metering closed), then exits by the signal it got.
+        assert server.proc.returncode in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in server.log_text()
+    finally:
+        for s in idle:
+            s.close()
+        h2.close()
+
+
+@pytest.mark.parametrize("setting", ["workers = 0", 'log_level = "loud"'])
+def test_server_settings_out_of_range_are_config_errors(tmp_path, setting):
+    path = tmp_path / "bad.toml"
+    path.write_text(setting + "\n")
+    with pytest.raises(ConfigError):
+        load_config(path)
