@@ -326,6 +326,27 @@ def test_http1_an_answer_given_before_the_body_arrived_is_not_lost_to_a_reset(sr
     assert "No Bedrock operation" in json.loads(payload)["message"]
 
 
+def test_http1_expect_100_continue_is_answered_before_the_body_is_sent(srv):
+    """The interim answer is sent at once (the head of the final answer may wait for its body; it may not)."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /model/%s/converse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % (HAIKU.encode(), len(CONVERSE)))
+        interim = s.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        s.sendall(CONVERSE)
+        reply = s.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+
+
+def test_http1_head_answers_and_the_connection_goes_on(srv):
+    """An answer with no body (HEAD) still goes out, and the kept-alive connection serves the next one."""
+    with httpx.Client(timeout=5) as client:
+        first = client.head(srv.url + "/_outcrop/health")
+        second = client.get(srv.url + "/_outcrop/health")
+    assert first.status_code in (200, 404) and first.content == b""
+    assert second.json() == {"status": "ok"}
+
+
 def test_logs_are_json_lines_when_log_format_is_json(srv):
     lines = [line for line in srv.log_text().splitlines() if line.startswith("{")]
     assert lines, srv.log_text()[-2000:]

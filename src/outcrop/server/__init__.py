@@ -47,6 +47,7 @@ def serve(config: Config) -> None:
         lifespan="on",
         interface="asgi3",
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-* are not trusted, and nothing here uses the client's address
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

@@ -9,7 +9,7 @@ app with no hand-off between threads. Three things are added here:
   reports them and, as a backstop against one endless header, as bytes received before the head ends.
   Over the limit: 431 and the connection is closed.
 - **A header read timeout** (``header_read_timeout_seconds``): from the connection's start, or from the
-  first byte of each later request, to the end of its head. A client trickling its head (slow loris)
+  first piece of each later request that does not hold its whole head, to the end of its head. A client trickling its head (slow loris)
   gets 408 and the connection is closed. Between requests, uvicorn's keep-alive timeout applies.
 
 Both answers are AWS-shaped errors (``x-amzn-ErrorType`` and a JSON ``message``), as every other
@@ -51,22 +51,47 @@ def refusal(status: int, reason: bytes, error_type: bytes, message: str) -> byte
     ) + body
 
 
-class _Lingering:
-    """The transport as uvicorn's request cycle sees it, but ``close()`` lingers when the request is still
-    arriving: the answer was given before the whole body (a 404 or 413 needs none of it), and closing a
-    socket with unread data sends a reset, which can make the client's kernel drop the answer before the
-    client reads it. So the write side is shut (FIN after the answer), what still arrives is read and
-    dropped, and the socket is closed once the client closes its side or ``LINGER_SECONDS`` have passed.
+class _Transport:
+    """The transport as uvicorn's request cycle sees it, with two changes.
+
+    - An answer's head is held until its first body bytes, and both go out in one write: one system call
+      per answer instead of two (ASGI lets a server delay the head until the first body message). A
+      ``100 Continue`` is never held; a head whose answer ends with no body (HEAD) goes out when it ends.
+    - ``close()`` lingers when the request is still arriving: the answer was given before the whole body
+      (a 404 or 413 needs none of it), and closing a socket with unread data sends a reset, which can make
+      the client's kernel drop the answer before the client reads it. So the write side is shut (FIN
+      after the answer), what still arrives is read and dropped, and the socket is closed once the client
+      closes its side or ``LINGER_SECONDS`` have passed.
     """
+
+    __slots__ = ("_head", "_head_of", "_protocol", "_transport")
 
     def __init__(self, transport: asyncio.Transport, protocol: HTTP1) -> None:
         self._transport = transport
         self._protocol = protocol
+        self._head: bytes | None = None
+        self._head_of: object = None  # the request cycle whose head was held (one per cycle)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
+    def write(self, data: bytes) -> None:
+        cycle = self._protocol.cycle
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif (cycle is not None and cycle is not self._head_of and cycle.response_started
+              and not cycle.response_complete and data.startswith(b"HTTP/1.1 ") and data[9:10] != b"1"):
+            self._head, self._head_of = data, cycle
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
     def close(self) -> None:
+        self.flush()
         self._protocol.close_lingering()
 
 
@@ -88,7 +113,7 @@ class HTTP1(HttpToolsProtocol):
     # -- connection --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._raw_transport = transport
-        super().connection_made(_Lingering(transport, self))  # type: ignore[arg-type]
+        super().connection_made(_Transport(transport, self))  # type: ignore[arg-type]
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -116,8 +141,11 @@ class HTTP1(HttpToolsProtocol):
             else:
                 self.send_400_response("Invalid HTTP request received.")
             return
-        if self._in_head and self._raw > self.limits.max_header_bytes and not self.transport.is_closing():
-            self._refuse_head()
+        if self._in_head:
+            if self._raw > self.limits.max_header_bytes and not self.transport.is_closing():
+                self._refuse_head()
+            elif self._head_timer is None:
+                self._arm_head_timer()  # a head in several pieces (most arrive whole: no timer for them)
 
     def _sniff(self, data: bytes) -> bytes:
         """Hold the connection's first bytes until they are (or cannot be) HTTP/2's preface."""
@@ -150,8 +178,6 @@ class HTTP1(HttpToolsProtocol):
         self._message_complete = False
         self._in_head = True
         self._head = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         self._head += len(url)
@@ -164,6 +190,10 @@ class HTTP1(HttpToolsProtocol):
         if self._head > self.limits.max_header_bytes:
             raise _HeadTooLarge
         super().on_header(name, value)
+
+    def on_response_complete(self) -> None:
+        self.transport.flush()  # type: ignore[attr-defined]  # a held head whose answer had no body
+        super().on_response_complete()
 
     def on_message_complete(self) -> None:
         self._message_complete = True
