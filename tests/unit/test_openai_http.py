@@ -181,3 +181,63 @@ def test_a_stream_that_stalls_times_out_but_a_slow_consumer_does_not() -> None:
         server.close()
 
     asyncio.run(main())
+
+
+def test_a_large_body_read_slowly_arrives_whole_with_reading_paused_meanwhile() -> None:
+    """Past the high-water mark the client stops reading the socket until the consumer catches up."""
+    line = b"x" * 1023 + b"\n"
+    lines = 4096  # 4 MiB: more than the high-water mark
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n" % (len(line) * lines))
+        for _ in range(lines // 64):
+            writer.write(line * 64)
+            await writer.drain()
+
+    async def main() -> None:
+        server, url, _ = await _serve(handler)
+        client = Client()
+        r = await client.post(url, b"{}", {})
+        got = 0
+        paused_seen = False
+        async for text in r.lines():
+            assert text == "x" * 1023
+            got += 1
+            conn = r._conn
+            paused_seen = paused_seen or bool(conn is not None and conn._paused)
+            if got % 512 == 0:
+                await asyncio.sleep(0.05)  # a slow consumer: the server's writes pile up meanwhile
+        await r.close()
+        assert got == lines and paused_seen
+        await client.aclose()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_a_connection_with_unexpected_bytes_after_the_answer_is_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(OK + b"garbage")  # more than the answer: the next answer would start with it
+
+    async def main() -> None:
+        server, url, accepted = await _serve(handler)
+        client = Client()
+        for _ in range(2):
+            r = await client.post(url, b"{}", {})
+            assert (r.status, await r.read()) == (200, b"{}")
+            await asyncio.sleep(0.05)  # the extra bytes arrive while the connection is idle
+            await r.close()
+        r = await client.post(url, b"{}", {})
+        assert r.status == 200
+        await r.close()
+        assert len(accepted) == 3
+        await client.aclose()
+        server.close()
+
+    asyncio.run(main())

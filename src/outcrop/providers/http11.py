@@ -32,6 +32,8 @@ __all__ = ["Client", "ConnectError", "HTTPError", "ProtocolError", "Response"]
 
 MAX_HEAD_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
+HIGH_WATER = 1024 * 1024  # received and not yet read: reading pauses above this, resumes below LOW_WATER
+LOW_WATER = 256 * 1024
 
 
 class HTTPError(Exception):
@@ -64,17 +66,138 @@ def _split(url: str) -> tuple[_Origin, str]:
     return _Origin(parts.scheme, parts.hostname, port, parts.netloc.rsplit("@", 1)[-1]), target
 
 
-class _Connection:
-    __slots__ = ("reader", "writer")
+class _Connection(asyncio.Protocol):
+    """One connection: the bytes received so far, and the one coroutine (if any) waiting for more.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    A protocol rather than asyncio's streams: an answer that arrives in one piece (the usual unary one)
+    wakes its caller once, and is then read from the buffer with no further wait or layer.
+    """
 
+    __slots__ = ("_loop", "_paused", "_waiter", "_writable", "buffer", "done", "error", "transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.done = False  # the server closed its side, or the connection is lost
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.done = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.done = True
+        self.error = exc
+        self._wake()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # -- for the client ------------------------------------------------------------------------------
     def usable(self) -> bool:
-        return not self.reader.at_eof() and not self.writer.is_closing()
+        return not self.done and not self.buffer and self.transport is not None and not self.transport.is_closing()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
+
+    async def send(self, data: bytes) -> None:
+        if self.done or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        self.transport.write(data)
+        if self._writable is not None and not self._writable.done():
+            await self._writable
+            if self.done:
+                raise ConnectionResetError("the connection closed while the request was being sent")
+
+    async def wait(self) -> None:
+        """Until more bytes arrive or the connection ends (raises ``EOFError`` if it already has)."""
+        if self.done:
+            raise EOFError
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def take(self, n: int) -> bytes:
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        if self._paused and len(self.buffer) < LOW_WATER and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def until(self, separator: bytes, limit: int) -> bytes:
+        """The bytes up to and including ``separator``; ``_Cut`` if the connection ends first."""
+        start = 0
+        while True:
+            i = self.buffer.find(separator, start)
+            if i >= 0:
+                return self.take(i + len(separator))
+            if len(self.buffer) > limit:
+                raise _TooLong
+            start = max(0, len(self.buffer) - len(separator) + 1)
+            try:
+                await self.wait()
+            except EOFError:
+                raise _Cut(len(self.buffer)) from None
+
+    async def exactly(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            try:
+                await self.wait()
+            except EOFError:
+                raise _Cut(len(self.buffer)) from None
+        return self.take(n)
+
+    async def some(self, most: int) -> bytes:
+        """Up to ``most`` bytes, as soon as there are any; ``b""`` once the connection has ended."""
+        while not self.buffer:
+            try:
+                await self.wait()
+            except EOFError:
+                return b""
+        return self.take(most)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Cut(Exception):
+    """The connection ended before what was being read was complete (``partial`` bytes of it had come)."""
+
+    def __init__(self, partial: int) -> None:
+        super().__init__(partial)
+        self.partial = partial
+
+
+class _TooLong(Exception):
+    pass
 
 
 class Response:
@@ -102,15 +225,13 @@ class Response:
             return b"".join([chunk async for chunk in self._chunks()])
         # The common answer, a body of known length: one read, without the generator of ``_chunks``.
         try:
-            body = await self._conn.reader.readexactly(int(length))
-        except asyncio.IncompleteReadError as e:
-            raise ProtocolError(
-                f"the connection closed {int(length) - len(e.partial)} bytes before the end of the body"
-            ) from None
-        except ConnectionError as e:
-            raise ProtocolError(f"the body was cut short: {type(e).__name__}") from None
+            size = int(length)
         except ValueError:
             raise ProtocolError(f"malformed Content-Length: {length[:40]!r}") from None
+        try:
+            body = await self._conn.exactly(size)
+        except _Cut as e:
+            raise ProtocolError(f"the connection closed {size - e.partial} bytes before the end of the body") from None
         self._done = True
         return body
 
@@ -140,32 +261,32 @@ class Response:
     async def _chunks(self) -> AsyncIterator[bytes]:
         if self._conn is None:
             raise ProtocolError("the response was closed before its body was read")
-        reader = self._conn.reader
+        conn = self._conn
         try:
             length = self.headers.get("content-length")
             if self.headers.get("transfer-encoding", "").lower().endswith("chunked"):
                 while True:
-                    size_line = await reader.readuntil(b"\r\n")
+                    size_line = await conn.until(b"\r\n", MAX_HEAD_BYTES)
                     size = int(size_line.split(b";", 1)[0].strip(), 16)
                     if size == 0:
-                        while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                        while (await conn.until(b"\r\n", MAX_HEAD_BYTES)) != b"\r\n":
                             pass  # trailers
                         break
-                    chunk = await reader.readexactly(size + 2)
+                    chunk = await conn.exactly(size + 2)
                     yield chunk[:-2]
             elif length is not None:
                 left = int(length)
                 while left > 0:
-                    chunk = await reader.read(min(left, READ_SIZE))
+                    chunk = await conn.some(min(left, READ_SIZE))
                     if not chunk:
                         raise ProtocolError(f"the connection closed {left} bytes before the end of the body")
                     left -= len(chunk)
                     yield chunk
             else:
                 self._keep_alive = False
-                while chunk := await reader.read(READ_SIZE):
+                while chunk := await conn.some(READ_SIZE):
                     yield chunk
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
+        except (_Cut, _TooLong) as e:
             raise ProtocolError(f"the body was cut short: {type(e).__name__}") from None
         except ValueError:
             raise ProtocolError("malformed chunked body") from None
@@ -212,14 +333,13 @@ class Client:
 
     async def _exchange(self, origin: _Origin, conn: _Connection, request: bytes) -> Response:
         try:
-            conn.writer.write(request)
-            await conn.writer.drain()
-            head = await conn.reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as e:
+            await conn.send(request)
+            head = await conn.until(b"\r\n\r\n", MAX_HEAD_BYTES)
+        except _Cut as e:
             if not e.partial:
-                raise _NothingReceived("EOF") from None
+                raise _NothingReceived(type(conn.error).__name__ if conn.error else "EOF") from None
             raise ProtocolError("the connection closed in the middle of the answer's head") from None
-        except asyncio.LimitOverrunError:
+        except _TooLong:
             raise ProtocolError("the answer's head is too large") from None
         except ConnectionError as e:
             raise _NothingReceived(type(e).__name__) from None
@@ -252,17 +372,15 @@ class Client:
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             context = self._ssl
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.open_connection(
-                origin.host,
-                origin.port,
-                ssl=context,
-                limit=MAX_HEAD_BYTES,
+            _, conn = await loop.create_connection(
+                lambda: _Connection(loop), origin.host, origin.port, ssl=context,
                 server_hostname=origin.host if context else None,
             )
         except OSError as e:
             raise ConnectError(f"{type(e).__name__}: {e}") from None
-        return _Connection(reader, writer)
+        return conn
 
     def _release(self, origin: _Origin, conn: _Connection) -> None:
         if conn.usable():
