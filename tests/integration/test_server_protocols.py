@@ -262,6 +262,44 @@ def test_h2c_headers_over_max_header_bytes_are_refused_and_the_server_stays_up(s
     assert httpx.get(srv.url + "/_outcrop/health", timeout=5).status_code == 200
 
 
+def test_h2c_hostile_bytes_after_the_preface_leave_the_server_serving(srv):
+    """300 connections: the preface, then random bytes, or a real request's frames with bytes flipped or
+    cut. Whatever the server makes of them (GOAWAY, reset, close), it keeps serving everyone else."""
+    import random
+
+    rng = random.Random(20261128)
+    for i in range(300):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            if i % 2 == 0:
+                payload = PREFACE + bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 600)))
+            else:
+                conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+                conn.initiate_connection()
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, [(":method", "POST"), (":path", f"/model/{HAIKU}/converse"),
+                                        (":scheme", "http"), (":authority", "x"),
+                                        ("content-length", str(len(CONVERSE)))])
+                conn.send_data(sid, CONVERSE, end_stream=True)
+                frames = bytearray(conn.data_to_send())
+                for _ in range(rng.randint(1, 8)):
+                    at = rng.randrange(len(PREFACE), len(frames))
+                    frames[at] = rng.getrandbits(8)
+                payload = bytes(frames[: rng.randint(len(PREFACE), len(frames))])
+            s.sendall(payload)
+            s.settimeout(0.5)
+            with contextlib.suppress(OSError):
+                s.recv(65536)
+        if i % 50 == 0:
+            assert httpx.get(srv.url + "/_outcrop/health", timeout=5).status_code == 200
+    client = H2Client(srv.port)
+    try:
+        status, _, _ = client.response(client.request("GET", "/_outcrop/health"))
+    finally:
+        client.close()
+    assert status == 200
+    assert "Traceback" not in srv.log_text()
+
+
 def test_h2c_preface_split_across_packets_is_still_h2c(srv):
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
         s.sendall(PREFACE[:5])
