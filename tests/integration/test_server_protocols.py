@@ -164,6 +164,25 @@ def test_h2c_answer_waits_for_the_clients_window_updates(srv):
     assert json.loads(body)["modelSummaries"]
 
 
+def test_h2c_answer_stalled_on_a_window_resumes_when_the_client_raises_its_initial_window(srv):
+    """SETTINGS_INITIAL_WINDOW_SIZE raised mid-answer opens every stream's window, with no WINDOW_UPDATE."""
+    client = H2Client(srv.port, window=512, auto_ack=False)
+    try:
+        sid = client.request("GET", "/foundation-models")
+        body = b""
+        deadline = time.monotonic() + 10
+        while len(body) < 512 and time.monotonic() < deadline:
+            body += b"".join(e.data for e in client.pump() if isinstance(e, h2.events.DataReceived))
+        assert len(body) == 512  # the stream's window, and no more
+        client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 22})
+        client.flush()
+        client.auto_ack = True
+        _, _, rest = client.response(sid)
+    finally:
+        client.close()
+    assert json.loads(body + rest)["modelSummaries"]
+
+
 def test_h2c_converse_stream_frames_decode(srv):
     client = H2Client(srv.port)
     try:

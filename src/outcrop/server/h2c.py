@@ -32,6 +32,7 @@ from h2.events import (
     ConnectionTerminated,
     DataReceived,
     Event,
+    RemoteSettingsChanged,
     RequestReceived,
     StreamEnded,
     StreamReset,
@@ -195,6 +196,10 @@ class H2C(asyncio.Protocol):
             elif isinstance(event, WindowUpdated):
                 for stream in (self.streams.values() if event.stream_id == 0 else
                                filter(None, [self.streams.get(event.stream_id)])):
+                    stream.wake()
+            elif isinstance(event, RemoteSettingsChanged):
+                # A new SETTINGS_INITIAL_WINDOW_SIZE resizes every stream's window: senders look again.
+                for stream in self.streams.values():
                     stream.wake()
             elif isinstance(event, ConnectionTerminated):
                 # GOAWAY: the peer opens no new stream. Without an error, the streams it has open are still
