@@ -1,9 +1,9 @@
 """``outcrop serve``'s HTTP server: uvicorn on uvloop, HTTP/1.1 by httptools and h2c on the same port.
 
 Why uvicorn (and not granian, which served outcrop before): the whole request runs on the event loop's
-thread. Under granian each request and each answer crossed from its Rust threads to the Python thread,
-which cost outcrop ~120 µs of CPU per invocation and ~0.3 ms of added latency at 16 concurrent
-invocations (``bench/README.md``, runtime). What granian did besides, outcrop does here: h2c with prior
+thread. Under granian each request and each answer crossed between its Rust threads and the Python
+thread, each crossing a wake-up waiting for a core: ~130 µs more CPU per invocation, and in a same-run
+A/B at 16 concurrent invocations +3.35 ms added at p50 against +0.90 ms (``bench/README.md``, runtime). What granian did besides, outcrop does here: h2c with prior
 knowledge (``h2c``, on the ``h2`` library; uvicorn's own HTTP/2 needs ``zttp``, at 0.0.x when this was
 written), and the header size limit and header read timeout (``http1``).
 
