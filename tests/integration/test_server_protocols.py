@@ -404,6 +404,30 @@ def test_http1_head_answers_and_the_connection_goes_on(srv):
     assert second.json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_http1_upgrade_h2c_with_a_body_is_answered_over_http1_with_its_body(srv, split):
+    """``curl --http2`` against http:// sends ``Upgrade: h2c`` with its POST. The upgrade is not taken;
+    the request is answered as HTTP/1.1, body and all, and the connection goes on."""
+    head = (b"POST /model/%s/converse HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (HAIKU.encode(), len(CONVERSE)))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        if split:
+            s.sendall(head + CONVERSE[:10])
+            time.sleep(0.2)
+            s.sendall(CONVERSE[10:])
+        else:
+            s.sendall(head + CONVERSE + b"GET /_outcrop/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        deadline = time.monotonic() + 10
+        while reply.count(b"HTTP/1.1 ") < (1 if split else 2) and time.monotonic() < deadline:
+            reply += s.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
+    assert b'"stopReason"' in reply
+    if not split:
+        assert b'{"status":"ok"}' in reply  # the request after it, in the same packet
+
+
 def test_logs_are_json_lines_when_log_format_is_json(srv):
     lines = [line for line in srv.log_text().splitlines() if line.startswith("{")]
     assert lines, srv.log_text()[-2000:]

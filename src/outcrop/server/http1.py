@@ -109,6 +109,7 @@ class HTTP1(HttpToolsProtocol):
         self._raw_transport: asyncio.Transport | None = None
         self._message_complete = True
         self._lingering = False
+        self._upgrade_left = 0  # body bytes still due of a request whose Upgrade was not taken
 
     # -- connection --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -123,6 +124,9 @@ class HTTP1(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # the rest of a request already answered, and the connection is closing
+        if self._upgrade_left:
+            self._upgrade_body(data)
+            return
         if not self._sniffed:
             data = self._sniff(data)
             if not data:
@@ -132,9 +136,9 @@ class HTTP1(HttpToolsProtocol):
             self._raw += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No upgrade is served (no WebSocket, no h2c by upgrade): the request is answered over HTTP/1.1.
-            pass
+        except httptools.HttpParserUpgrade as e:
+            self._upgrade_ignored(data[e.args[0]:] if e.args else b"")
+            return
         except httptools.HttpParserError as e:
             if isinstance(e.__cause__ or e.__context__, _HeadTooLarge):
                 self._refuse_head()
@@ -146,6 +150,40 @@ class HTTP1(HttpToolsProtocol):
                 self._refuse_head()
             elif self._head_timer is None:
                 self._arm_head_timer()  # a head in several pieces (most arrive whole: no timer for them)
+
+    def _upgrade_ignored(self, rest: bytes) -> None:
+        """No upgrade is served (no WebSocket, no h2c by ``Upgrade``): the request is answered over HTTP/1.1,
+        as RFC 9110 §7.8 lets a server do. llhttp stops at the end of such a request's head and ends the
+        message there, so its body (``curl --http2`` sends one with a POST) is handed to the app here."""
+        cycle = self.cycle
+        if cycle is None:
+            return
+        length = 0
+        for name, value in self.headers:
+            if name == b"content-length" and value.strip().isdigit():
+                length = int(value)
+            elif name == b"transfer-encoding":
+                cycle.keep_alive = False  # a chunked body after an Upgrade: not read; the connection ends
+        if length:
+            self._message_complete = False
+            cycle.more_body = True
+            self._upgrade_left = length
+            self._upgrade_body(rest)
+        elif rest:
+            self.data_received(rest)  # the next request
+
+    def _upgrade_body(self, data: bytes) -> None:
+        cycle = self.cycle
+        part = data[: self._upgrade_left]
+        self._upgrade_left -= len(part)
+        if part and not cycle.response_complete:
+            cycle.body += part
+        if not self._upgrade_left:
+            cycle.more_body = False
+            self._message_complete = True
+        cycle.message_event.set()
+        if not self._upgrade_left and len(data) > len(part):
+            self.data_received(data[len(part):])  # the next request
 
     def _sniff(self, data: bytes) -> bytes:
         """Hold the connection's first bytes until they are (or cannot be) HTTP/2's preface."""
