@@ -132,15 +132,16 @@ class _Connection(asyncio.Protocol):
             if self.done:
                 raise ConnectionResetError("the connection closed while the request was being sent")
 
-    async def wait(self) -> None:
-        """Until more bytes arrive or the connection ends (raises ``EOFError`` if it already has)."""
+    async def more(self) -> bool:
+        """Waits until more bytes arrive or the connection ends; False if it had already ended."""
         if self.done:
-            raise EOFError
+            return False
         waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
         finally:
             self._waiter = None
+        return True
 
     def take(self, n: int) -> bytes:
         data = bytes(self.buffer[:n])
@@ -160,25 +161,19 @@ class _Connection(asyncio.Protocol):
             if len(self.buffer) > limit:
                 raise _TooLong
             start = max(0, len(self.buffer) - len(separator) + 1)
-            try:
-                await self.wait()
-            except EOFError:
-                raise _Cut(len(self.buffer)) from None
+            if not await self.more():
+                raise _Cut(len(self.buffer))
 
     async def exactly(self, n: int) -> bytes:
         while len(self.buffer) < n:
-            try:
-                await self.wait()
-            except EOFError:
-                raise _Cut(len(self.buffer)) from None
+            if not await self.more():
+                raise _Cut(len(self.buffer))
         return self.take(n)
 
     async def some(self, most: int) -> bytes:
         """Up to ``most`` bytes, as soon as there are any; ``b""`` once the connection has ended."""
         while not self.buffer:
-            try:
-                await self.wait()
-            except EOFError:
+            if not await self.more():
                 return b""
         return self.take(most)
 

@@ -188,11 +188,9 @@ class H2C(asyncio.Protocol):
                     stream.request_ended = True
                     stream.wake()
             elif isinstance(event, StreamReset):
-                stream = self.streams.pop(event.stream_id, None)
+                stream = self.streams.get(event.stream_id)
                 if stream is not None:
-                    stream.closed = True
-                    stream.wake()
-                    self._maybe_idle()
+                    self._gone(stream)
             elif isinstance(event, WindowUpdated):
                 for stream in (self.streams.values() if event.stream_id == 0 else
                                filter(None, [self.streams.get(event.stream_id)])):
@@ -276,7 +274,11 @@ class H2C(asyncio.Protocol):
 
     def taken(self, stream: _Stream) -> None:
         """The app took the stream's body so far: open the peer's windows by as much."""
-        if stream.unacked and not stream.closed:
+        if not stream.closed:
+            self._ack(stream)
+
+    def _ack(self, stream: _Stream) -> None:
+        if stream.unacked:
             self.conn.acknowledge_received_data(stream.unacked, stream.id)
             stream.unacked = 0
             self._flush()
@@ -319,27 +321,20 @@ class H2C(asyncio.Protocol):
 
     def _done(self, stream: _Stream) -> None:
         """The answer has been sent to its end."""
-        stream.closed = True
-        stream.wake()
-        if stream.unacked:  # what the app never read still counts against the connection's window
-            self.conn.acknowledge_received_data(stream.unacked, stream.id)
-            stream.unacked = 0
-            self._flush()
+        self._ack(stream)  # what the app never read still counts against the connection's window
         if not stream.request_ended:  # the app answered without reading the whole request
             self._reset(stream, ErrorCodes.NO_ERROR)
-        self.streams.pop(stream.id, None)
-        self._maybe_idle()
+        else:
+            self._gone(stream)
 
     def _reset(self, stream: _Stream, code: ErrorCodes) -> None:
-        stream.closed = True
-        stream.wake()
         with contextlib.suppress(StreamClosedError, ProtocolError):
             self.conn.reset_stream(stream.id, code)
         self._flush()
-        self.streams.pop(stream.id, None)
-        self._maybe_idle()
+        self._gone(stream)
 
     def _gone(self, stream: _Stream) -> None:
+        """The stream is over for this side: the app is told, and the connection forgets it."""
         stream.closed = True
         stream.wake()
         self.streams.pop(stream.id, None)
