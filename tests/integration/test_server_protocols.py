@@ -123,13 +123,19 @@ class H2Client:
         self.sock.close()
 
 
-def test_h2c_converse_answers_like_http1(srv):
-    client = H2Client(srv.port)
+def h2_exchange(port: int, method: str, path: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
+                window: int = 65535) -> tuple[int, dict[str, str], bytes]:
+    """One request on a new h2c connection: (status, headers, body) of its answer."""
+    client = H2Client(port, window=window)
     try:
-        status, headers, body = client.response(client.request(
-            "POST", f"/model/{HAIKU}/converse", CONVERSE, [("content-type", "application/json")]))
+        return client.response(client.request(method, path, body, headers))
     finally:
         client.close()
+
+
+def test_h2c_converse_answers_like_http1(srv):
+    status, headers, body = h2_exchange(srv.port, "POST", f"/model/{HAIKU}/converse", CONVERSE,
+                                        [("content-type", "application/json")])
     assert status == 200, body
     assert headers["x-amzn-requestid"]
     over_http1 = httpx.post(f"{srv.url}/model/{HAIKU}/converse", content=CONVERSE, timeout=10).json()
@@ -141,24 +147,16 @@ def test_h2c_request_body_larger_than_the_window_is_read_whole(srv):
     text = "word " * 40_000
     body = json.dumps({"messages": [{"role": "user", "content": [{"text": text}]}]}).encode()
     assert len(body) > 3 * 65535
-    client = H2Client(srv.port)
-    try:
-        status, _, answer = client.response(client.request(
-            "POST", f"/model/{HAIKU}/count-tokens", json.dumps({"input": {"converse": json.loads(body)}}).encode(),
-            [("content-type", "application/json")]))
-    finally:
-        client.close()
+    status, _, answer = h2_exchange(
+        srv.port, "POST", f"/model/{HAIKU}/count-tokens", json.dumps({"input": {"converse": json.loads(body)}}).encode(),
+        [("content-type", "application/json")])
     assert status == 200, answer
     assert json.loads(answer)["inputTokens"] >= 40_000  # one per word, by the builtin rule
 
 
 def test_h2c_answer_waits_for_the_clients_window_updates(srv):
     """A client with a 1 kB window gets the whole ListFoundationModels answer, one window at a time."""
-    client = H2Client(srv.port, window=1024)
-    try:
-        status, _, body = client.response(client.request("GET", "/foundation-models"))
-    finally:
-        client.close()
+    status, _, body = h2_exchange(srv.port, "GET", "/foundation-models", window=1024)
     assert status == 200
     assert len(body) > 10 * 1024
     assert json.loads(body)["modelSummaries"]
@@ -184,12 +182,8 @@ def test_h2c_answer_stalled_on_a_window_resumes_when_the_client_raises_its_initi
 
 
 def test_h2c_converse_stream_frames_decode(srv):
-    client = H2Client(srv.port)
-    try:
-        status, headers, body = client.response(client.request(
-            "POST", f"/model/{HAIKU}/converse-stream", CONVERSE, [("content-type", "application/json")]))
-    finally:
-        client.close()
+    status, headers, body = h2_exchange(srv.port, "POST", f"/model/{HAIKU}/converse-stream", CONVERSE,
+                                        [("content-type", "application/json")])
     assert status == 200
     assert headers["content-type"] == "application/vnd.amazon.eventstream"
     frames = EventStreamBuffer()
@@ -310,11 +304,7 @@ def test_h2c_hostile_bytes_after_the_preface_leave_the_server_serving(srv):
                 s.recv(65536)
         if i % 50 == 0:
             assert httpx.get(srv.url + "/_outcrop/health", timeout=5).status_code == 200
-    client = H2Client(srv.port)
-    try:
-        status, _, _ = client.response(client.request("GET", "/_outcrop/health"))
-    finally:
-        client.close()
+    status, _, _ = h2_exchange(srv.port, "GET", "/_outcrop/health")
     assert status == 200
     assert "Traceback" not in srv.log_text()
 

@@ -44,17 +44,23 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(length)
 
 
-def test_keep_alive_reuses_one_connection_for_sequential_requests() -> None:
+def _answering(answer: bytes) -> Handler:
+    """A handler that gives every request on a connection the same ``answer``, until the client leaves."""
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
                 await _read_request(reader)
             except asyncio.IncompleteReadError:
                 return
-            writer.write(OK)
+            writer.write(answer)
 
+    return handler
+
+
+def test_keep_alive_reuses_one_connection_for_sequential_requests() -> None:
     async def main() -> None:
-        server, url, accepted = await _serve(handler)
+        server, url, accepted = await _serve(_answering(OK))
         client = Client()
         for _ in range(3):
             r = await client.post(url, b'{"a":1}', {"content-type": "application/json"})
@@ -217,16 +223,9 @@ def test_a_large_body_read_slowly_arrives_whole_with_reading_paused_meanwhile() 
 
 
 def test_a_connection_with_unexpected_bytes_after_the_answer_is_not_reused() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(OK + b"garbage")  # more than the answer: the next answer would start with it
-
     async def main() -> None:
-        server, url, accepted = await _serve(handler)
+        # More than the answer: the next answer would start with the extra bytes.
+        server, url, accepted = await _serve(_answering(OK + b"garbage"))
         client = Client()
         for _ in range(2):
             r = await client.post(url, b"{}", {})
