@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,24 @@ def make_client(endpoint: str, service: str = "bedrock", region: str = "us-east-
             connect_timeout=5,
         ),
     )
+
+
+@contextmanager
+def running_server(data_dir: Path, config: str | None = None, args: Sequence[str] = (),
+                   **env: str) -> Iterator[ServerProcess]:
+    """A server on SQLite in ``data_dir`` (``config`` as its TOML file), stopped on leaving: for a module's
+    one shared server (``with running_server(tmp_path_factory.mktemp(...)) as srv: yield srv``)."""
+    config_file = None
+    if config is not None:
+        config_file = data_dir / "outcrop.toml"
+        config_file.write_text(config)
+    srv = ServerProcess(database_url=f"sqlite:///{data_dir / 'outcrop.db'}", data_dir=data_dir,
+                        config_file=config_file, extra_env=env, args=list(args))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture

@@ -16,20 +16,15 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
-from conftest import ServerProcess
+from conftest import ServerProcess, running_server
 
 HAIKU_FM = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
 
 
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("hostile")
-    srv = ServerProcess(database_url=f"sqlite:///{tmp / 'outcrop.db'}", data_dir=tmp, args=["--auth", "strict"])
-    srv.start()
-    try:
+    with running_server(tmp_path_factory.mktemp("hostile"), args=["--auth", "strict"]) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

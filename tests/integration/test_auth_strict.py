@@ -20,7 +20,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
-from conftest import ServerProcess
+from conftest import ServerProcess, running_server
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 HAIKU_FM = f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"
@@ -31,13 +31,8 @@ _accounts = itertools.count(200000000000)
 
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("strict")
-    srv = ServerProcess(database_url=f"sqlite:///{tmp / 'outcrop.db'}", data_dir=tmp, args=["--auth", "strict"])
-    srv.start()
-    try:
+    with running_server(tmp_path_factory.mktemp("strict"), args=["--auth", "strict"]) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def cli(srv: ServerProcess, *argv: str) -> Any:

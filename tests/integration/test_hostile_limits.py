@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, running_server
 
 from outcrop.config import ConfigError, load_config
 
@@ -29,14 +29,8 @@ body_read_timeout_seconds = 2
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("limits")
-    (tmp / "outcrop.toml").write_text(LIMITS)
-    srv = ServerProcess(database_url=f"sqlite:///{tmp / 'outcrop.db'}", data_dir=tmp, config_file=tmp / "outcrop.toml")
-    srv.start()
-    try:
+    with running_server(tmp_path_factory.mktemp("limits"), LIMITS) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def exchange(srv: ServerProcess, head: bytes, body: bytes = b"", timeout: float = 10.0) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, running_server
 from tests.integration.runtime_helpers import HAIKU, US_HAIKU, USER_HELLO, anthropic_body, start_server
 
 TITAN_EMBED = "amazon.titan-embed-text-v2:0"
@@ -32,11 +32,8 @@ def _issue(upstream: ServerProcess, kind: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("strict-upstream")
-    srv = ServerProcess(database_url=f"sqlite:///{tmp / 'outcrop.db'}", data_dir=tmp, args=["--auth", "strict"])
-    srv.start()
-    yield srv
-    srv.stop()
+    with running_server(tmp_path_factory.mktemp("strict-upstream"), args=["--auth", "strict"]) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import h2.settings
 import httpx
 import pytest
 from botocore.eventstream import EventStreamBuffer
-from conftest import ServerProcess
+from conftest import ServerProcess, running_server
 
 from outcrop.config import ConfigError, load_config
 from outcrop.server.http1 import PREFACE
@@ -33,15 +33,9 @@ CONVERSE = json.dumps({"messages": [{"role": "user", "content": [{"text": "Hello
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("protocols")
-    (tmp / "outcrop.toml").write_text("max_header_bytes = 16384\nheader_read_timeout_seconds = 2\n")
-    server = ServerProcess(database_url=f"sqlite:///{tmp / 'outcrop.db'}", data_dir=tmp,
-                           config_file=tmp / "outcrop.toml", extra_env={"OUTCROP_LOG_FORMAT": "json"})
-    server.start()
-    try:
+    with running_server(tmp_path_factory.mktemp("protocols"), "max_header_bytes = 16384\nheader_read_timeout_seconds = 2\n",
+                        OUTCROP_LOG_FORMAT="json") as server:
         yield server
-    finally:
-        server.stop()
 
 
 class H2Client:
