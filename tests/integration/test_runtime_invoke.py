@@ -156,6 +156,28 @@ def test_invoke_model_sends_bedrocks_headers(runtime):
     assert headers["x-amzn-requestid"] == r["ResponseMetadata"]["RequestId"]
 
 
+def test_latency_and_service_tier_are_served_as_standard_and_default_and_said_so(runtime):
+    """outcrop has one way to serve: a request for latency-optimized inference or another service tier is
+    served at standard latency in the default tier, and the answer says so (where the request asked)."""
+    asked = {"performanceConfig": {"latency": "optimized"}, "serviceTier": {"type": "priority"}}
+    served = {"performanceConfig": {"latency": "standard"}, "serviceTier": {"type": "default"}}
+    r = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, **asked)
+    assert {k: r[k] for k in served} == served
+    plain = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO)
+    assert "performanceConfig" not in plain and "serviceTier" not in plain
+    events = list(runtime.converse_stream(modelId=US_HAIKU, messages=USER_HELLO, **asked)["stream"])
+    metadata = events[-1]["metadata"]
+    assert {k: metadata[k] for k in served} == served and metadata["usage"]["outputTokens"] > 0
+    for call in (runtime.invoke_model, runtime.invoke_model_with_response_stream):
+        r = call(modelId=US_HAIKU, body=anthropic_body(), performanceConfigLatency="optimized", serviceTier="flex")
+        assert (r["performanceConfigLatency"], r["serviceTier"]) == ("standard", "default")
+        assert "performanceConfigLatency" not in call(modelId=US_HAIKU, body=anthropic_body())
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, serviceTier={"type": "gold"})
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert "serviceTier.type" in e.value.response["Error"]["Message"]
+
+
 def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):
     r = runtime.invoke_model(modelId=HAIKU, body=anthropic_body(), contentType="application/octet-stream")
     assert json.loads(r["body"].read())["type"] == "message"

@@ -6,6 +6,7 @@ Accepts what real clients send: empty ``system: []`` and ``inferenceConfig: {}``
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from itertools import pairwise
 from typing import Any
@@ -41,6 +42,32 @@ TOOL_CONFIG_NEEDED = "The toolConfig field must be defined when using toolUse an
 EXTRA_FIELDS_NOT_OBJECT = (
     "The format of the value at additionalModelRequestFields is invalid. Provide a json object for the field and try again."
 )
+# outcrop serves every invocation one way: at standard latency, in the default service tier. A request for
+# latency-optimized inference or another tier is served so, and its answer says so, as Bedrock's does when it
+# serves a request other than as asked (an optimized request past its quota, a reserved one past its
+# reservation). The answer states them only when the request asked.
+SERVED_LATENCY = "standard"
+SERVED_TIER = "default"
+
+
+def served_as(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Converse's ``performanceConfig`` and ``serviceTier`` as served, for a request that set them."""
+    out: dict[str, Any] = {}
+    if params.get("performanceConfig") is not None:
+        out["performanceConfig"] = {"latency": SERVED_LATENCY}
+    if params.get("serviceTier") is not None:
+        out["serviceTier"] = {"type": SERVED_TIER}
+    return out
+
+
+def served_headers(params: Mapping[str, Any]) -> dict[str, Any]:
+    """InvokeModel's ``performanceConfigLatency`` and ``serviceTier`` (response headers) as served."""
+    out: dict[str, Any] = {}
+    if params.get("performanceConfigLatency") is not None:
+        out["performanceConfigLatency"] = SERVED_LATENCY
+    if params.get("serviceTier") is not None:
+        out["serviceTier"] = SERVED_TIER
+    return out
 
 
 def _block(raw: Mapping[str, Any]) -> Block | None:
@@ -137,9 +164,11 @@ def converse_output(response: ChatResponse, latency_ms: int) -> dict[str, Any]:
     }
 
 
-async def converse_events(events: AsyncIterator[StreamEvent], started: float) -> AsyncIterator[dict[str, Any]]:
-    """ConverseStream's events; text blocks have no contentBlockStart, as at Bedrock."""
-    import time
+async def converse_events(
+    events: AsyncIterator[StreamEvent], started: float, served: Mapping[str, Any] | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """ConverseStream's events; text blocks have no contentBlockStart, as at Bedrock. ``served`` (see
+    ``served_as``) goes into the metadata event."""
 
     async for event in events:
         if isinstance(event, MessageStart):
@@ -157,4 +186,4 @@ async def converse_events(events: AsyncIterator[StreamEvent], started: float) ->
             yield {"messageStop": {"stopReason": event.stop_reason}}
         elif isinstance(event, Metadata):
             latency = int((time.monotonic() - started) * 1000)
-            yield {"metadata": {"usage": usage_shape(event.usage), "metrics": {"latencyMs": latency}}}
+            yield {"metadata": {"usage": usage_shape(event.usage), "metrics": {"latencyMs": latency}, **(served or {})}}

@@ -31,7 +31,7 @@ from outcrop.providers.tokens import count_request, count_text
 from outcrop.routing import Router
 from outcrop.routing.limits import estimate_chat, estimate_embedding
 from outcrop.runtime.chaos import Chaos
-from outcrop.runtime.converse import chat_request, converse_events, converse_output
+from outcrop.runtime.converse import chat_request, converse_events, converse_output, served_as, served_headers
 from outcrop.runtime.families import CHAT_FAMILIES, EMBEDDING_FAMILIES, ChatFamily, EmbeddingFamily
 from outcrop.runtime.families.base import malformed
 from outcrop.runtime.resolve import Resolution, Resolver
@@ -138,7 +138,7 @@ class Runtime:
                 lambda: estimate_chat(request),
             )
             record.usage = response.usage
-        return {**converse_output(response, record.latency_ms), "inferenceRegion": record.served_region}
+        return {**converse_output(response, record.latency_ms), **served_as(params), "inferenceRegion": record.served_region}
 
     async def converse_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
@@ -146,7 +146,7 @@ class Runtime:
         request = chat_request(params)
         record = self._record(ctx, "ConverseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
-        return {"stream": converse_events(events, record.started), "inferenceRegion": record.served_region}
+        return {"stream": converse_events(events, record.started, served_as(params)), "inferenceRegion": record.served_region}
 
     async def invoke_model(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
@@ -181,6 +181,7 @@ class Runtime:
             "inputTokenCount": str(usage.input_tokens),
             "outputTokenCount": str(usage.output_tokens),
             "inferenceRegion": record.served_region,
+            **served_headers(params),
         }
 
     async def invoke_model_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +195,8 @@ class Runtime:
         record = self._record(ctx, "InvokeModelWithResponseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
         chunks = family.stream(events, request, model.model_id, ctx.request_id)
-        return {"body": _payload_parts(chunks, record), "contentType": JSON, "inferenceRegion": record.served_region}
+        return {"body": _payload_parts(chunks, record), "contentType": JSON, "inferenceRegion": record.served_region,
+                **served_headers(params)}
 
     async def count_tokens(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"], invocation=False)
