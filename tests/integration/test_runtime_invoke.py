@@ -178,6 +178,26 @@ def test_latency_and_service_tier_are_served_as_standard_and_default_and_said_so
     assert "serviceTier.type" in e.value.response["Error"]["Message"]
 
 
+def test_additional_model_response_field_paths_point_into_the_models_own_response(runtime):
+    full = runtime.converse(modelId=HAIKU, messages=USER_HELLO)["output"]["message"]["content"][0]["text"]
+    word = full.split()[2]
+    ask = {"inferenceConfig": {"stopSequences": [word]},
+           "additionalModelResponseFieldPaths": ["/stop_sequence", "/usage/output_tokens", "/not_there"]}
+    r = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, **ask)
+    assert r["stopReason"] == "stop_sequence"
+    assert r["additionalModelResponseFields"] == {
+        "stop_sequence": word, "usage": {"output_tokens": r["usage"]["outputTokens"]}}
+    events = list(runtime.converse_stream(modelId=US_HAIKU, messages=USER_HELLO, **ask)["stream"])
+    stop, metadata = events[-2]["messageStop"], events[-1]["metadata"]
+    assert stop == {"stopReason": "stop_sequence", "additionalModelResponseFields": {
+        "stop_sequence": word, "usage": {"output_tokens": metadata["usage"]["outputTokens"]}}}
+    assert "additionalModelResponseFields" not in runtime.converse(modelId=HAIKU, messages=USER_HELLO)
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId=HAIKU, messages=USER_HELLO, additionalModelResponseFieldPaths=["stop_sequence"])
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert "is not valid" in e.value.response["Error"]["Message"]
+
+
 def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):
     r = runtime.invoke_model(modelId=HAIKU, body=anthropic_body(), contentType="application/octet-stream")
     assert json.loads(r["body"].read())["type"] == "message"

@@ -7,9 +7,11 @@ Accepts what real clients send: empty ``system: []`` and ``inferenceConfig: {}``
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from itertools import pairwise
 from typing import Any
+
+import orjson
 
 from outcrop.errors import ValidationError
 from outcrop.providers.messages import (
@@ -32,6 +34,7 @@ from outcrop.providers.messages import (
     ToolUse,
     Usage,
 )
+from outcrop.providers.tokens import count_text
 
 CONVERSATION_START = "A conversation must start with a user message. Try again with a conversation that starts with a user message."
 ALTERNATE = (
@@ -58,6 +61,78 @@ def served_as(params: Mapping[str, Any]) -> dict[str, Any]:
     if params.get("serviceTier") is not None:
         out["serviceTier"] = {"type": SERVED_TIER}
     return out
+
+
+def response_field_paths(params: Mapping[str, Any]) -> list[list[str]]:
+    """``additionalModelResponseFieldPaths`` as RFC 6901 reference tokens; an ill-formed pointer is refused
+    (400) before the model is called."""
+    paths: list[list[str]] = []
+    for pointer in params.get("additionalModelResponseFieldPaths") or ():
+        tokens = pointer[1:].split("/") if pointer.startswith("/") else None
+        if tokens is None or any("~" in t.replace("~0", "").replace("~1", "") for t in tokens):
+            raise ValidationError(
+                f"The JSON Pointer {pointer!r} in additionalModelResponseFieldPaths is not valid: a pointer starts "
+                "with '/' and writes '~' as '~0' and '/' as '~1' (RFC 6901), as in '/stop_sequence'."
+            )
+        paths.append([t.replace("~1", "/").replace("~0", "~") for t in tokens])
+    return paths
+
+
+def pick_fields(native: Any, paths: list[list[str]]) -> dict[str, Any] | None:
+    """The fields ``paths`` name in the model's own response, at the same places in a new object (a path
+    the response does not have is left out, as at Bedrock); None when none is found."""
+    out: dict[str, Any] = {}
+    for tokens in paths:
+        value, found = native, True
+        for t in tokens:
+            if isinstance(value, dict) and t in value:
+                value = value[t]
+            elif isinstance(value, list) and t.isdigit() and (t == "0" or t[0] != "0") and int(t) < len(value):
+                value = value[int(t)]
+            else:
+                found = False
+                break
+        if found and tokens:
+            node = out
+            for t in tokens[:-1]:
+                child = node.get(t)
+                if not isinstance(child, dict):
+                    child = node[t] = {}
+                node = child
+            node[tokens[-1]] = value
+    return out or None
+
+
+class StreamedResponse:
+    """The response a ConverseStream's events add up to (content, stop, usage), for the fields of the
+    model's own response that ``additionalModelResponseFieldPaths`` asks for."""
+
+    def __init__(self) -> None:
+        self.texts: dict[int, list[str]] = {}
+        self.tools: dict[int, tuple[ToolUse, list[str]]] = {}
+        self.input_tokens = 0
+
+    def add(self, event: StreamEvent) -> None:
+        if isinstance(event, MessageStart):
+            self.input_tokens = event.input_tokens or 0
+        elif isinstance(event, BlockStart) and event.tool_use is not None:
+            self.tools[event.index] = (event.tool_use, [])
+        elif isinstance(event, BlockDelta):
+            if event.index in self.tools:
+                self.tools[event.index][1].append(event.tool_input or "")
+            else:
+                self.texts.setdefault(event.index, []).append(event.text or "")
+
+    def response(self, stop: MessageStop, usage: Usage | None) -> ChatResponse:
+        blocks: dict[int, Block] = {i: Text("".join(parts)) for i, parts in self.texts.items()}
+        for i, (tool, parts) in self.tools.items():
+            try:
+                tool_input = orjson.loads("".join(parts) or "{}")
+            except orjson.JSONDecodeError:
+                tool_input = {}
+            blocks[i] = ToolUse(tool.id, tool.name, tool_input)
+        usage = usage or Usage(self.input_tokens, count_text("".join("".join(p) for p in self.texts.values())))
+        return ChatResponse(tuple(blocks[i] for i in sorted(blocks)), stop.stop_reason, usage, stop.stop_sequence)
 
 
 def served_headers(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,12 +240,24 @@ def converse_output(response: ChatResponse, latency_ms: int) -> dict[str, Any]:
 
 
 async def converse_events(
-    events: AsyncIterator[StreamEvent], started: float, served: Mapping[str, Any] | None = None
+    events: AsyncIterator[StreamEvent], started: float, served: Mapping[str, Any] | None = None,
+    native: Callable[[ChatResponse], Any] | None = None, paths: list[list[str]] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """ConverseStream's events; text blocks have no contentBlockStart, as at Bedrock. ``served`` (see
-    ``served_as``) goes into the metadata event."""
-
+    ``served_as``) goes into the metadata event. With ``paths`` (``additionalModelResponseFieldPaths``) and
+    ``native`` (the model's own response for a neutral one), messageStop carries the fields they name; it
+    is then held until the usage that follows it is known (the two are the stream's last events)."""
+    streamed = StreamedResponse() if paths and native is not None else None
+    held: MessageStop | None = None
     async for event in events:
+        if streamed is not None:
+            streamed.add(event)
+            if isinstance(event, MessageStop):
+                held = event
+                continue
+            if held is not None:
+                yield _message_stop(held, streamed, event.usage if isinstance(event, Metadata) else None, native, paths)
+                held = None
         if isinstance(event, MessageStart):
             yield {"messageStart": {"role": event.role}}
         elif isinstance(event, BlockStart):
@@ -187,3 +274,15 @@ async def converse_events(
         elif isinstance(event, Metadata):
             latency = int((time.monotonic() - started) * 1000)
             yield {"metadata": {"usage": usage_shape(event.usage), "metrics": {"latencyMs": latency}, **(served or {})}}
+    if held is not None and streamed is not None:
+        yield _message_stop(held, streamed, None, native, paths)
+
+
+def _message_stop(
+    stop: MessageStop, streamed: StreamedResponse, usage: Usage | None, native: Any, paths: Any
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"stopReason": stop.stop_reason}
+    fields = pick_fields(native(streamed.response(stop, usage)), paths)
+    if fields is not None:
+        out["additionalModelResponseFields"] = fields
+    return {"messageStop": out}

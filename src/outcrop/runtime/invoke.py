@@ -25,13 +25,29 @@ from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog, FoundationModel
 from outcrop.errors import ServiceError, ValidationError
 from outcrop.providers.base import Target
-from outcrop.providers.messages import BlockDelta, ChatRequest, MessageStart, Metadata, StreamEvent, Usage
+from outcrop.providers.messages import (
+    BlockDelta,
+    ChatRequest,
+    ChatResponse,
+    MessageStart,
+    Metadata,
+    StreamEvent,
+    Usage,
+)
 from outcrop.providers.registry import Providers
 from outcrop.providers.tokens import count_request, count_text
 from outcrop.routing import Router
 from outcrop.routing.limits import estimate_chat, estimate_embedding
 from outcrop.runtime.chaos import Chaos
-from outcrop.runtime.converse import chat_request, converse_events, converse_output, served_as, served_headers
+from outcrop.runtime.converse import (
+    chat_request,
+    converse_events,
+    converse_output,
+    pick_fields,
+    response_field_paths,
+    served_as,
+    served_headers,
+)
 from outcrop.runtime.families import CHAT_FAMILIES, EMBEDDING_FAMILIES, ChatFamily, EmbeddingFamily
 from outcrop.runtime.families.base import malformed
 from outcrop.runtime.resolve import Resolution, Resolver
@@ -131,6 +147,7 @@ class Runtime:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
         request = chat_request(params)
+        paths = response_field_paths(params)
         record = self._record(ctx, "Converse", resolution, params["modelId"])
         async with self._recording(record):
             response = await self.router.run(
@@ -138,15 +155,23 @@ class Runtime:
                 lambda: estimate_chat(request),
             )
             record.usage = response.usage
-        return {**converse_output(response, record.latency_ms), **served_as(params), "inferenceRegion": record.served_region}
+        out = {**converse_output(response, record.latency_ms), **served_as(params), "inferenceRegion": record.served_region}
+        native = self._native(resolution.model, request, ctx.request_id) if paths else None
+        fields = pick_fields(native(response), paths) if native is not None else None
+        if fields is not None:
+            out["additionalModelResponseFields"] = fields
+        return out
 
     async def converse_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
         request = chat_request(params)
+        paths = response_field_paths(params)
         record = self._record(ctx, "ConverseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
-        return {"stream": converse_events(events, record.started, served_as(params)), "inferenceRegion": record.served_region}
+        native = self._native(resolution.model, request, ctx.request_id) if paths else None
+        stream = converse_events(events, record.started, served_as(params), native, paths)
+        return {"stream": stream, "inferenceRegion": record.served_region}
 
     async def invoke_model(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
@@ -212,6 +237,15 @@ class Runtime:
         return {"inputTokens": count_request(_chat_family(model).parse(body, model.model_id))}
 
     # -- plumbing --------------------------------------------------------------------------------------
+    @staticmethod
+    def _native(model: FoundationModel, request: ChatRequest, request_id: str) -> Callable[[ChatResponse], Any] | None:
+        """The model's own (InvokeModel) response for a neutral one, where outcrop speaks its family; it is
+        what ``additionalModelResponseFieldPaths`` point into."""
+        family = CHAT_FAMILIES.get(model.family)
+        if family is None:
+            return None
+        return lambda response: family.render(response, request, model.model_id, request_id)
+
     def _record(self, ctx: RequestContext, operation: str, resolution: Resolution, model_id: str) -> InvocationRecord:
         return InvocationRecord(
             ctx.request_id, ctx.account, ctx.region, operation, resolution.model.model_id, resolution.profile_arn,
