@@ -121,6 +121,15 @@ def test_tool_use_round_trips_through_the_upstream(via_front, direct):
                                                                         toolConfig=auto))
 
 
+def test_structured_output_is_forwarded_upstream(via_front, direct):
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3, "maximum": 3}}, "required": ["n"]}
+    kwargs = {"messages": USER_HELLO, "outputConfig": {"textFormat": {"type": "json_schema", "structure": {
+        "jsonSchema": {"schema": json.dumps(schema), "name": "count"}}}}}
+    through = via_front.converse(modelId=HAIKU, **kwargs)
+    assert json.loads(through["output"]["message"]["content"][0]["text"]) == {"n": 3}
+    assert _without_latency(through) == _without_latency(direct.converse(modelId=US_HAIKU, **kwargs))
+
+
 def _events(stream: Any) -> list[dict[str, Any]]:
     out = []
     for event in stream:

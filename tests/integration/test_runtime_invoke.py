@@ -198,6 +198,38 @@ def test_additional_model_response_field_paths_point_into_the_models_own_respons
     assert "is not valid" in e.value.response["Error"]["Message"]
 
 
+def test_structured_output_from_the_builtin_model_follows_the_schema(runtime):
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+            "when": {"type": "string", "format": "date"},
+            "stops": {"type": "array", "items": {"$ref": "#/$defs/stop"}, "minItems": 2},
+        },
+        "required": ["city", "days", "when", "stops"],
+        "$defs": {"stop": {"type": "object", "properties": {"name": {"type": "string"},
+                                                            "night": {"anyOf": [{"type": "boolean"}, {"type": "null"}]}},
+                           "required": ["name", "night"]}},
+    }
+    ask = {"outputConfig": {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
+        "schema": json.dumps(schema), "name": "trip"}}}}}
+    r = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, **ask)
+    value = json.loads(r["output"]["message"]["content"][0]["text"])
+    assert set(value) == {"city", "days", "when", "stops"} and 1 <= value["days"] <= 7
+    assert len(value["stops"]) == 2 and all(isinstance(s["night"], bool) for s in value["stops"])
+    assert r["stopReason"] == "end_turn"
+    # The same request, the same document; streamed, the same text in deltas.
+    assert runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, **ask)["output"] == r["output"]
+    text, _ = _stream_text(runtime.converse_stream(modelId=US_HAIKU, messages=USER_HELLO, **ask)["stream"])
+    assert text == r["output"]["message"]["content"][0]["text"]
+    for bad, says in (("{not json", "is not valid JSON"), ("[1]", "must be a JSON Schema object")):
+        with pytest.raises(ClientError) as e:
+            runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, outputConfig={"textFormat": {
+                "type": "json_schema", "structure": {"jsonSchema": {"schema": bad}}}})
+        assert e.value.response["Error"]["Code"] == "ValidationException" and says in e.value.response["Error"]["Message"]
+
+
 def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):
     r = runtime.invoke_model(modelId=HAIKU, body=anthropic_body(), contentType="application/octet-stream")
     assert json.loads(r["body"].read())["type"] == "message"

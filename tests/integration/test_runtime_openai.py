@@ -132,6 +132,14 @@ def test_tool_calls_translate_both_ways(runtime, app_arn, fake_openai):
     assert json.loads(fragments) == {"q": "fake"}
 
 
+def test_structured_output_reaches_the_backend_as_response_format(runtime, app_arn, fake_openai):
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    runtime.converse(modelId=app_arn, messages=_said("Where?"), outputConfig={"textFormat": {
+        "type": "json_schema", "structure": {"jsonSchema": {"schema": json.dumps(schema), "name": "place"}}}})
+    assert _received(fake_openai)[-1]["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": True}}
+
+
 @pytest.mark.parametrize(("trigger", "code", "status"), [
     ("FAIL429", "ThrottlingException", 429),
     ("FAIL500", "ModelErrorException", 424),

@@ -177,6 +177,13 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
         if choice is not None and choice.mode != "none":  # Converse has no "none": offering tools is "auto"
             tool_config["toolChoice"] = {"tool": {"name": choice.name}} if choice.mode == "tool" else {choice.mode: {}}
         body["toolConfig"] = tool_config
+    if request.output_schema is not None:
+        definition: dict[str, Any] = {"schema": orjson.dumps(request.output_schema.schema).decode()}
+        for key in ("name", "description"):
+            value = getattr(request.output_schema, key)
+            if value:
+                definition[key] = value
+        body["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
     extra = dict(request.extra)
     if request.top_k is not None and "top_k" not in extra and "topK" not in extra:
         extra["top_k"] = request.top_k

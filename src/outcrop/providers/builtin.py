@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from outcrop.providers.base import Target
+from outcrop.providers.instances import instance
 from outcrop.providers.messages import (
     BlockDelta,
     BlockStart,
@@ -113,7 +114,7 @@ def plan_reply(request: ChatRequest, model_id: str) -> Plan:
     input_tokens = count_request(request)
     tool = _tool_to_call(request)
     if tool is not None:
-        tool_input = _fill_schema(tool.input_schema, rng)
+        tool_input = instance(tool.input_schema, rng)
         use = ToolUse("tooluse_" + hashlib.sha256(digest + b"tool").hexdigest()[:22], tool.name, tool_input)
         output = count_text(use.name) + count_text(orjson.dumps(tool_input).decode())
         return Plan((), use, "tool_use", None, Usage(input_tokens, output))
@@ -124,6 +125,8 @@ def plan_reply(request: ChatRequest, model_id: str) -> Plan:
 
 
 def _reply_text(request: ChatRequest, rng: _Stream) -> str:
+    if request.output_schema is not None:  # structured output: the whole reply is one JSON document
+        return orjson.dumps(instance(request.output_schema.schema, rng)).decode()
     last = request.messages[-1] if request.messages else None
     results = [b for b in last.content if isinstance(b, ToolResult)] if last and last.role == "user" else []
     if results:
@@ -178,25 +181,6 @@ def _tool_to_call(request: ChatRequest) -> Tool | None:
         return next((t for t in request.tools if t.name == choice.name), request.tools[0])
     said = last.text().lower()
     return next((t for t in request.tools if t.name.lower() in said), request.tools[0])
-
-
-def _fill_schema(schema: dict[str, Any], rng: _Stream) -> Any:
-    kind = schema.get("type", "object")
-    if schema.get("enum"):
-        return schema["enum"][0]
-    if kind == "object":
-        props: dict[str, Any] = schema.get("properties") or {}
-        names = schema.get("required") or list(props)
-        return {name: _fill_schema(props.get(name) or {"type": "string"}, rng) for name in names}
-    if kind == "array":
-        return [_fill_schema(schema.get("items") or {"type": "string"}, rng)]
-    if kind == "integer":
-        return 1 + rng.byte() % 100
-    if kind == "number":
-        return (1 + rng.byte() % 1000) / 10
-    if kind == "boolean":
-        return True
-    return rng.word()
 
 
 class BuiltinProvider:

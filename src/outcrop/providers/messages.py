@@ -77,6 +77,15 @@ class ToolChoice:
 
 
 @dataclass(slots=True)
+class OutputSchema:
+    """Structured output: the reply's text is one JSON document valid against ``schema`` (a JSON Schema)."""
+
+    schema: dict[str, Any]
+    name: str | None = None
+    description: str | None = None
+
+
+@dataclass(slots=True)
 class ChatRequest:
     messages: tuple[Message, ...]
     system: tuple[str, ...] = ()
@@ -87,6 +96,7 @@ class ChatRequest:
     stop_sequences: tuple[str, ...] = ()
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
+    output_schema: OutputSchema | None = None
     # Model-specific fields passed through untouched (Converse's additionalModelRequestFields).
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -85,6 +85,12 @@ def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
             body[key] = value
     if request.stop_sequences:
         body["stop"] = list(request.stop_sequences)
+    if request.output_schema is not None:
+        schema = request.output_schema
+        json_schema: dict[str, Any] = {"name": schema.name or "response", "schema": schema.schema, "strict": True}
+        if schema.description:
+            json_schema["description"] = schema.description
+        body["response_format"] = {"type": "json_schema", "json_schema": json_schema}
     if request.tools:
         body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
                                                            "parameters": t.input_schema}} for t in request.tools]

@@ -26,6 +26,7 @@ from outcrop.providers.messages import (
     MessageStart,
     MessageStop,
     Metadata,
+    OutputSchema,
     StreamEvent,
     Text,
     Tool,
@@ -192,6 +193,7 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
             choice = ToolChoice("any")
         elif "auto" in raw_choice:
             choice = ToolChoice("auto")
+    output_schema = _output_schema(params.get("outputConfig"))
     extra = params.get("additionalModelRequestFields") or {}
     if not isinstance(extra, dict):  # a document member: any JSON value passes the shape
         raise ValidationError(EXTRA_FIELDS_NOT_OBJECT)
@@ -207,8 +209,29 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
         stop_sequences=tuple(config.get("stopSequences") or ()),
         tools=tuple(tools),
         tool_choice=choice,
+        output_schema=output_schema,
         extra=extra,
     )
+
+
+def _output_schema(config: Mapping[str, Any] | None) -> OutputSchema | None:
+    """``outputConfig.textFormat``'s JSON Schema (a JSON text in the request), parsed."""
+    text_format = (config or {}).get("textFormat")
+    if not text_format:
+        return None
+    definition = (text_format.get("structure") or {}).get("jsonSchema")
+    if definition is None:
+        raise ValidationError("outputConfig.textFormat.structure must hold a jsonSchema for the json_schema type.")
+    try:
+        schema = orjson.loads(definition["schema"])
+    except orjson.JSONDecodeError as e:
+        raise ValidationError(
+            f"outputConfig.textFormat.structure.jsonSchema.schema is not valid JSON ({e.msg} at position {e.pos}). "
+            "It is a JSON Schema written as a JSON string."
+        ) from None
+    if not isinstance(schema, dict):
+        raise ValidationError("outputConfig.textFormat.structure.jsonSchema.schema must be a JSON Schema object.")
+    return OutputSchema(schema, definition.get("name"), definition.get("description"))
 
 
 def content_blocks(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:

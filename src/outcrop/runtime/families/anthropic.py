@@ -19,6 +19,7 @@ from outcrop.providers.messages import (
     MessageStart,
     MessageStop,
     Metadata,
+    OutputSchema,
     StreamEvent,
     Text,
     Tool,
@@ -57,6 +58,19 @@ def _block(raw: Any, where: str) -> Block:
             items = tuple(c.get("text", "") if c.get("type") == "text" else c for c in content)
         return ToolResult(str(raw.get("tool_use_id", "")), items, "error" if raw.get("is_error") else None)
     raise malformed(f"{where}.type: {kind} is not a valid enum value")
+
+
+def _output_format(body: Mapping[str, Any]) -> OutputSchema | None:
+    """Claude's structured output: ``output_config.format`` = ``{"type": "json_schema", "schema": {…}}``."""
+    config = optional(body, "output_config", dict)
+    fmt = (config or {}).get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise malformed("#/output_config/format/type: json_schema is the only valid value")
+    if not isinstance(fmt.get("schema"), dict):
+        raise malformed("#/output_config/format/schema: expected type: JSONObject")
+    return OutputSchema(fmt["schema"])
 
 
 class Anthropic:
@@ -98,6 +112,7 @@ class Anthropic:
             stop_sequences=tuple(optional(body, "stop_sequences", list) or ()),
             tools=tools,
             tool_choice=choice,
+            output_schema=_output_format(body),
         )
 
     def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
