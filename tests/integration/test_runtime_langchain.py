@@ -27,7 +27,7 @@ def app_arn(server: ServerProcess) -> str:
 def _chat(server: ServerProcess, arn: str, **kwargs: Any) -> Any:
     return langchain_aws.ChatBedrockConverse(
         model=arn, provider="anthropic", region_name="us-east-1", endpoint_url=server.url,
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, max_tokens=64, **kwargs)
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, **{"max_tokens": 64, **kwargs})
 
 
 @pytest.mark.parametrize("base_model", [None, HAIKU], ids=["profile-lookup", "base-model"])
@@ -44,3 +44,23 @@ def test_invoke_and_stream_with_an_application_profile(server, app_arn, base_mod
             content = "".join(c.get("text", "") for c in content if isinstance(c, dict))
         streamed += content
     assert streamed == reply.content
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_structured_output_parses_into_the_callers_pydantic_model(server, app_arn, method):
+    """``with_structured_output``: natively (outputConfig) and through a forced tool call, the builtin
+    model's answer is valid for a pydantic model with nested, optional and constrained fields."""
+    from pydantic import BaseModel, Field
+
+    class Stop(BaseModel):
+        name: str
+        nights: int = Field(ge=1, le=3)
+
+    class Trip(BaseModel):
+        city: str
+        stops: list[Stop] = Field(min_length=2)
+        budget: float | None = None
+
+    chat = _chat(server, app_arn, base_model=HAIKU, max_tokens=512)
+    trip = chat.with_structured_output(Trip, method=method).invoke("Plan a trip to Lisbon")
+    assert isinstance(trip, Trip) and len(trip.stops) >= 2 and all(1 <= s.nights <= 3 for s in trip.stops)
