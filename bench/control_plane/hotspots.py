@@ -334,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         server = start_outcrop(database(), scratch, args.database, source)
         try:
             ids = create_over_http(server.host, REGION, 100, prefix="h" + uuid.uuid4().hex[:6])
-            worker = server.worker_pids()[-1]
+            # One worker serves in the server's own process; its child is the metering ingester.
+            worker = server.proc.pid
             for op, script in (("GetInferenceProfile", get_script(REGION, ids)),
                                ("CreateInferenceProfile", create_script(REGION, "h" + uuid.uuid4().hex[:6]))):
                 raw = RESULTS / f"pyspy-{op}-{args.database}.txt"
