@@ -64,6 +64,16 @@ def served_as(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def served_headers(params: Mapping[str, Any]) -> dict[str, Any]:
+    """InvokeModel's ``performanceConfigLatency`` and ``serviceTier`` (response headers) as served."""
+    out: dict[str, Any] = {}
+    if params.get("performanceConfigLatency") is not None:
+        out["performanceConfigLatency"] = SERVED_LATENCY
+    if params.get("serviceTier") is not None:
+        out["serviceTier"] = SERVED_TIER
+    return out
+
+
 def response_field_paths(params: Mapping[str, Any]) -> list[list[str]]:
     """``additionalModelResponseFieldPaths`` as RFC 6901 reference tokens; an ill-formed pointer is refused
     (400) before the model is called."""
@@ -134,16 +144,6 @@ class StreamedResponse:
             blocks[i] = ToolUse(tool.id, tool.name, tool_input)
         usage = usage or Usage(self.input_tokens, count_text("".join("".join(p) for p in self.texts.values())))
         return ChatResponse(tuple(blocks[i] for i in sorted(blocks)), stop.stop_reason, usage, stop.stop_sequence)
-
-
-def served_headers(params: Mapping[str, Any]) -> dict[str, Any]:
-    """InvokeModel's ``performanceConfigLatency`` and ``serviceTier`` (response headers) as served."""
-    out: dict[str, Any] = {}
-    if params.get("performanceConfigLatency") is not None:
-        out["performanceConfigLatency"] = SERVED_LATENCY
-    if params.get("serviceTier") is not None:
-        out["serviceTier"] = SERVED_TIER
-    return out
 
 
 def _block(raw: Mapping[str, Any]) -> Block | None:
@@ -278,7 +278,7 @@ async def converse_events(
             if isinstance(event, MessageStop):
                 held = event
                 continue
-            if held is not None:
+            if held is not None and native is not None and paths:
                 yield _message_stop(held, streamed, event.usage if isinstance(event, Metadata) else None, native, paths)
                 held = None
         if isinstance(event, MessageStart):
@@ -297,12 +297,13 @@ async def converse_events(
         elif isinstance(event, Metadata):
             latency = int((time.monotonic() - started) * 1000)
             yield {"metadata": {"usage": usage_shape(event.usage), "metrics": {"latencyMs": latency}, **(served or {})}}
-    if held is not None and streamed is not None:
+    if held is not None and streamed is not None and native is not None and paths:
         yield _message_stop(held, streamed, None, native, paths)
 
 
 def _message_stop(
-    stop: MessageStop, streamed: StreamedResponse, usage: Usage | None, native: Any, paths: Any
+    stop: MessageStop, streamed: StreamedResponse, usage: Usage | None, native: Callable[[ChatResponse], Any],
+    paths: list[list[str]],
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"stopReason": stop.stop_reason}
     fields = pick_fields(native(streamed.response(stop, usage)), paths)
