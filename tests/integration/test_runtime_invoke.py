@@ -230,6 +230,29 @@ def test_structured_output_from_the_builtin_model_follows_the_schema(runtime):
         assert e.value.response["Error"]["Code"] == "ValidationException" and says in e.value.response["Error"]["Message"]
 
 
+@pytest.mark.parametrize(("schema", "answered"), [
+    ({"$ref": "#"}, False),  # refers to itself with no end
+    ({"$defs": {"n": {"type": "object", "properties": {"x": {"$ref": "#/$defs/n"}}, "required": ["x"]}},
+      "$ref": "#/$defs/n"}, False),
+    ({"type": "object", "properties": {"x": {"type": 5}, "y": {"enum": {"a": 1}}, "z": {"minItems": "x"},
+                                       "w": {"format": [1], "minimum": "a", "type": "integer"},
+                                       "v": {"anyOf": {"a": 1}}, "u": {"allOf": 3, "required": 7}}}, True),
+], ids=["self", "cycle", "odd-keywords"])
+def test_schemas_the_builtin_cannot_fill_are_a_400_never_a_500(runtime, schema, answered):
+    asks = [
+        {"outputConfig": {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": json.dumps(schema)}}}}},
+        {"toolConfig": {"tools": [{"toolSpec": {"name": "t", "inputSchema": {"json": schema}}}], "toolChoice": {"any": {}}}},
+    ]
+    for ask in asks:
+        try:
+            runtime.converse(modelId=HAIKU, messages=USER_HELLO, **ask)
+            assert answered
+        except ClientError as e:
+            assert not answered
+            assert e.response["Error"]["Code"] == "ValidationException"
+            assert "refers to itself" in e.response["Error"]["Message"]
+
+
 def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):
     r = runtime.invoke_model(modelId=HAIKU, body=anthropic_body(), contentType="application/octet-stream")
     assert json.loads(r["body"].read())["type"] == "message"

@@ -28,8 +28,9 @@ from typing import Any
 
 import orjson
 
+from outcrop.errors import ValidationError
 from outcrop.providers.base import Target
-from outcrop.providers.instances import instance
+from outcrop.providers.instances import SchemaTooDeep, instance
 from outcrop.providers.messages import (
     BlockDelta,
     BlockStart,
@@ -114,7 +115,7 @@ def plan_reply(request: ChatRequest, model_id: str) -> Plan:
     input_tokens = count_request(request)
     tool = _tool_to_call(request)
     if tool is not None:
-        tool_input = instance(tool.input_schema, rng)
+        tool_input = _filled(tool.input_schema, rng, f"the input schema of tool {tool.name}")
         use = ToolUse("tooluse_" + hashlib.sha256(digest + b"tool").hexdigest()[:22], tool.name, tool_input)
         output = count_text(use.name) + count_text(orjson.dumps(tool_input).decode())
         return Plan((), use, "tool_use", None, Usage(input_tokens, output))
@@ -126,7 +127,7 @@ def plan_reply(request: ChatRequest, model_id: str) -> Plan:
 
 def _reply_text(request: ChatRequest, rng: _Stream) -> str:
     if request.output_schema is not None:  # structured output: the whole reply is one JSON document
-        return orjson.dumps(instance(request.output_schema.schema, rng)).decode()
+        return orjson.dumps(_filled(request.output_schema.schema, rng, "outputConfig's JSON schema")).decode()
     last = request.messages[-1] if request.messages else None
     results = [b for b in last.content if isinstance(b, ToolResult)] if last and last.role == "user" else []
     if results:
@@ -135,6 +136,18 @@ def _reply_text(request: ChatRequest, rng: _Stream) -> str:
     n = DEFAULT_LENGTH[0] + rng.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
     words = [rng.word() for _ in range(n)]
     return " ".join(words).capitalize() + "."
+
+
+def _filled(schema: dict[str, Any], rng: _Stream, what: str) -> Any:
+    try:
+        return instance(schema, rng)
+    except SchemaTooDeep as e:
+        raise ValidationError(f"{e} The builtin model cannot answer {what}.") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:  # a keyword of an unexpected type
+        raise ValidationError(
+            f"The builtin model cannot fill {what}: a keyword has a value JSON Schema does not allow "
+            f"({type(e).__name__}: {e})."
+        ) from None
 
 
 def _apply_stops(text: str, tokens: list[str], request: ChatRequest) -> tuple[list[str], StopReason, str | None]:

@@ -8,7 +8,8 @@ langchain's ``with_structured_output``) use: ``type`` (one or a list), ``propert
 ``#/definitions/...``), numeric bounds and ``multipleOf``, string lengths and the common ``format`` s.
 A ``pattern`` is not followed. An object lists its required properties (all of them when it names
 none); past ``MAX_DEPTH`` nested levels an optional value is ``null`` and an array empty, where the schema
-allows, so that a recursive schema ends.
+allows, so that a recursive schema ends. One that cannot end (a required property that refers back to its
+own object, ``{"$ref": "#"}``), or nests deeper than ``DEEPEST``, raises ``SchemaTooDeep``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from collections.abc import Callable
 from typing import Any
 
 MAX_DEPTH = 6
+DEEPEST = 64  # a schema that nests deeper (or refers to itself with no way out) is refused, not recursed into
+
+
+class SchemaTooDeep(ValueError):
+    """The schema nests deeper than ``DEEPEST`` levels before a value can be made."""
 
 
 def instance(schema: Any, rng: Any, root: Any = None, depth: int = 0) -> Any:
     """A value valid against ``schema``, drawn from ``rng`` (``byte()`` and ``word()``, as the builtin's stream has)."""
     root = schema if root is None else root
+    if depth > DEEPEST:
+        raise SchemaTooDeep(f"The JSON schema nests deeper than {DEEPEST} levels (or refers to itself with no end).")
     if not isinstance(schema, dict):
         return rng.word()  # the schema ``true`` (anything goes)
     if "$ref" in schema:
@@ -32,16 +40,16 @@ def instance(schema: Any, rng: Any, root: Any = None, depth: int = 0) -> Any:
         return instance(merged, rng, root, depth + 1)
     if "const" in schema:
         return schema["const"]
-    if schema.get("enum"):
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
     for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
+        options = [o for o in schema.get(key) or () if isinstance(o, dict)] if isinstance(schema.get(key), list) else None
         if options:
             concrete = [o for o in options if not _is_null(o)]
             if not concrete or (depth >= MAX_DEPTH and len(concrete) < len(options)):
                 return None
             return instance({**_without(schema, key), **concrete[0]}, rng, root, depth)
-    if schema.get("allOf"):
+    if isinstance(schema.get("allOf"), list) and schema["allOf"]:
         merged = _without(schema, "allOf")
         for part in schema["allOf"]:
             part = _resolve(root, part["$ref"]) if isinstance(part, dict) and "$ref" in part else part
@@ -72,9 +80,10 @@ def instance(schema: Any, rng: Any, root: Any = None, depth: int = 0) -> Any:
 
 
 def _object(schema: dict[str, Any], rng: Any, root: Any, depth: int) -> dict[str, Any]:
-    props: dict[str, Any] = schema.get("properties") or {}
+    props = schema.get("properties")
+    props = props if isinstance(props, dict) else {}
     required = schema.get("required")
-    names = list(required) if required is not None else list(props)
+    names = [n for n in required if isinstance(n, str)] if isinstance(required, list) else list(props)
     return {name: instance(props.get(name, {"type": "string"}), rng, root, depth + 1) for name in names}
 
 
@@ -82,21 +91,31 @@ def _array(schema: dict[str, Any], rng: Any, root: Any, depth: int) -> list[Any]
     prefix = schema.get("prefixItems")
     if isinstance(prefix, list):
         return [instance(p, rng, root, depth + 1) for p in prefix]
-    low = int(schema.get("minItems") or 0)
-    high = schema.get("maxItems")
-    n = max(low, 0 if depth >= MAX_DEPTH else 1)
+    low, high = _count(schema.get("minItems")), _count(schema.get("maxItems"))
+    n = max(low or 0, 0 if depth >= MAX_DEPTH else 1)
     if high is not None:
-        n = min(n, int(high))
+        n = min(n, high)
     items = schema.get("items", {"type": "string"})
     return [instance(items, rng, root, depth + 1) for _ in range(n)]
 
 
+def _number_or_none(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _count(value: Any) -> int | None:
+    """A count keyword's value (minItems, maxLength …); one that is not a count is ignored."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10_000 else None
+
+
 def _bounds(schema: dict[str, Any], step: float) -> tuple[float | None, float | None]:
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if isinstance(schema.get("exclusiveMinimum"), int | float) and not isinstance(schema["exclusiveMinimum"], bool):
-        low = schema["exclusiveMinimum"] + step
-    if isinstance(schema.get("exclusiveMaximum"), int | float) and not isinstance(schema["exclusiveMaximum"], bool):
-        high = schema["exclusiveMaximum"] - step
+    low, high = _number_or_none(schema.get("minimum")), _number_or_none(schema.get("maximum"))
+    exclusive_low, exclusive_high = _number_or_none(schema.get("exclusiveMinimum")), _number_or_none(
+        schema.get("exclusiveMaximum"))
+    if exclusive_low is not None:
+        low = exclusive_low + step
+    if exclusive_high is not None:
+        high = exclusive_high - step
     return low, high
 
 
@@ -106,7 +125,7 @@ def _integer(schema: dict[str, Any], rng: Any) -> int:
     hi = math.floor(high) if high is not None else lo + 99
     value = lo + rng.byte() % (hi - lo + 1) if hi >= lo else lo
     step = schema.get("multipleOf")
-    if isinstance(step, int) and step > 0:
+    if isinstance(step, int) and not isinstance(step, bool) and step > 0:
         value = math.ceil(value / step) * step
         if hi >= lo and value > hi:
             value -= step
@@ -122,8 +141,8 @@ def _number(schema: dict[str, Any], rng: Any) -> float:
         value = low + value
     elif high is not None:
         value = high - value
-    step = schema.get("multipleOf")
-    if isinstance(step, int | float) and step > 0:
+    step = _number_or_none(schema.get("multipleOf"))
+    if step is not None and step > 0:
         value = math.ceil(value / step) * step
         if high is not None and value > high:
             value -= step
@@ -149,12 +168,13 @@ def _uuid(raw: bytes) -> str:
 
 
 def _string(schema: dict[str, Any], rng: Any) -> str:
-    make = FORMATS.get(schema.get("format", ""))
+    fmt = schema.get("format")
+    make = FORMATS.get(fmt) if isinstance(fmt, str) else None
     value = make(rng) if make is not None else rng.word()
-    low, high = schema.get("minLength"), schema.get("maxLength")
-    while isinstance(low, int) and len(value) < low:
+    low, high = _count(schema.get("minLength")), _count(schema.get("maxLength"))
+    while low is not None and len(value) < low:
         value += " " + rng.word()
-    if isinstance(high, int) and len(value) > high:
+    if high is not None and len(value) > high:
         value = value[:high]
     return value
 

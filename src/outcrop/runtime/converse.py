@@ -36,6 +36,7 @@ from outcrop.providers.messages import (
     Usage,
 )
 from outcrop.providers.tokens import count_text
+from outcrop.wire.restjson import load_json_document
 
 CONVERSATION_START = "A conversation must start with a user message. Try again with a conversation that starts with a user message."
 ALTERNATE = (
@@ -223,12 +224,14 @@ def _output_schema(config: Mapping[str, Any] | None) -> OutputSchema | None:
     if definition is None:
         raise ValidationError("outputConfig.textFormat.structure must hold a jsonSchema for the json_schema type.")
     try:
-        schema = orjson.loads(definition["schema"])
+        schema = load_json_document(definition["schema"])
     except orjson.JSONDecodeError as e:
         raise ValidationError(
             f"outputConfig.textFormat.structure.jsonSchema.schema is not valid JSON ({e.msg} at position {e.pos}). "
             "It is a JSON Schema written as a JSON string."
         ) from None
+    except ValueError as e:
+        raise ValidationError(f"outputConfig.textFormat.structure.jsonSchema.schema {e}.") from None
     if not isinstance(schema, dict):
         raise ValidationError("outputConfig.textFormat.structure.jsonSchema.schema must be a JSON Schema object.")
     return OutputSchema(schema, definition.get("name"), definition.get("description"))

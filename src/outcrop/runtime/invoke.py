@@ -52,6 +52,7 @@ from outcrop.runtime.families import CHAT_FAMILIES, EMBEDDING_FAMILIES, ChatFami
 from outcrop.runtime.families.base import malformed
 from outcrop.runtime.resolve import Resolution, Resolver
 from outcrop.store.engine import Store
+from outcrop.wire.restjson import load_json_document
 
 log = logging.getLogger("outcrop.runtime")
 T = TypeVar("T")
@@ -388,9 +389,11 @@ def _json_body(body: bytes | None) -> dict[str, Any]:
     if not body:
         raise malformed("#: expected type: JSONObject, found: Null")
     try:
-        value = orjson.loads(body)
+        value = load_json_document(body)
     except orjson.JSONDecodeError as e:
         raise malformed(f"#: the body is not valid JSON ({e.msg} at position {e.pos})") from None
+    except ValueError as e:
+        raise malformed(f"#: the body {e}") from None
     if not isinstance(value, dict):
         raise malformed(f"#: expected type: JSONObject, found: {type(value).__name__}")
     return value

@@ -24,7 +24,33 @@ from outcrop.wire.validate import checker, validate_input, validation_message
 
 UTC = dt.UTC
 JSON_CONTENT_TYPE = b"application/json"
-MAX_JSON_DEPTH = 1024  # orjson's own limit: deeper documents are refused while parsing, never recursed into
+# The deepest JSON document a request may carry. orjson reads 1024 levels but writes only 254, and what a request
+# carries (a tool's input, a schema) is written again, a few levels deeper, into answers and backend calls:
+# deeper documents are refused as they arrive, never recursed into.
+MAX_JSON_DEPTH = 200
+
+
+def nests_deeper(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep (iteratively: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def load_json_document(body: bytes | str) -> Any:
+    """``orjson.loads``, refusing documents deeper than ``MAX_JSON_DEPTH`` (JSONDecodeError, ValueError)."""
+    value = orjson.loads(body)
+    brackets = body.count(b"[") + body.count(b"{") if isinstance(body, bytes) else body.count("[") + body.count("{")
+    if brackets > MAX_JSON_DEPTH and nests_deeper(value):
+        raise ValueError(f"nests JSON arrays and objects deeper than {MAX_JSON_DEPTH} levels")
+    return value
 
 
 # --------------------------------------------------------------------------------------------- input
@@ -82,13 +108,17 @@ def parse_request(
 
 def _load_json(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
+        return load_json_document(body)
     except orjson.JSONDecodeError as e:
         if "depth" in e.msg or "recursion" in e.msg:
             raise SerializationError(
                 f"The request body nests JSON arrays and objects deeper than {MAX_JSON_DEPTH} levels."
             ) from None
         raise SerializationError(f"The request body is not valid JSON: {e.msg} at position {e.pos}.") from None
+    except ValueError:
+        raise SerializationError(
+            f"The request body nests JSON arrays and objects deeper than {MAX_JSON_DEPTH} levels."
+        ) from None
 
 
 def _from_text(value: str, shape: Shape, path: str, problems: list[str]) -> Any:
