@@ -161,6 +161,13 @@ def test_anthropic_tool_use_round_trip(runtime):
                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"], "content": "42"}]}]
     second = json.loads(runtime.invoke_model(modelId=HAIKU, body=json.dumps({**base, "messages": messages}))["body"].read())
     assert second["stop_reason"] == "end_turn" and second["content"][0]["text"] == "Tool lookup returned: 42."
+    # A conversation replayed from Claude carries its thinking blocks (sent back with the tool result):
+    # accepted and left out, the same answer.
+    thought = [{"type": "thinking", "thinking": "I should look it up.", "signature": "c2ln"},
+               {"type": "redacted_thinking", "data": "cmVk"}]
+    messages[1] = {"role": "assistant", "content": thought + first["content"]}
+    again = json.loads(runtime.invoke_model(modelId=HAIKU, body=json.dumps({**base, "messages": messages}))["body"].read())
+    assert again["content"] == second["content"]
 
 
 def _invoke(runtime: Any, model_id: str, body: dict[str, Any]) -> dict[str, Any]:

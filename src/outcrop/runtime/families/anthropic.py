@@ -36,7 +36,12 @@ def _model_name(model_id: str) -> str:
     return name.rsplit("-v", 1)[0] if "-v" in name else name
 
 
-def _block(raw: Any, where: str) -> Block:
+# Content blocks of the Messages API that outcrop's models do not read: a conversation replayed from Claude
+# carries them (thinking blocks must be sent back with tool results), and they are accepted and left out.
+UNREAD_BLOCKS = frozenset({"thinking", "redacted_thinking", "document", "search_result"})
+
+
+def _block(raw: Any, where: str) -> Block | None:
     if isinstance(raw, str):
         return Text(raw)
     if not isinstance(raw, dict) or "type" not in raw:
@@ -57,6 +62,8 @@ def _block(raw: Any, where: str) -> Block:
         else:
             items = tuple(c.get("text", "") if c.get("type") == "text" else c for c in content)
         return ToolResult(str(raw.get("tool_use_id", "")), items, "error" if raw.get("is_error") else None)
+    if kind in UNREAD_BLOCKS:
+        return None
     raise malformed(f"{where}.type: {kind} is not a valid enum value")
 
 
@@ -86,7 +93,7 @@ class Anthropic:
                 raise malformed(f"#/messages/{i}/role: must be user or assistant")
             content = m.get("content", "")
             blocks = [Text(content)] if isinstance(content, str) else [
-                _block(c, f"#/messages/{i}/content/{j}") for j, c in enumerate(content)
+                b for j, c in enumerate(content) if (b := _block(c, f"#/messages/{i}/content/{j}")) is not None
             ]
             messages.append(Message(m["role"], tuple(blocks)))
         system = body.get("system")
