@@ -130,6 +130,19 @@ def test_structured_output_is_forwarded_upstream(via_front, direct):
     assert _without_latency(through) == _without_latency(direct.converse(modelId=US_HAIKU, **kwargs))
 
 
+def test_reasoning_comes_through_the_upstream(via_front, direct):
+    kwargs = {"messages": USER_HELLO, "additionalModelRequestFields": {"thinking": {"type": "enabled"}}}
+    through = via_front.converse(modelId=HAIKU, **kwargs)
+    assert "reasoningContent" in through["output"]["message"]["content"][0]
+    assert _without_latency(through) == _without_latency(direct.converse(modelId=US_HAIKU, **kwargs))
+    assert _events(via_front.converse_stream(modelId=HAIKU, **kwargs)["stream"]) == \
+        _events(direct.converse_stream(modelId=US_HAIKU, **kwargs)["stream"])
+    # Sent back with the next turn, the reasoning and its signature go upstream too.
+    turn = [*USER_HELLO, through["output"]["message"], {"role": "user", "content": [{"text": "And?"}]}]
+    assert _without_latency(via_front.converse(modelId=HAIKU, **{**kwargs, "messages": turn})) == \
+        _without_latency(direct.converse(modelId=US_HAIKU, **{**kwargs, "messages": turn}))
+
+
 def _events(stream: Any) -> list[dict[str, Any]]:
     out = []
     for event in stream:

@@ -253,6 +253,45 @@ def test_schemas_the_builtin_cannot_fill_are_a_400_never_a_500(runtime, schema, 
             assert "refers to itself" in e.response["Error"]["Message"]
 
 
+def test_extended_thinking_from_the_builtin_model(runtime):
+    """Claude's ``thinking``: a reasoning block with a signature before the answer, counted as output, in
+    Converse, ConverseStream and Claude's own InvokeModel body and stream; sent back, it is accepted."""
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    r = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, additionalModelRequestFields=thinking)
+    reasoning, answer = r["output"]["message"]["content"]
+    text = reasoning["reasoningContent"]["reasoningText"]
+    assert text["text"] and text["signature"] and answer["text"]
+    plain = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO)
+    assert len(plain["output"]["message"]["content"]) == 1
+    assert r["usage"]["outputTokens"] > plain["usage"]["outputTokens"]
+
+    events = list(runtime.converse_stream(modelId=US_HAIKU, messages=USER_HELLO,
+                                          additionalModelRequestFields=thinking)["stream"])
+    pieces = [e["contentBlockDelta"] for e in events if "contentBlockDelta" in e]
+    assert "".join(p["delta"]["reasoningContent"].get("text", "") for p in pieces if p["contentBlockIndex"] == 0) \
+        == text["text"]
+    assert [p["delta"]["reasoningContent"]["signature"] for p in pieces if p["contentBlockIndex"] == 0
+            and "signature" in p["delta"]["reasoningContent"]] == [text["signature"]]
+    assert "".join(p["delta"]["text"] for p in pieces if p["contentBlockIndex"] == 1) == answer["text"]
+
+    turn = [*USER_HELLO, r["output"]["message"], {"role": "user", "content": [{"text": "And then?"}]}]
+    assert runtime.converse(modelId=US_HAIKU, messages=turn, additionalModelRequestFields=thinking)["stopReason"] \
+        == "end_turn"
+
+    body = json.loads(anthropic_body())
+    body["thinking"] = thinking["thinking"]
+    native = json.loads(runtime.invoke_model(modelId=US_HAIKU, body=json.dumps(body))["body"].read())
+    assert native["content"][0] == {"type": "thinking", "thinking": text["text"], "signature": text["signature"]}
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in
+              runtime.invoke_model_with_response_stream(modelId=US_HAIKU, body=json.dumps(body))["body"]]
+    assert chunks[1] == {"type": "content_block_start", "index": 0,
+                         "content_block": {"type": "thinking", "thinking": "", "signature": ""}}
+    assert "".join(c["delta"]["thinking"] for c in chunks if c.get("delta", {}).get("type") == "thinking_delta") \
+        == text["text"]
+    assert [c["delta"]["signature"] for c in chunks if c.get("delta", {}).get("type") == "signature_delta"] \
+        == [text["signature"]]
+
+
 def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):
     r = runtime.invoke_model(modelId=HAIKU, body=anthropic_body(), contentType="application/octet-stream")
     assert json.loads(r["body"].read())["type"] == "message"

@@ -132,6 +132,18 @@ def test_tool_calls_translate_both_ways(runtime, app_arn, fake_openai):
     assert json.loads(fragments) == {"q": "fake"}
 
 
+def test_a_reasoning_models_thinking_becomes_reasoning_content(runtime, app_arn):
+    r = runtime.converse(modelId=app_arn, messages=_said("THINK twice"))
+    assert r["output"]["message"]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "Let me think."}}}, {"text": "echo: THINK twice"}]
+    events = list(runtime.converse_stream(modelId=app_arn, messages=_said("THINK twice"))["stream"])
+    deltas = [(e["contentBlockDelta"]["contentBlockIndex"], e["contentBlockDelta"]["delta"])
+              for e in events if "contentBlockDelta" in e]
+    assert "".join(d["reasoningContent"]["text"] for i, d in deltas if i == 0) == "Let me think."
+    assert "".join(d["text"] for i, d in deltas if i == 1) == "echo: THINK twice"
+    assert [e["contentBlockStop"]["contentBlockIndex"] for e in events if "contentBlockStop" in e] == [0, 1]
+
+
 def test_structured_output_reaches_the_backend_as_response_format(runtime, app_arn, fake_openai):
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     runtime.converse(modelId=app_arn, messages=_said("Where?"), outputConfig={"textFormat": {

@@ -88,15 +88,20 @@ class Handler(BaseHTTPRequestHandler):
             words, finish = words[:limit], "length"
         usage["completion_tokens"] = len(words)
         usage["total_tokens"] = usage["prompt_tokens"] + len(words)
+        # A reasoning model (vLLM's reasoning parser): its thinking in reasoning_content, before the answer.
+        thought = ["Let", " me", " think."] if "THINK" in said else []
         if body.get("stream"):
             deltas = [{"delta": {"role": "assistant", "content": ""}}]
+            deltas += [{"delta": {"reasoning_content": t}} for t in thought]
             deltas += [{"delta": {"content": (" " if i else "") + w}} for i, w in enumerate(words)]
             deltas.append({"delta": {}, "finish_reason": finish})
             self._stream(deltas, usage, drop="DROP" in said)
         else:
+            message = {"role": "assistant", "content": " ".join(words)}
+            if thought:
+                message["reasoning_content"] = "".join(thought)
             self._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
-                                          "finish_reason": finish}], "usage": usage})
+                             "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
 
     def _stream(self, deltas: list[dict[str, Any]], usage: dict[str, Any], drop: bool) -> None:
         self.send_response(200)

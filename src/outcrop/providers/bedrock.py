@@ -59,6 +59,8 @@ from outcrop.providers.messages import (
     MessageStart,
     MessageStop,
     Metadata,
+    Reasoning,
+    ReasoningDelta,
     StopReason,
     StreamEvent,
     Text,
@@ -149,6 +151,11 @@ def _block(block: Block) -> dict[str, Any]:
         return {"image": {"format": block.format, "source": {"bytes": base64.b64encode(block.data).decode()}}}
     if isinstance(block, ToolUse):
         return {"toolUse": {"toolUseId": block.id, "name": block.name, "input": block.input}}
+    if isinstance(block, Reasoning):
+        text: dict[str, Any] = {"text": block.text}
+        if block.signature:
+            text["signature"] = block.signature
+        return {"reasoningContent": {"reasoningText": text}}
     content = [{"text": c} if isinstance(c, str) else {"json": c} for c in block.content]
     result: dict[str, Any] = {"toolUseId": block.tool_use_id, "content": content}
     if block.status:
@@ -185,6 +192,8 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
                 definition[key] = value
         body["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
     extra = dict(request.extra)
+    if request.reasoning_budget is not None and "thinking" not in extra:  # asked in Claude's own body
+        extra["thinking"] = {"type": "enabled", "budget_tokens": request.reasoning_budget}
     if request.top_k is not None and "top_k" not in extra and "topK" not in extra:
         extra["top_k"] = request.top_k
     if extra:
@@ -207,6 +216,9 @@ def chat_response(payload: Mapping[str, Any]) -> ChatResponse:
         elif "toolUse" in raw:
             t = raw["toolUse"]
             content.append(ToolUse(t.get("toolUseId", ""), t.get("name", ""), t.get("input") or {}))
+        elif "reasoningContent" in raw and (raw["reasoningContent"].get("reasoningText") or {}).get("text") is not None:
+            r = raw["reasoningContent"]["reasoningText"]
+            content.append(Reasoning(r["text"], r.get("signature")))
     stop = STOP_REASONS.get(payload.get("stopReason") or "end_turn", "end_turn")
     return ChatResponse(tuple(content), stop, usage_of(payload.get("usage")))
 
@@ -226,16 +238,22 @@ class StreamTranslator:
             self.open.add(index)
             return [BlockStart(index, ToolUse(tool["toolUseId"], tool["name"], {}) if tool else None)]
         if name == "contentBlockDelta":
+            delta = value.get("delta") or {}
+            reasoning = delta.get("reasoningContent")
+            if reasoning is not None:  # a reasoning block has no BlockStart (see ReasoningDelta)
+                self.open.add(index)
+                if "text" in reasoning:
+                    return [ReasoningDelta(index, text=reasoning["text"])]
+                return [ReasoningDelta(index, signature=reasoning["signature"])] if "signature" in reasoning else []
             out: list[StreamEvent] = []
             if index not in self.open:
                 self.open.add(index)
                 out.append(BlockStart(index))
-            delta = value.get("delta") or {}
             if "text" in delta:
                 out.append(BlockDelta(index, text=delta["text"]))
             elif "toolUse" in delta:
                 out.append(BlockDelta(index, tool_input=delta["toolUse"].get("input") or ""))
-            return out  # reasoning and citation deltas: nothing the neutral form carries
+            return out  # citation deltas: nothing the neutral form carries
         if name == "contentBlockStop":
             return [BlockStop(index)] if index in self.open else []
         if name == "messageStop":

@@ -19,6 +19,7 @@ SHA-256 of the request (its messages, system prompt, tools and settings), so a t
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import struct
@@ -32,6 +33,7 @@ from outcrop.errors import ValidationError
 from outcrop.providers.base import Target
 from outcrop.providers.instances import SchemaTooDeep, instance
 from outcrop.providers.messages import (
+    Block,
     BlockDelta,
     BlockStart,
     BlockStop,
@@ -42,6 +44,8 @@ from outcrop.providers.messages import (
     MessageStart,
     MessageStop,
     Metadata,
+    Reasoning,
+    ReasoningDelta,
     StopReason,
     StreamEvent,
     Text,
@@ -107,22 +111,50 @@ class Plan:
     stop_reason: StopReason
     stop_sequence: str | None
     usage: Usage
+    reasoning: tuple[str, ...] = ()  # reasoning deltas, before the answer, when the request asked for it
+    signature: str | None = None
+
+    @property
+    def content(self) -> tuple[Block, ...]:
+        answer: Block = self.tool_use if self.tool_use else Text("".join(self.deltas))
+        if not self.reasoning:
+            return (answer,)
+        return Reasoning("".join(self.reasoning), self.signature), answer
 
 
 def plan_reply(request: ChatRequest, model_id: str) -> Plan:
     digest = _digest(request, model_id)
     rng = _Stream(digest)
     input_tokens = count_request(request)
+    reasoning, signature = _reasoning(request, rng, digest)
+    thought = count_text("".join(reasoning))
     tool = _tool_to_call(request)
     if tool is not None:
         tool_input = _filled(tool.input_schema, rng, f"the input schema of tool {tool.name}")
         use = ToolUse("tooluse_" + hashlib.sha256(digest + b"tool").hexdigest()[:22], tool.name, tool_input)
         output = count_text(use.name) + count_text(orjson.dumps(tool_input).decode())
-        return Plan((), use, "tool_use", None, Usage(input_tokens, output))
+        return Plan((), use, "tool_use", None, Usage(input_tokens, thought + output), reasoning, signature)
     text = _reply_text(request, rng)
     tokens = split_tokens(text)
     deltas, stop_reason, stop_sequence = _apply_stops(text, tokens, request)
-    return Plan(tuple(deltas), None, stop_reason, stop_sequence, Usage(input_tokens, count_text("".join(deltas))))
+    usage = Usage(input_tokens, thought + count_text("".join(deltas)))
+    return Plan(tuple(deltas), None, stop_reason, stop_sequence, usage, reasoning, signature)
+
+
+def _reasoning(request: ChatRequest, rng: _Stream, digest: bytes) -> tuple[tuple[str, ...], str | None]:
+    """Reasoning deltas (one token each, within the request's budget) and their signature, when asked for."""
+    if request.reasoning_budget is None:
+        return (), None
+    n = DEFAULT_LENGTH[0] + rng.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
+    text = "Thinking it over: " + " ".join(rng.word() for _ in range(n)) + "."
+    tokens = split_tokens(text)[: request.reasoning_budget]
+    deltas, pos = [], 0
+    for token in tokens:
+        start = text.index(token, pos)
+        deltas.append(text[pos:start] + token)
+        pos = start + len(token)
+    signature = base64.b64encode(hashlib.sha256(digest + "".join(deltas).encode()).digest()).decode()
+    return tuple(deltas), signature
 
 
 def _reply_text(request: ChatRequest, rng: _Stream) -> str:
@@ -202,14 +234,13 @@ class BuiltinProvider:
     async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
         plan = plan_reply(request, target.model_id)
         await self._pace(target, plan)
-        content = (plan.tool_use,) if plan.tool_use else (Text("".join(plan.deltas)),)
-        return ChatResponse(content, plan.stop_reason, plan.usage, plan.stop_sequence)
+        return ChatResponse(plan.content, plan.stop_reason, plan.usage, plan.stop_sequence)
 
     async def _pace(self, target: Target, plan: Plan) -> None:
         d = target.deployment
         delay = d.ttft_ms / 1000
         if d.tokens_per_second > 0:
-            delay += max(len(plan.deltas), 1) / d.tokens_per_second
+            delay += max(len(plan.reasoning) + len(plan.deltas), 1) / d.tokens_per_second
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -220,18 +251,27 @@ class BuiltinProvider:
             await asyncio.sleep(d.ttft_ms / 1000)
         gap = 1 / d.tokens_per_second if d.tokens_per_second > 0 else 0.0
         yield MessageStart("assistant", plan.usage.input_tokens)
-        if plan.tool_use is not None:
-            use = plan.tool_use
-            yield BlockStart(0, use)
-            yield BlockDelta(0, tool_input=orjson.dumps(use.input).decode())
-            yield BlockStop(0)
-        else:
-            yield BlockStart(0)
-            for i, delta in enumerate(plan.deltas):
+        at = 0
+        if plan.reasoning:
+            for i, piece in enumerate(plan.reasoning):
                 if gap and i:
                     await asyncio.sleep(gap)
-                yield BlockDelta(0, text=delta)
+                yield ReasoningDelta(0, text=piece)
+            yield ReasoningDelta(0, signature=plan.signature)
             yield BlockStop(0)
+            at = 1
+        if plan.tool_use is not None:
+            use = plan.tool_use
+            yield BlockStart(at, use)
+            yield BlockDelta(at, tool_input=orjson.dumps(use.input).decode())
+            yield BlockStop(at)
+        else:
+            yield BlockStart(at)
+            for i, delta in enumerate(plan.deltas):
+                if gap and (i or at):
+                    await asyncio.sleep(gap)
+                yield BlockDelta(at, text=delta)
+            yield BlockStop(at)
         yield MessageStop(plan.stop_reason, plan.stop_sequence)
         yield Metadata(plan.usage)
 

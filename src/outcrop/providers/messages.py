@@ -51,7 +51,16 @@ class ToolResult:
         return "\n".join(c if isinstance(c, str) else orjson.dumps(c).decode() for c in self.content)
 
 
-Block = Text | Image | ToolUse | ToolResult
+@dataclass(slots=True)
+class Reasoning:
+    """A model's reasoning before its answer (Claude's thinking, Converse's reasoningContent); the signature
+    lets the model check, when the conversation sends it back, that the text is its own."""
+
+    text: str
+    signature: str | None = None
+
+
+Block = Text | Image | ToolUse | ToolResult | Reasoning
 
 
 @dataclass(slots=True)
@@ -97,6 +106,8 @@ class ChatRequest:
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
     output_schema: OutputSchema | None = None
+    # Reasoning asked for (Claude's ``thinking``): at most this many tokens of it before the answer.
+    reasoning_budget: int | None = None
     # Model-specific fields passed through untouched (Converse's additionalModelRequestFields).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -160,7 +171,17 @@ class Metadata:
     usage: Usage
 
 
-StreamEvent = MessageStart | BlockStart | BlockDelta | BlockStop | MessageStop | Metadata
+@dataclass(slots=True)
+class ReasoningDelta:
+    """A piece of a reasoning block (its text, or at its end its signature); the block has no BlockStart
+    and ends with a BlockStop. Families that do not show reasoning let it pass."""
+
+    index: int
+    text: str | None = None
+    signature: str | None = None
+
+
+StreamEvent = MessageStart | BlockStart | BlockDelta | ReasoningDelta | BlockStop | MessageStop | Metadata
 
 
 @dataclass(slots=True)

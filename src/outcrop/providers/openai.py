@@ -13,7 +13,7 @@ ValidationException with the backend's message; a stream cut short → ModelStre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -41,6 +41,8 @@ from outcrop.providers.messages import (
     MessageStart,
     MessageStop,
     Metadata,
+    Reasoning,
+    ReasoningDelta,
     StopReason,
     StreamEvent,
     Text,
@@ -99,6 +101,13 @@ def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
             body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}.get(choice.mode) or {
                 "type": "function", "function": {"name": choice.name}}
     return body
+
+
+def _reasoning_of(message: Mapping[str, Any]) -> str | None:
+    """A reasoning model's thinking, where OpenAI-compatible servers put it: vLLM, SGLang and LM Studio
+    ``reasoning_content``, newer vLLM and Ollama ``reasoning``."""
+    value = message.get("reasoning_content") or message.get("reasoning")
+    return value if isinstance(value, str) else None
 
 
 def _arguments(raw: str | None) -> Any:
@@ -170,7 +179,10 @@ class OpenAIProvider:
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             raise ModelError("The model backend returned a malformed response.", originalStatusCode=200) from None
         message = choice.get("message") or {}
-        content: list[Text | ToolUse] = []
+        content: list[Text | ToolUse | Reasoning] = []
+        reasoning = _reasoning_of(message)
+        if reasoning:
+            content.append(Reasoning(reasoning))
         if message.get("content"):
             content.append(Text(message["content"]))
         for call in message.get("tool_calls") or ():
@@ -263,6 +275,7 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
     index = -1
     kind: str | None = None  # "text" or the OpenAI index of the tool call being streamed
     text_parts: list[str] = []
+    reasoning_parts: list[str] = []  # counted as output when the backend reports no usage
     finish: StopReason | None = None
     usage: dict[str, Any] | None = None
     async for line in lines:
@@ -275,6 +288,14 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
         usage = chunk.get("usage") or usage
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
+            reasoning = _reasoning_of(delta)
+            if reasoning:
+                if kind != "reasoning":
+                    if index >= 0:
+                        yield BlockStop(index)
+                    index, kind = index + 1, "reasoning"
+                reasoning_parts.append(reasoning)
+                yield ReasoningDelta(index, text=reasoning)
             if delta.get("content"):
                 if kind != "text":
                     if index >= 0:
@@ -301,4 +322,4 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
     if index >= 0:
         yield BlockStop(index)
     yield MessageStop(finish)
-    yield Metadata(_usage(usage, request, "".join(text_parts)))
+    yield Metadata(_usage(usage, request, "".join(reasoning_parts) + "".join(text_parts)))

@@ -27,6 +27,8 @@ from outcrop.providers.messages import (
     MessageStop,
     Metadata,
     OutputSchema,
+    Reasoning,
+    ReasoningDelta,
     StreamEvent,
     Text,
     Tool,
@@ -122,6 +124,7 @@ class StreamedResponse:
     def __init__(self) -> None:
         self.texts: dict[int, list[str]] = {}
         self.tools: dict[int, tuple[ToolUse, list[str]]] = {}
+        self.reasoning: dict[int, tuple[list[str], list[str]]] = {}  # index → (text pieces, signature pieces)
         self.input_tokens = 0
 
     def add(self, event: StreamEvent) -> None:
@@ -129,6 +132,9 @@ class StreamedResponse:
             self.input_tokens = event.input_tokens or 0
         elif isinstance(event, BlockStart) and event.tool_use is not None:
             self.tools[event.index] = (event.tool_use, [])
+        elif isinstance(event, ReasoningDelta):
+            text, signature = self.reasoning.setdefault(event.index, ([], []))
+            (text if event.text is not None else signature).append(event.text or event.signature or "")
         elif isinstance(event, BlockDelta):
             if event.index in self.tools:
                 self.tools[event.index][1].append(event.tool_input or "")
@@ -137,6 +143,8 @@ class StreamedResponse:
 
     def response(self, stop: MessageStop, usage: Usage | None) -> ChatResponse:
         blocks: dict[int, Block] = {i: Text("".join(parts)) for i, parts in self.texts.items()}
+        for i, (text, signature) in self.reasoning.items():
+            blocks[i] = Reasoning("".join(text), "".join(signature) or None)
         for i, (tool, parts) in self.tools.items():
             try:
                 tool_input = orjson.loads("".join(parts) or "{}")
@@ -159,6 +167,9 @@ def _block(raw: Mapping[str, Any]) -> Block | None:
         t = raw["toolResult"]
         items = tuple(c["text"] if "text" in c else c.get("json") for c in t.get("content", ()))
         return ToolResult(t["toolUseId"], items, t.get("status"))
+    if "reasoningContent" in raw:  # a model's earlier reasoning, sent back (redacted reasoning is left out)
+        text = raw["reasoningContent"].get("reasoningText")
+        return Reasoning(text.get("text", ""), text.get("signature")) if text else None
     return None  # cachePoint, guardContent, …: nothing for a model to read
 
 
@@ -200,6 +211,7 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
         raise ValidationError(EXTRA_FIELDS_NOT_OBJECT)
     extra = dict(extra)
     top_k = extra.get("top_k", extra.get("topK"))
+    thinking = extra.get("thinking")
     return ChatRequest(
         messages=tuple(messages),
         system=tuple(s["text"] for s in params.get("system") or () if "text" in s),
@@ -211,8 +223,20 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
         tools=tuple(tools),
         tool_choice=choice,
         output_schema=output_schema,
+        reasoning_budget=reasoning_budget(thinking),
         extra=extra,
     )
+
+
+DEFAULT_REASONING_BUDGET = 1024  # Claude's smallest budget_tokens
+
+
+def reasoning_budget(thinking: Any) -> int | None:
+    """The token budget of Claude's ``thinking`` (``{"type": "enabled", "budget_tokens": N}``), or None."""
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+        return None
+    budget = thinking.get("budget_tokens")
+    return budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else DEFAULT_REASONING_BUDGET
 
 
 def _output_schema(config: Mapping[str, Any] | None) -> OutputSchema | None:
@@ -244,6 +268,11 @@ def content_blocks(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
             out.append({"text": b.text})
         elif isinstance(b, ToolUse):
             out.append({"toolUse": {"toolUseId": b.id, "name": b.name, "input": b.input}})
+        elif isinstance(b, Reasoning):
+            text: dict[str, Any] = {"text": b.text}
+            if b.signature:
+                text["signature"] = b.signature
+            out.append({"reasoningContent": {"reasoningText": text}})
     return out
 
 
@@ -293,6 +322,9 @@ async def converse_events(
         elif isinstance(event, BlockDelta):
             delta = {"text": event.text} if event.text is not None else {"toolUse": {"input": event.tool_input or ""}}
             yield {"contentBlockDelta": {"delta": delta, "contentBlockIndex": event.index}}
+        elif isinstance(event, ReasoningDelta):
+            piece = {"text": event.text} if event.text is not None else {"signature": event.signature or ""}
+            yield {"contentBlockDelta": {"delta": {"reasoningContent": piece}, "contentBlockIndex": event.index}}
         elif isinstance(event, BlockStop):
             yield {"contentBlockStop": {"contentBlockIndex": event.index}}
         elif isinstance(event, MessageStop):

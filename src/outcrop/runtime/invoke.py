@@ -31,6 +31,7 @@ from outcrop.providers.messages import (
     ChatResponse,
     MessageStart,
     Metadata,
+    ReasoningDelta,
     StreamEvent,
     Usage,
 )
@@ -343,10 +344,10 @@ async def _observed(events: AsyncIterator[StreamEvent], record: InvocationRecord
     deltas: list[str] = []  # counted only if the stream ends without the backend's own usage
     try:
         async for event in events:
-            if isinstance(event, BlockDelta):
+            if isinstance(event, BlockDelta | ReasoningDelta):
                 if record.first_token_ms is None:
                     record.first_token_ms = int((time.monotonic() - record.started) * 1000)
-                deltas.append(event.text or event.tool_input or "")
+                deltas.append((event.text if isinstance(event, ReasoningDelta) else event.text or event.tool_input) or "")
             elif isinstance(event, Metadata):
                 record.usage = event.usage
             elif isinstance(event, MessageStart):

@@ -20,6 +20,8 @@ from outcrop.providers.messages import (
     MessageStop,
     Metadata,
     OutputSchema,
+    Reasoning,
+    ReasoningDelta,
     StreamEvent,
     Text,
     Tool,
@@ -27,6 +29,7 @@ from outcrop.providers.messages import (
     ToolResult,
     ToolUse,
 )
+from outcrop.runtime.converse import reasoning_budget
 from outcrop.runtime.families.base import NUMBER, malformed, optional, require
 
 
@@ -37,8 +40,9 @@ def _model_name(model_id: str) -> str:
 
 
 # Content blocks of the Messages API that outcrop's models do not read: a conversation replayed from Claude
-# carries them (thinking blocks must be sent back with tool results), and they are accepted and left out.
-UNREAD_BLOCKS = frozenset({"thinking", "redacted_thinking", "document", "search_result"})
+# carries them, and they are accepted and left out. (Thinking blocks, which Claude needs back with tool
+# results, are kept as reasoning.)
+UNREAD_BLOCKS = frozenset({"redacted_thinking", "document", "search_result"})
 
 
 def _block(raw: Any, where: str) -> Block | None:
@@ -62,6 +66,8 @@ def _block(raw: Any, where: str) -> Block | None:
         else:
             items = tuple(c.get("text", "") if c.get("type") == "text" else c for c in content)
         return ToolResult(str(raw.get("tool_use_id", "")), items, "error" if raw.get("is_error") else None)
+    if kind == "thinking":
+        return Reasoning(str(raw.get("thinking", "")), raw.get("signature"))
     if kind in UNREAD_BLOCKS:
         return None
     raise malformed(f"{where}.type: {kind} is not a valid enum value")
@@ -120,6 +126,7 @@ class Anthropic:
             tools=tools,
             tool_choice=choice,
             output_schema=_output_format(body),
+            reasoning_budget=reasoning_budget(body.get("thinking")),
         )
 
     def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
@@ -129,6 +136,8 @@ class Anthropic:
                 content.append({"type": "text", "text": b.text})
             elif isinstance(b, ToolUse):
                 content.append({"type": "tool_use", "id": b.id, "name": b.name, "input": b.input})
+            elif isinstance(b, Reasoning):
+                content.append({"type": "thinking", "thinking": b.text, "signature": b.signature or ""})
         return {
             "id": _message_id(request_id),
             "type": "message",
@@ -144,8 +153,17 @@ class Anthropic:
         self, events: AsyncIterator[StreamEvent], request: ChatRequest, model_id: str, request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         stop: MessageStop | None = None
+        thinking: set[int] = set()  # indexes of thinking blocks already started
         async for event in events:
-            if isinstance(event, MessageStart):
+            if isinstance(event, ReasoningDelta):
+                if event.index not in thinking:
+                    thinking.add(event.index)
+                    yield {"type": "content_block_start", "index": event.index,
+                           "content_block": {"type": "thinking", "thinking": "", "signature": ""}}
+                delta = ({"type": "thinking_delta", "thinking": event.text} if event.text is not None
+                         else {"type": "signature_delta", "signature": event.signature or ""})
+                yield {"type": "content_block_delta", "index": event.index, "delta": delta}
+            elif isinstance(event, MessageStart):
                 yield {
                     "type": "message_start",
                     "message": {
