@@ -143,6 +143,14 @@ def test_reasoning_comes_through_the_upstream(via_front, direct):
         _without_latency(direct.converse(modelId=US_HAIKU, **{**kwargs, "messages": turn}))
 
 
+def test_cache_points_go_upstream_and_its_cache_usage_comes_back(via_front):
+    doc = " ".join(f"clause{i}" for i in range(1200))
+    system = [{"text": doc}, {"cachePoint": {"type": "default", "ttl": "1h"}}]
+    first = via_front.converse(modelId=HAIKU, system=system, messages=USER_HELLO)["usage"]
+    second = via_front.converse(modelId=HAIKU, system=system, messages=USER_HELLO)["usage"]
+    assert (first.get("cacheWriteInputTokens"), second.get("cacheReadInputTokens")) == (1200, 1200)
+
+
 def _events(stream: Any) -> list[dict[str, Any]]:
     out = []
     for event in stream:

@@ -51,6 +51,7 @@ from outcrop.providers.messages import (
     BlockDelta,
     BlockStart,
     BlockStop,
+    CachePoint,
     ChatRequest,
     ChatResponse,
     EmbedRequest,
@@ -165,11 +166,16 @@ def _block(block: Block) -> dict[str, Any]:
 
 def converse_body(request: ChatRequest) -> dict[str, Any]:
     """The Converse request body of a neutral request."""
+    points = request.cache_points
     body: dict[str, Any] = {
-        "messages": [{"role": m.role, "content": [_block(b) for b in m.content]} for m in request.messages],
+        "messages": [
+            {"role": m.role, "content": _pointed([_block(b) for b in m.content],
+                                                 [p for p in points if p.where == "messages" and p.count == i], True)}
+            for i, m in enumerate(request.messages)
+        ],
     }
     if request.system:
-        body["system"] = [{"text": s} for s in request.system]
+        body["system"] = _pointed([{"text": s} for s in request.system], [p for p in points if p.where == "system"])
     config = {key: value for key, value in (("maxTokens", request.max_tokens), ("temperature", request.temperature),
                                             ("topP", request.top_p)) if value is not None}
     if request.stop_sequences:
@@ -179,7 +185,8 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     if request.tools:
         specs = [{"name": t.name, "inputSchema": {"json": t.input_schema}} | (
             {"description": t.description} if t.description else {}) for t in request.tools]
-        tool_config: dict[str, Any] = {"tools": [{"toolSpec": spec} for spec in specs]}
+        tool_config: dict[str, Any] = {
+            "tools": _pointed([{"toolSpec": spec} for spec in specs], [p for p in points if p.where == "tools"])}
         choice = request.tool_choice
         if choice is not None and choice.mode != "none":  # Converse has no "none": offering tools is "auto"
             tool_config["toolChoice"] = {"tool": {"name": choice.name}} if choice.mode == "tool" else {choice.mode: {}}
@@ -199,6 +206,18 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     if extra:
         body["additionalModelRequestFields"] = extra
     return body
+
+
+def _pointed(items: list[dict[str, Any]], points: list[CachePoint], in_message: bool = False) -> list[dict[str, Any]]:
+    """``items`` with a ``cachePoint`` block where each of ``points`` sits (after its first count, or for a
+    message, block, items)."""
+    out = list(items)
+    for p in sorted(points, key=lambda p: p.block if in_message else p.count, reverse=True):
+        point: dict[str, Any] = {"type": "default"}
+        if p.ttl != "5m":
+            point["ttl"] = p.ttl
+        out.insert(p.block if in_message else p.count, {"cachePoint": point})
+    return out
 
 
 # -- Converse → neutral form -----------------------------------------------------------------------------

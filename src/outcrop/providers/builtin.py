@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import math
 import struct
@@ -54,6 +55,7 @@ from outcrop.providers.messages import (
     ToolUse,
     Usage,
 )
+from outcrop.providers.prompt_cache import PromptCache
 from outcrop.providers.tokens import count_request, count_text, split_tokens
 
 VOCABULARY = ["granite", "basalt", "quartz", "shale", "slate", "marble", "gneiss", "schist", "chalk", "flint", "jasper", "agate", "onyx", "obsidian", "pumice", "tuff", "ridge", "ledge", "cliff", "scarp", "mesa", "butte", "canyon", "gorge", "valley", "river", "delta", "fjord", "glacier", "moraine", "dune", "plateau", "summit", "crag", "bluff", "terrace", "bedrock", "stratum", "seam", "vein", "fault", "fold", "dome", "arch", "cave", "grotto", "spring", "geyser", "crater", "caldera", "lava", "magma", "crystal", "mineral", "pebble", "cobble", "boulder", "sand", "silt"]
@@ -231,8 +233,19 @@ def _tool_to_call(request: ChatRequest) -> Tool | None:
 class BuiltinProvider:
     """Serves every deployment whose backend is ``builtin``."""
 
-    async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
+    def __init__(self) -> None:
+        self.cache = PromptCache()
+
+    def _plan(self, target: Target, request: ChatRequest) -> Plan:
         plan = plan_reply(request, target.model_id)
+        if not request.cache_points:
+            return plan
+        # A Region's cache is its own, as at Bedrock.
+        where = f"{target.region}/{target.model_id}"
+        return dataclasses.replace(plan, usage=self.cache.apply(request, where, plan.usage))
+
+    async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
+        plan = self._plan(target, request)
         await self._pace(target, plan)
         return ChatResponse(plan.content, plan.stop_reason, plan.usage, plan.stop_sequence)
 
@@ -245,7 +258,7 @@ class BuiltinProvider:
             await asyncio.sleep(delay)
 
     async def chat_stream(self, target: Target, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        plan = plan_reply(request, target.model_id)
+        plan = self._plan(target, request)
         d = target.deployment
         if d.ttft_ms > 0:
             await asyncio.sleep(d.ttft_ms / 1000)

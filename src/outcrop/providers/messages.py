@@ -94,6 +94,18 @@ class OutputSchema:
     description: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class CachePoint:
+    """A prompt-cache checkpoint: the prefix before it may be cached. The prefix runs tools, system, messages:
+    ``where`` says which of the three the point sits in, after its first ``count`` tools or system texts, or
+    in message ``count`` after its first ``block`` content blocks."""
+
+    where: Literal["tools", "system", "messages"]
+    count: int
+    block: int = 0
+    ttl: Literal["5m", "1h"] = "5m"
+
+
 @dataclass(slots=True)
 class ChatRequest:
     messages: tuple[Message, ...]
@@ -108,6 +120,9 @@ class ChatRequest:
     output_schema: OutputSchema | None = None
     # Reasoning asked for (Claude's ``thinking``): at most this many tokens of it before the answer.
     reasoning_budget: int | None = None
+    cache_points: tuple[CachePoint, ...] = ()
+    # Whose prompt cache the request may read and write (the caller's account): set by the runtime.
+    cache_scope: str = ""
     # Model-specific fields passed through untouched (Converse's additionalModelRequestFields).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -121,7 +136,14 @@ class Usage:
 
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        """Converse's ``totalTokens``: every input token (read from the cache, written to it, or neither)
+        and every output token. ``input_tokens`` is only those neither read from nor written to the cache."""
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def quota_tokens(self) -> int:
+        """What counts against a tokens-per-minute quota: cache reads do not, as at Bedrock."""
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens
 
 
 @dataclass(slots=True)

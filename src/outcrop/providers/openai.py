@@ -119,8 +119,10 @@ def _arguments(raw: str | None) -> Any:
 
 def _usage(raw: dict[str, Any] | None, request: ChatRequest, output_text: str) -> Usage:
     if raw:
-        cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), cached)
+        # OpenAI's prompt_tokens include the cached ones; Bedrock's inputTokens do not.
+        cached = int((raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        prompt = int(raw.get("prompt_tokens") or 0)
+        return Usage(max(prompt - cached, 0), int(raw.get("completion_tokens") or 0), min(cached, prompt))
     return Usage(count_request(request), count_text(output_text))
 
 

@@ -163,7 +163,7 @@ class Router:
         """Run a unary call where it fits; its room is released with the tokens it really used."""
         result, _chosen, lease = await self._route(source_region, resolution, record, call, estimate)
         usage = getattr(result, "usage", None)
-        self._release(lease, getattr(usage, "total_tokens", None))
+        self._release(lease, getattr(usage, "quota_tokens", None))
         return result
 
     async def open_stream(
@@ -179,7 +179,7 @@ class Router:
         try:
             async for event in events:
                 if isinstance(event, Metadata):
-                    used = event.usage.total_tokens
+                    used = event.usage.quota_tokens
                 yield event
         except ServiceError as e:
             # Past the first event there is no failover, but the breaker still learns from it.

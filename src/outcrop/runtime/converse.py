@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -19,6 +19,7 @@ from outcrop.providers.messages import (
     BlockDelta,
     BlockStart,
     BlockStop,
+    CachePoint,
     ChatRequest,
     ChatResponse,
     Image,
@@ -175,9 +176,16 @@ def _block(raw: Mapping[str, Any]) -> Block | None:
 
 def chat_request(params: Mapping[str, Any]) -> ChatRequest:
     messages: list[Message] = []
+    points: list[CachePoint] = []
     uses_tools = False
-    for raw in params.get("messages") or ():
-        blocks = tuple(b for b in (_block(c) for c in raw.get("content", ())) if b is not None)
+    for i, raw in enumerate(params.get("messages") or ()):
+        kept: list[Block] = []
+        for c in raw.get("content", ()):
+            if "cachePoint" in c:
+                points.append(CachePoint("messages", i, len(kept), _ttl(c["cachePoint"])))
+            elif (b := _block(c)) is not None:
+                kept.append(b)
+        blocks = tuple(kept)
         uses_tools = uses_tools or any(isinstance(b, ToolUse | ToolResult) for b in blocks)
         messages.append(Message(raw["role"], blocks))
     if not messages or messages[0].role != "user":
@@ -192,6 +200,8 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
     choice = None
     if tool_config:
         for t in tool_config.get("tools", ()):
+            if "cachePoint" in t:
+                points.append(CachePoint("tools", len(tools), 0, _ttl(t["cachePoint"])))
             spec = t.get("toolSpec")
             if spec is not None:
                 schema = (spec.get("inputSchema") or {}).get("json") or {"type": "object"}
@@ -212,9 +222,15 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
     extra = dict(extra)
     top_k = extra.get("top_k", extra.get("topK"))
     thinking = extra.get("thinking")
+    system: list[str] = []
+    for entry in params.get("system") or ():
+        if "text" in entry:
+            system.append(entry["text"])
+        elif "cachePoint" in entry:
+            points.append(CachePoint("system", len(system), 0, _ttl(entry["cachePoint"])))
     return ChatRequest(
         messages=tuple(messages),
-        system=tuple(s["text"] for s in params.get("system") or () if "text" in s),
+        system=tuple(system),
         max_tokens=config.get("maxTokens"),
         temperature=config.get("temperature"),
         top_p=config.get("topP"),
@@ -224,8 +240,13 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
         tool_choice=choice,
         output_schema=output_schema,
         reasoning_budget=reasoning_budget(thinking),
+        cache_points=tuple(points),
         extra=extra,
     )
+
+
+def _ttl(point: Mapping[str, Any]) -> Literal["5m", "1h"]:
+    return "1h" if point.get("ttl") == "1h" else "5m"
 
 
 DEFAULT_REASONING_BUDGET = 1024  # Claude's smallest budget_tokens

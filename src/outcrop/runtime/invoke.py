@@ -149,6 +149,7 @@ class Runtime:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
         request = chat_request(params)
+        request.cache_scope = ctx.account
         paths = response_field_paths(params)
         record = self._record(ctx, "Converse", resolution, params["modelId"])
         async with self._recording(record):
@@ -168,6 +169,7 @@ class Runtime:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
         request = chat_request(params)
+        request.cache_scope = ctx.account
         paths = response_field_paths(params)
         record = self._record(ctx, "ConverseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
@@ -193,6 +195,7 @@ class Runtime:
         else:
             family = _chat_family(model)
             request = family.parse(body, model.model_id)
+            request.cache_scope = ctx.account
             async with self._recording(record):
                 response = await self.router.run(
                     ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)),
@@ -219,6 +222,7 @@ class Runtime:
             raise ValidationError("The model is unsupported for streaming.")
         family = _chat_family(model)
         request = family.parse(body, model.model_id)
+        request.cache_scope = ctx.account
         record = self._record(ctx, "InvokeModelWithResponseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
         chunks = family.stream(events, request, model.model_id, ctx.request_id)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from outcrop.providers.messages import (
     Block,
     BlockDelta,
     BlockStart,
     BlockStop,
+    CachePoint,
     ChatRequest,
     ChatResponse,
     Image,
@@ -28,6 +29,7 @@ from outcrop.providers.messages import (
     ToolChoice,
     ToolResult,
     ToolUse,
+    Usage,
 )
 from outcrop.runtime.converse import reasoning_budget
 from outcrop.runtime.families.base import NUMBER, malformed, optional, require
@@ -73,6 +75,22 @@ def _block(raw: Any, where: str) -> Block | None:
     raise malformed(f"{where}.type: {kind} is not a valid enum value")
 
 
+def _usage(u: Usage) -> dict[str, int]:
+    out = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
+    if u.cache_read_tokens or u.cache_write_tokens:  # Claude's names for the prompt cache's part
+        out["cache_creation_input_tokens"] = u.cache_write_tokens
+        out["cache_read_input_tokens"] = u.cache_read_tokens
+    return out
+
+
+def _cache_ttl(raw: Any) -> Literal["5m", "1h"] | None:
+    """The TTL of a block's ``cache_control`` (``{"type": "ephemeral", "ttl": "1h"}``), or None without one."""
+    control = raw.get("cache_control") if isinstance(raw, dict) else None
+    if not isinstance(control, dict):
+        return None
+    return "1h" if control.get("ttl") == "1h" else "5m"
+
+
 def _output_format(body: Mapping[str, Any]) -> OutputSchema | None:
     """Claude's structured output: ``output_config.format`` = ``{"type": "json_schema", "schema": {…}}``."""
     config = optional(body, "output_config", dict)
@@ -94,23 +112,32 @@ class Anthropic:
         max_tokens = require(body, "max_tokens", int)
         raw_messages = require(body, "messages", list)
         messages = []
+        points: list[CachePoint] = []  # where blocks carry cache_control: the prefix up to and with them
         for i, m in enumerate(raw_messages):
             if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
                 raise malformed(f"#/messages/{i}/role: must be user or assistant")
             content = m.get("content", "")
-            blocks = [Text(content)] if isinstance(content, str) else [
-                b for j, c in enumerate(content) if (b := _block(c, f"#/messages/{i}/content/{j}")) is not None
-            ]
+            blocks: list[Block] = []
+            for j, c in enumerate([content] if isinstance(content, str) else content):
+                b = _block(c, f"#/messages/{i}/content/{j}")
+                if b is not None:
+                    blocks.append(b)
+                if (ttl := _cache_ttl(c)) is not None:
+                    points.append(CachePoint("messages", i, len(blocks), ttl))
             messages.append(Message(m["role"], tuple(blocks)))
         system = body.get("system")
         if isinstance(system, str):
             system_texts: tuple[str, ...] = (system,) if system else ()
         else:
             system_texts = tuple(s.get("text", "") for s in system or ())
+            points += [CachePoint("system", j + 1, 0, ttl) for j, s in enumerate(system or ())
+                       if (ttl := _cache_ttl(s)) is not None]
+        raw_tools = optional(body, "tools", list) or ()
         tools = tuple(
-            Tool(t["name"], t.get("description", ""), t.get("input_schema") or {"type": "object"})
-            for t in optional(body, "tools", list) or ()
+            Tool(t["name"], t.get("description", ""), t.get("input_schema") or {"type": "object"}) for t in raw_tools
         )
+        points += [CachePoint("tools", j + 1, 0, ttl) for j, t in enumerate(raw_tools)
+                   if (ttl := _cache_ttl(t)) is not None]
         choice = None
         raw_choice = optional(body, "tool_choice", dict)
         if raw_choice is not None:
@@ -127,6 +154,7 @@ class Anthropic:
             tool_choice=choice,
             output_schema=_output_format(body),
             reasoning_budget=reasoning_budget(body.get("thinking")),
+            cache_points=tuple(points),
         )
 
     def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
@@ -146,7 +174,7 @@ class Anthropic:
             "content": content,
             "stop_reason": response.stop_reason,
             "stop_sequence": response.stop_sequence,
-            "usage": {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens},
+            "usage": _usage(response.usage),
         }
 
     async def stream(

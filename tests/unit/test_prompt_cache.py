@@ -1,0 +1,92 @@
+"""The builtin model's prompt cache: which prefixes it reads and writes, for how long, and for whom."""
+
+from __future__ import annotations
+
+from outcrop.providers.messages import CachePoint, ChatRequest, Message, Text, Tool, Usage
+from outcrop.providers.prompt_cache import MAX_ENTRIES, MIN_PREFIX_TOKENS, PromptCache, prefixes
+from outcrop.providers.tokens import count_request
+
+DOC = " ".join(f"w{i}" for i in range(MIN_PREFIX_TOKENS))  # exactly the minimum, by outcrop's token rule
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request(*points: CachePoint, scope: str = "111111111111", question: str = "q?", doc: str = DOC) -> ChatRequest:
+    return ChatRequest(
+        messages=(Message("user", (Text(doc), Text(question))),),
+        system=("Be brief.",),
+        tools=(Tool("lookup", "Looks up", {"type": "object"}),),
+        cache_points=points,
+        cache_scope=scope,
+    )
+
+
+def served(cache: PromptCache, req: ChatRequest, model: str = "m") -> Usage:
+    return cache.apply(req, model, Usage(count_request(req), 5))
+
+
+def test_a_prefix_is_written_then_read_and_input_tokens_are_the_rest():
+    cache, point = PromptCache(Clock()), CachePoint("messages", 0, 1)
+    first = served(cache, request(point))
+    prefix = prefixes(request(point), "m")[0].tokens
+    assert (first.cache_write_tokens, first.cache_read_tokens) == (prefix, 0)
+    assert first.input_tokens + prefix == count_request(request(point))
+    second = served(cache, request(point, question="another question?"))
+    assert (second.cache_write_tokens, second.cache_read_tokens) == (0, prefix)
+    assert second.total_tokens == second.input_tokens + prefix + 5 and second.quota_tokens == second.input_tokens + 5
+
+
+def test_a_prefix_under_the_minimum_caches_nothing():
+    cache, point = PromptCache(Clock()), CachePoint("system", 1)  # tools and one short system text
+    usage = served(cache, request(point))
+    assert (usage.cache_write_tokens, usage.cache_read_tokens) == (0, 0)
+
+
+def test_two_points_read_the_longer_cached_prefix_and_write_the_rest():
+    cache = PromptCache(Clock())
+    short, long = CachePoint("messages", 0, 1), CachePoint("messages", 0, 2)
+    served(cache, request(short))
+    usage = served(cache, request(short, long))
+    tokens = {p.tokens for p in prefixes(request(short, long), "m")}
+    assert usage.cache_read_tokens == min(tokens) and usage.cache_write_tokens == max(tokens) - min(tokens)
+
+
+def test_the_ttl_starts_again_on_each_hit_and_ends_after_five_minutes():
+    clock = Clock()
+    cache, point = PromptCache(clock), CachePoint("messages", 0, 1)
+    served(cache, request(point))
+    clock.now += 299
+    assert served(cache, request(point)).cache_read_tokens  # a hit: five more minutes
+    clock.now += 299
+    assert served(cache, request(point)).cache_read_tokens
+    clock.now += 301
+    assert served(cache, request(point)).cache_write_tokens  # expired: written again
+    hour = CachePoint("messages", 0, 1, "1h")
+    served(cache, request(hour))
+    clock.now += 3000
+    assert served(cache, request(hour)).cache_read_tokens
+
+
+def test_another_account_model_or_prefix_does_not_read_the_cache():
+    cache, point = PromptCache(Clock()), CachePoint("messages", 0, 1)
+    served(cache, request(point))
+    assert served(cache, request(point, scope="222222222222")).cache_write_tokens
+    assert served(cache, request(point), model="other").cache_write_tokens
+    assert served(cache, request(point, doc=DOC + " changed")).cache_write_tokens
+
+
+def test_the_cache_holds_at_most_max_entries():
+    cache, point = PromptCache(Clock()), CachePoint("messages", 0, 1)
+    first = request(point, scope="first")
+    served(cache, first)
+    for i in range(MAX_ENTRIES):
+        cache._expiry[i.to_bytes(8, "big")] = 1e12
+    served(cache, request(point, scope="newest"))
+    assert len(cache._expiry) == MAX_ENTRIES
+    assert served(cache, first).cache_write_tokens  # the oldest entry went first
