@@ -137,8 +137,7 @@ def plan_reply(request: ChatRequest, model_id: str) -> Plan:
         output = count_text(use.name) + count_text(orjson.dumps(tool_input).decode())
         return Plan((), use, "tool_use", None, Usage(input_tokens, thought + output), reasoning, signature)
     text = _reply_text(request, rng)
-    tokens = split_tokens(text)
-    deltas, stop_reason, stop_sequence = _apply_stops(text, tokens, request)
+    deltas, stop_reason, stop_sequence = _apply_stops(text, request)
     usage = Usage(input_tokens, thought + count_text("".join(deltas)))
     return Plan(tuple(deltas), None, stop_reason, stop_sequence, usage, reasoning, signature)
 
@@ -149,12 +148,7 @@ def _reasoning(request: ChatRequest, rng: _Stream, digest: bytes) -> tuple[tuple
         return (), None
     n = DEFAULT_LENGTH[0] + rng.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
     text = "Thinking it over: " + " ".join(rng.word() for _ in range(n)) + "."
-    tokens = split_tokens(text)[: request.reasoning_budget]
-    deltas, pos = [], 0
-    for token in tokens:
-        start = text.index(token, pos)
-        deltas.append(text[pos:start] + token)
-        pos = start + len(token)
+    deltas = _deltas(text)[: request.reasoning_budget]
     signature = base64.b64encode(hashlib.sha256(digest + "".join(deltas).encode()).digest()).decode()
     return tuple(deltas), signature
 
@@ -184,14 +178,20 @@ def _filled(schema: dict[str, Any], rng: _Stream, what: str) -> Any:
         ) from None
 
 
-def _apply_stops(text: str, tokens: list[str], request: ChatRequest) -> tuple[list[str], StopReason, str | None]:
-    """Deltas (each token with the space before it), cut at a stop sequence or at max_tokens."""
+def _deltas(text: str) -> list[str]:
+    """``text`` as stream deltas: each token with the space before it."""
     deltas: list[str] = []
     pos = 0
-    for token in tokens:
+    for token in split_tokens(text):
         start = text.index(token, pos)
         deltas.append(text[pos:start] + token)
         pos = start + len(token)
+    return deltas
+
+
+def _apply_stops(text: str, request: ChatRequest) -> tuple[list[str], StopReason, str | None]:
+    """``text``'s deltas, cut at a stop sequence or at max_tokens."""
+    deltas = _deltas(text)
     emitted = ""
     for i, delta in enumerate(deltas):
         candidate = emitted + delta
