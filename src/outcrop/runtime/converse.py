@@ -182,7 +182,7 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
         kept: list[Block] = []
         for c in raw.get("content", ()):
             if "cachePoint" in c:
-                points.append(CachePoint("messages", i, len(kept), _ttl(c["cachePoint"])))
+                points.append(CachePoint("messages", i, len(kept), cache_ttl(c["cachePoint"])))
             elif (b := _block(c)) is not None:
                 kept.append(b)
         blocks = tuple(kept)
@@ -201,7 +201,7 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
     if tool_config:
         for t in tool_config.get("tools", ()):
             if "cachePoint" in t:
-                points.append(CachePoint("tools", len(tools), 0, _ttl(t["cachePoint"])))
+                points.append(CachePoint("tools", len(tools), 0, cache_ttl(t["cachePoint"])))
             spec = t.get("toolSpec")
             if spec is not None:
                 schema = (spec.get("inputSchema") or {}).get("json") or {"type": "object"}
@@ -227,7 +227,7 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
         if "text" in entry:
             system.append(entry["text"])
         elif "cachePoint" in entry:
-            points.append(CachePoint("system", len(system), 0, _ttl(entry["cachePoint"])))
+            points.append(CachePoint("system", len(system), 0, cache_ttl(entry["cachePoint"])))
     return ChatRequest(
         messages=tuple(messages),
         system=tuple(system),
@@ -245,7 +245,8 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
     )
 
 
-def _ttl(point: Mapping[str, Any]) -> Literal["5m", "1h"]:
+def cache_ttl(point: Mapping[str, Any]) -> Literal["5m", "1h"]:
+    """A cache point's TTL (Converse's ``cachePoint``, Claude's ``cache_control``): 1h if it says so, else 5m."""
     return "1h" if point.get("ttl") == "1h" else "5m"
 
 
@@ -331,7 +332,7 @@ async def converse_events(
             if isinstance(event, MessageStop):
                 held = event
                 continue
-            if held is not None and native is not None and paths:
+            if held is not None:
                 yield _message_stop(held, streamed, event.usage if isinstance(event, Metadata) else None, native, paths)
                 held = None
         if isinstance(event, MessageStart):
@@ -353,7 +354,7 @@ async def converse_events(
         elif isinstance(event, Metadata):
             latency = int((time.monotonic() - started) * 1000)
             yield {"metadata": {"usage": usage_shape(event.usage), "metrics": {"latencyMs": latency}, **(served or {})}}
-    if held is not None and streamed is not None and native is not None and paths:
+    if held is not None and streamed is not None:
         yield _message_stop(held, streamed, None, native, paths)
 
 

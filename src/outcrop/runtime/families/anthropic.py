@@ -31,7 +31,7 @@ from outcrop.providers.messages import (
     ToolUse,
     Usage,
 )
-from outcrop.runtime.converse import reasoning_budget
+from outcrop.runtime.converse import cache_ttl, reasoning_budget
 from outcrop.runtime.families.base import NUMBER, malformed, optional, require
 
 
@@ -86,9 +86,7 @@ def _usage(u: Usage) -> dict[str, int]:
 def _cache_ttl(raw: Any) -> Literal["5m", "1h"] | None:
     """The TTL of a block's ``cache_control`` (``{"type": "ephemeral", "ttl": "1h"}``), or None without one."""
     control = raw.get("cache_control") if isinstance(raw, dict) else None
-    if not isinstance(control, dict):
-        return None
-    return "1h" if control.get("ttl") == "1h" else "5m"
+    return cache_ttl(control) if isinstance(control, dict) else None
 
 
 def _output_format(body: Mapping[str, Any]) -> OutputSchema | None:
