@@ -3,6 +3,7 @@ it, has exactly one usage event, and the rollups count each once."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,12 @@ def test_with_two_workers_every_invocation_has_exactly_one_event(
     server_factory: Callable[..., ServerProcess], database_url: str,
 ) -> None:
     server = server_factory(database_url, args=["--workers", "2"])
+    # The server answers once one worker is up; wait for the other's journal so that both serve.
+    journals = server.data_dir / "metering"
+    deadline = time.monotonic() + 60
+    while len(list(journals.glob("*.lock"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(journals.glob("*.lock"))) == 2, server.log_text()[-3000:]  # both workers meter
 
     def invoke_many(_: int) -> list[str]:
         with httpx.Client(base_url=server.url, timeout=30) as client:  # a connection each: both workers serve
@@ -34,7 +41,6 @@ def test_with_two_workers_every_invocation_has_exactly_one_event(
     with ThreadPoolExecutor(8) as pool:
         acknowledged = [rid for rids in pool.map(invoke_many, range(8)) for rid in rids]
     assert len(set(acknowledged)) == 200
-    assert len(list((server.data_dir / "metering").glob("*.lock"))) == 2  # both workers meter, each its journal
     server.stop()  # a graceful stop drains both workers' journals
 
     engine = create_engine(normalize_url(database_url))
