@@ -179,3 +179,19 @@ def test_botocore_reads_outcrop_errors(op_name: str, error: ServiceError, status
     assert parsed["Error"]["Code"] == error.code
     assert parsed["Error"]["Message"] == error.message
     assert parsed["ResponseMetadata"]["HTTPStatusCode"] == status
+
+
+def test_a_remembered_route_answers_as_the_first_time_and_long_labels_decode_too() -> None:
+    catalog = service_catalog()
+    path = "/model/" + APP_ARN.replace(":", "%3A").replace("/", "%2F") + "/converse"
+    first = catalog.match("POST", path)
+    assert first is not None
+    first[1].append("changed by a caller")  # each caller gets its own list of labels
+    again = catalog.match("POST", path)
+    assert again is not None and again[0] is first[0] and again[1] == [path.split("/")[2]]
+    assert catalog.match("GET", path) is None  # the method is part of what is remembered
+    op = again[0]
+    long_id = "x" * 500 + "%3A0"  # longer than what is remembered: decoded all the same
+    body = b'{"messages": [{"role": "user", "content": [{"text": "hi"}]}]}'
+    assert parse_request(op, [long_id], b"", {}, body)["modelId"] == "x" * 500 + ":0"
+    assert parse_request(op, [again[1][0]], b"", {}, body)["modelId"] == APP_ARN

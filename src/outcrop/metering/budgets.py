@@ -104,11 +104,21 @@ class TagCache:
 class Spend:
     """Per-profile spend by day: committed (database, cached) plus pending (this process's, not yet stored)."""
 
-    def __init__(self, store: Store, ttl: float = SPEND_TTL, settle: Callable[[], None] | None = None) -> None:
-        """``settle``: called before each read, to take what has been stored since out of the pending spend."""
+    def __init__(
+        self, store: Store, ttl: float = SPEND_TTL, settle: Callable[[], None] | None = None,
+        not_stored: Callable[[str, str], list[tuple[int, int, int]]] | None = None,
+    ) -> None:
+        """``settle``: called before each read, to take what has been stored since out of the pending spend.
+        ``not_stored``: the (time, pUSD, tokens) of a profile's events not stored yet, asked once, when the
+        profile's spend is first read.
+
+        Pending spend is kept only for the profiles whose spend has been read (those with a budget: the
+        ``watched`` set), so that an invocation through any other profile costs nothing here."""
         self.store = store
         self.ttl = ttl
         self._settle = settle
+        self._not_stored = not_stored
+        self.watched: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         # (account, profile ARN) → day start → [pUSD, tokens]
         self._pending: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
@@ -131,6 +141,10 @@ class Spend:
         if self._settle is not None:
             self._settle()
         key = (account, profile_arn)
+        if key not in self.watched:
+            self.watched.add(key)  # from now on its events are added as they are emitted
+            for time_us, pusd, tokens in self._not_stored(account, profile_arn) if self._not_stored else ():
+                self.add_pending(account, profile_arn, time_us, pusd, tokens)
         cache_key = (account, profile_arn, start, end)
         now = time.monotonic()
         cached = self._cache.get(cache_key)

@@ -77,12 +77,14 @@ class Meter:
         self.store = store
         self.prices = prices or Prices.load(catalog)
         self.tags = TagCache(store)
-        self.spend = Spend(store, settle=self.settle)
+        self.spend = Spend(store, settle=self.settle, not_stored=self._not_stored)
         self.metrics = MeteringMetrics(registry, catalog.regions)
         self.directory = directory
         self.journal = Journal(directory, fsync=fsync, interval=fsync_interval)
         self.progress = Progress(directory / f"{self.journal.owner}.progress")
-        # Application-profile events not yet stored: (seq, account, profile ARN, time, pUSD, tokens).
+        # Application-profile events not yet stored: (seq, account, profile ARN, time, pUSD, tokens). Their
+        # spend is pending (counted against budgets until the rollups hold it) only for profiles with a
+        # budget: ``Spend.watched``.
         self._unsettled: collections.deque[tuple[int, str, str, int, int, int]] = collections.deque()
         self._woken_at = 0  # the journal's sequence number when the ingester was last woken for a backlog
         self._ticking = False
@@ -137,8 +139,9 @@ class Meter:
         if event["profile_type"] == "APPLICATION" and event["profile_arn"]:
             spent = (event["account"], event["profile_arn"], event["time_us"], event["cost_pusd"],
                      event["input_tokens"] + event["output_tokens"])
-            self.spend.add_pending(*spent)
             self._unsettled.append((seq, *spent))
+            if (spent[0], spent[1]) in self.spend.watched:
+                self.spend.add_pending(*spent)
         if seq - self._woken_at >= BATCH:
             self._woken_at = seq
             self._ingester.wake()
@@ -167,9 +170,16 @@ class Meter:
             return
         stored = self.progress.seq
         unsettled = self._unsettled
+        watched = self.spend.watched
         while unsettled and unsettled[0][0] <= stored:
-            _, *spent = unsettled.popleft()
-            self.spend.add_pending(*spent, sign=-1)  # type: ignore[arg-type]
+            _, account, arn, time_us, pusd, tokens = unsettled.popleft()
+            if (account, arn) in watched:
+                self.spend.add_pending(account, arn, time_us, pusd, tokens, sign=-1)
+
+    def _not_stored(self, account: str, profile_arn: str) -> list[tuple[int, int, int]]:
+        """(time, pUSD, tokens) of the profile's events that the ingester has not stored yet."""
+        self.settle()
+        return [(t, pusd, tokens) for _, a, arn, t, pusd, tokens in self._unsettled if a == account and arn == profile_arn]
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every event emitted so far is in the database (read-your-writes for reports)."""

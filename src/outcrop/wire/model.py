@@ -172,6 +172,7 @@ class ServiceCatalog:
         self.models: dict[str, ServiceModel] = {}
         self.operations: dict[tuple[str, str], Operation] = {}
         self._routes: dict[tuple[str, str], list[Operation]] = {}
+        self._matched: dict[tuple[str, str], tuple[Operation, tuple[str, ...]]] = {}
         for service in services:
             model = ServiceModel(_load_raw(service), service_name=service)
             self.models[service] = model
@@ -225,10 +226,21 @@ class ServiceCatalog:
 
     def match(self, method: str, raw_path: str) -> tuple[Operation, list[str]] | None:
         """The operation a request names, with its still-encoded label values, or None."""
+        key = (method, raw_path)
+        found = self._matched.get(key)
+        if found is not None:
+            return found[0], list(found[1])
         for op in self._routes.get((method, _first_segment(raw_path)), ()):
             m = op.path_regex.match(raw_path)
             if m:
-                return op, list(m.groups())
+                groups = m.groups()
+                # Runtime calls repeat the same few paths (a model or profile and an operation); trying each
+                # candidate's expression over a long ARN was a few µs a request. Bounded: past the limit, forget.
+                if len(raw_path) <= _REMEMBERED_PATH:
+                    if len(self._matched) >= _REMEMBERED_PATHS:
+                        self._matched.clear()
+                    self._matched[key] = (op, groups)
+                return op, list(groups)
         return None
 
     def path_exists(self, raw_path: str) -> list[str]:
@@ -252,6 +264,10 @@ def once_per_shape(cache: dict[int, tuple[Shape, T]], shape: Shape, build: Calla
     if found is None:
         found = cache[key] = (shape, build(shape))
     return found[1]
+
+
+_REMEMBERED_PATHS = 4096
+_REMEMBERED_PATH = 400
 
 
 def _first_segment(path: str) -> str:

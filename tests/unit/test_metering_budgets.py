@@ -1,0 +1,42 @@
+"""Pending spend: kept only for the profiles whose budgets are checked, yet complete from the first check."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from outcrop.metering.budgets import DAY_US, Spend
+
+ACCOUNT, RED, BLUE = "123456789012", "arn:red", "arn:blue"
+DAY = 20_000 * DAY_US
+
+
+class _Store:
+    """Nothing committed yet: every figure comes from the pending spend."""
+
+    async def read(self, fn: Any) -> tuple[int, int]:
+        return 0, 0
+
+
+def test_a_profile_first_checked_counts_its_events_not_yet_stored_then_follows_new_ones() -> None:
+    backlog = {RED: [(DAY + 1, 500, 7), (DAY + 2, 250, 3), (DAY - DAY_US, 999, 99)]}  # the last: the day before
+    asked: list[str] = []
+
+    def not_stored(account: str, arn: str) -> list[tuple[int, int, int]]:
+        asked.append(arn)
+        return backlog.get(arn, [])
+
+    spend = Spend(_Store(), not_stored=not_stored)  # type: ignore[arg-type]
+    assert spend.watched == set()
+
+    async def check() -> None:
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (750, 10)
+        assert (ACCOUNT, RED) in spend.watched and (ACCOUNT, BLUE) not in spend.watched
+        spend.add_pending(ACCOUNT, RED, DAY + 3, 100, 1)  # what the meter adds once the profile is watched
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (850, 11)
+        spend.add_pending(ACCOUNT, RED, DAY + 1, 500, 7, sign=-1)  # stored: now in the committed figure
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (350, 4)
+        assert await spend.spent(ACCOUNT, BLUE, DAY, DAY + DAY_US) == (0, 0)
+
+    asyncio.run(check())
+    assert asked == [RED, BLUE]  # the backlog is read once per profile, on its first check
