@@ -107,6 +107,12 @@ def test_converse_through_the_upstream_equals_the_upstream_answer(via_front, dir
     assert through["usage"]["outputTokens"] > 0
 
 
+def test_request_metadata_is_accepted_upstream(via_front, direct):
+    kwargs: dict[str, Any] = {"messages": USER_HELLO, "requestMetadata": {"tenant": "acme", "job": "nightly-42"}}
+    through = via_front.converse(modelId=HAIKU, **kwargs)
+    assert _without_latency(through) == _without_latency(direct.converse(modelId=US_HAIKU, **kwargs))
+
+
 def test_tool_use_round_trips_through_the_upstream(via_front, direct):
     first = via_front.converse(modelId=HAIKU, messages=USER_HELLO, toolConfig=TOOLS)
     assert first["stopReason"] == "tool_use"

@@ -127,3 +127,19 @@ def test_exception_frames_become_errors():
     first, second = list(decoder)
     assert type(bedrock._message_error(first)) is Throttled
     assert type(bedrock._message_error(second)) is ModelStreamError
+
+
+def test_request_metadata_goes_upstream_as_a_valid_converse_input() -> None:
+    from botocore.validate import ParamValidator
+
+    from outcrop.runtime.converse import chat_request
+
+    params = {"modelId": "m", "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+              "requestMetadata": {"tenant": "acme", "job": "nightly-42"}}
+    body = bedrock.converse_body(chat_request(params))
+    assert body["requestMetadata"] == {"tenant": "acme", "job": "nightly-42"}
+    shape = boto3.client("bedrock-runtime", region_name="us-east-1").meta.service_model.operation_model("Converse").input_shape
+    report = ParamValidator().validate({"modelId": "m", **body}, shape)
+    assert not report.has_errors(), report.generate_report()
+    without = bedrock.converse_body(chat_request({k: v for k, v in params.items() if k != "requestMetadata"}))
+    assert "requestMetadata" not in without

@@ -205,6 +205,8 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
         extra["top_k"] = request.top_k
     if extra:
         body["additionalModelRequestFields"] = extra
+    if request.metadata:  # upstream's invocation logs carry it, and its users filter them by it
+        body["requestMetadata"] = dict(request.metadata)
     return body
 
 

@@ -125,6 +125,8 @@ class ChatRequest:
     cache_scope: str = ""
     # Model-specific fields passed through untouched (Converse's additionalModelRequestFields).
     extra: dict[str, Any] = field(default_factory=dict)
+    # Converse's requestMetadata: for the invocation's records (upstream Bedrock logs it), not for the model.
+    metadata: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

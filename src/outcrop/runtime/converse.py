@@ -242,6 +242,7 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
         reasoning_budget=reasoning_budget(thinking),
         cache_points=tuple(points),
         extra=extra,
+        metadata=params.get("requestMetadata"),
     )
 
 
