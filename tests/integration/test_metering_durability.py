@@ -62,16 +62,16 @@ def test_kill_9_under_load_loses_no_acknowledged_event(
     stop.set()
     for t in threads:
         t.join()
-    assert len(acknowledged) > 100
+    assert len(acknowledged) > 100, f"only {len(acknowledged)} acknowledged in 60 s: {server.log_text()[-2000:]}"
     journal = server.data_dir / "metering"
-    assert any(journal.glob("*.jsonl"))
+    assert any(journal.glob("*.jsonl")), server.log_text()[-2000:]
 
     server.start()  # the new process claims the dead one's journal and drains it before serving
     ids, rollup_events, _ = _stored(server.database_url)
     assert len(ids) == len(set(ids))
     missing = set(acknowledged) - set(ids)
-    assert not missing, f"{len(missing)} acknowledged invocations have no usage event"
-    assert rollup_events == len(ids)  # rollups equal the raw events, replay included
+    assert not missing, f"{len(missing)} acknowledged invocations have no usage event: {server.log_text()[-2000:]}"
+    assert rollup_events == len(ids), (rollup_events, len(ids))  # rollups equal the raw events, replay included
 
     # A graceful stop drains everything: an empty journal, and every event in the database.
     acknowledged.clear()
@@ -84,10 +84,11 @@ def test_kill_9_under_load_loses_no_acknowledged_event(
     for t in threads:
         t.join()
     server.stop()
-    assert not list(journal.glob("*.jsonl"))
+    left = list(journal.glob("*.jsonl"))
+    assert not left, f"a graceful stop left {left}: {server.log_text()[-2000:]}"
     ids_after, rollup_after, _ = _stored(server.database_url)
-    assert set(acknowledged) <= set(ids_after)
-    assert rollup_after == len(ids_after) == len(ids) + len(acknowledged)
+    assert set(acknowledged) <= set(ids_after), f"{len(set(acknowledged) - set(ids_after))} events lost by a graceful stop"
+    assert rollup_after == len(ids_after) == len(ids) + len(acknowledged), (rollup_after, len(ids_after), len(ids), len(acknowledged))
 
 
 def test_events_are_written_once_when_a_journal_is_replayed(server: ServerProcess) -> None:
