@@ -293,26 +293,30 @@ def test_extended_thinking_from_the_builtin_model(runtime):
 
 
 def test_prompt_caching_reads_what_an_earlier_call_wrote_and_meters_it(server, runtime):
-    doc = " ".join(f"clause{i}" for i in range(1500))  # 1,500 tokens: over the 1,024 a checkpoint needs
+    doc = " ".join(f"clause{i}" for i in range(2500))  # 2,500 tokens: over the 2,048 a Claude 3.5 Haiku checkpoint needs
     system = [{"text": doc}, {"cachePoint": {"type": "default"}}]
     model = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
     first = runtime.converse(modelId=model, system=system, messages=USER_HELLO)["usage"]
-    assert first["cacheWriteInputTokens"] == 1500 and "cacheReadInputTokens" not in first
-    assert first["totalTokens"] == first["inputTokens"] + first["outputTokens"] + 1500
+    assert first["cacheWriteInputTokens"] == 2500 and "cacheReadInputTokens" not in first
+    assert first["totalTokens"] == first["inputTokens"] + first["outputTokens"] + 2500
     second = runtime.converse(modelId=model, system=system, messages=USER_HELLO)["usage"]
-    assert second["cacheReadInputTokens"] == 1500 and "cacheWriteInputTokens" not in second
+    assert second["cacheReadInputTokens"] == 2500 and "cacheWriteInputTokens" not in second
     # Claude's own body and cache_control: the same prefix, read.
     body = json.loads(anthropic_body())
     body["system"] = [{"type": "text", "text": doc, "cache_control": {"type": "ephemeral"}}]
     native = json.loads(runtime.invoke_model(modelId=model, body=json.dumps(body))["body"].read())["usage"]
-    assert native["cache_read_input_tokens"] == 1500 and native["cache_creation_input_tokens"] == 0
-    # A checkpoint under the minimum caches nothing, and is no error.
-    short = runtime.converse(modelId=model, system=[{"text": "Be brief."}, {"cachePoint": {"type": "default"}}],
-                             messages=USER_HELLO)["usage"]
+    assert native["cache_read_input_tokens"] == 2500 and native["cache_creation_input_tokens"] == 0
+    # A checkpoint under the model's minimum caches nothing, and is no error: 1,500 tokens are too few for
+    # Claude 3.5 Haiku, and enough for Claude 3.7 Sonnet (1,024).
+    middling = [{"text": " ".join(f"article{i}" for i in range(1500))}, {"cachePoint": {"type": "default"}}]
+    short = runtime.converse(modelId=model, system=middling, messages=USER_HELLO)["usage"]
     assert "cacheWriteInputTokens" not in short and "cacheReadInputTokens" not in short
+    sonnet = runtime.converse(modelId="us.anthropic.claude-3-7-sonnet-20250219-v1:0", system=middling,
+                              messages=USER_HELLO)["usage"]
+    assert sonnet["cacheWriteInputTokens"] == 1500
     totals = httpx.get(server.url + "/_outcrop/usage", params={"groupBy": "model"}, timeout=30).json()["rows"]
     row = next(r for r in totals if r["model"] == model.removeprefix("us."))
-    assert (row["cacheWriteTokens"], row["cacheReadTokens"]) == (1500, 3000)
+    assert (row["cacheWriteTokens"], row["cacheReadTokens"]) == (2500, 5000)
 
 
 def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):

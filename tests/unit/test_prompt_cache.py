@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from outcrop.providers.messages import CachePoint, ChatRequest, Message, Text, Tool, Usage
-from outcrop.providers.prompt_cache import MAX_ENTRIES, MIN_PREFIX_TOKENS, PromptCache, prefixes
+from outcrop.providers.prompt_cache import (
+    MAX_ENTRIES,
+    MIN_PREFIX_TOKENS,
+    PromptCache,
+    min_prefix_tokens,
+    prefixes,
+)
 from outcrop.providers.tokens import count_request
 
 DOC = " ".join(f"w{i}" for i in range(MIN_PREFIX_TOKENS))  # exactly the minimum, by outcrop's token rule
@@ -90,3 +96,21 @@ def test_the_cache_holds_at_most_max_entries():
     served(cache, request(point, scope="newest"))
     assert len(cache._expiry) == MAX_ENTRIES
     assert served(cache, first).cache_write_tokens  # the oldest entry went first
+
+
+def test_each_model_caches_from_its_own_minimum() -> None:
+    assert min_prefix_tokens("anthropic.claude-3-7-sonnet-20250219-v1:0") == 1024
+    assert min_prefix_tokens("anthropic.claude-sonnet-4-5-20250929-v1:0") == 1024
+    assert min_prefix_tokens("amazon.nova-micro-v1:0") == 1024
+    assert min_prefix_tokens("anthropic.claude-3-5-haiku-20241022-v1:0") == 2048
+    assert min_prefix_tokens("anthropic.claude-haiku-4-5-20251001-v1:0") == 4096
+    assert min_prefix_tokens("anthropic.claude-opus-4-5-20251101-v1:0") == 4096
+    cache, req = PromptCache(), request(CachePoint("messages", 0, 1))
+    prefix = prefixes(req, "m")[0].tokens
+    assert MIN_PREFIX_TOKENS <= prefix < 2048
+    assert not served_with(cache, req, 2048).cache_write_tokens  # too few for a 2,048 model
+    assert served_with(cache, req, 1024).cache_write_tokens == prefix
+
+
+def served_with(cache: PromptCache, req: ChatRequest, minimum: int) -> Usage:
+    return cache.apply(req, "m", Usage(count_request(req), 5), minimum)

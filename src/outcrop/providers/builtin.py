@@ -55,7 +55,7 @@ from outcrop.providers.messages import (
     ToolUse,
     Usage,
 )
-from outcrop.providers.prompt_cache import PromptCache
+from outcrop.providers.prompt_cache import PromptCache, min_prefix_tokens
 from outcrop.providers.tokens import count_request, count_text, split_tokens
 
 VOCABULARY = ["granite", "basalt", "quartz", "shale", "slate", "marble", "gneiss", "schist", "chalk", "flint", "jasper", "agate", "onyx", "obsidian", "pumice", "tuff", "ridge", "ledge", "cliff", "scarp", "mesa", "butte", "canyon", "gorge", "valley", "river", "delta", "fjord", "glacier", "moraine", "dune", "plateau", "summit", "crag", "bluff", "terrace", "bedrock", "stratum", "seam", "vein", "fault", "fold", "dome", "arch", "cave", "grotto", "spring", "geyser", "crater", "caldera", "lava", "magma", "crystal", "mineral", "pebble", "cobble", "boulder", "sand", "silt"]
@@ -242,7 +242,8 @@ class BuiltinProvider:
             return plan
         # A Region's cache is its own, as at Bedrock.
         where = f"{target.region}/{target.model_id}"
-        return dataclasses.replace(plan, usage=self.cache.apply(request, where, plan.usage))
+        usage = self.cache.apply(request, where, plan.usage, min_prefix_tokens(target.model_id))
+        return dataclasses.replace(plan, usage=usage)
 
     async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
         plan = self._plan(target, request)

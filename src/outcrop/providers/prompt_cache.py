@@ -2,7 +2,8 @@
 
 A request's cache points (Converse ``cachePoint`` blocks in ``system``, ``messages`` and ``tools``; Claude's
 ``cache_control``) each mark a prefix: its tools, then its system texts, then its messages, up to the point.
-A prefix of at least ``MIN_PREFIX_TOKENS`` tokens (outcrop's token rule) is cached for its TTL (5 minutes,
+A prefix of at least its model's minimum (``min_prefix_tokens``: 1,024 tokens by outcrop's token rule for
+most models, 2,048 or 4,096 for some Claude models) is cached for its TTL (5 minutes,
 or the point's ``1h``), which every hit starts again. A request reads the longest of its prefixes that is
 cached and writes the tokens from there to its longest prefix: ``cacheReadInputTokens`` and
 ``cacheWriteInputTokens``, and its ``inputTokens`` are the rest. A point before the minimum is no error and
@@ -35,7 +36,16 @@ from outcrop.providers.messages import (
 )
 from outcrop.providers.tokens import count_request
 
-MIN_PREFIX_TOKENS = 1024  # Bedrock's minimum for most Claude models; per-model minimums are not in the catalogue
+MIN_PREFIX_TOKENS = 1024  # the minimum tokens per cache checkpoint of most models (Claude Sonnet and Opus 4, Nova)
+# Models whose checkpoints need more, by model ID prefix: Bedrock's prompt-caching table, which Anthropic's
+# own figures for the same models match.
+MIN_PREFIX_TOKENS_BY_MODEL = (
+    ("anthropic.claude-3-haiku-", 2048),
+    ("anthropic.claude-3-5-haiku-", 2048),
+    ("anthropic.claude-haiku-4-5-", 4096),
+    ("anthropic.claude-opus-4-5-", 4096),
+    ("anthropic.claude-opus-4-6", 4096),
+)
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 MAX_ENTRIES = 100_000
 
@@ -86,14 +96,23 @@ def _key(block: object) -> Any:
     return [type(block).__name__]
 
 
+def min_prefix_tokens(model_id: str) -> int:
+    """The fewest tokens a prefix of ``model_id`` needs to be cached."""
+    for prefix, tokens in MIN_PREFIX_TOKENS_BY_MODEL:
+        if model_id.startswith(prefix):
+            return tokens
+    return MIN_PREFIX_TOKENS
+
+
 class PromptCache:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._expiry: OrderedDict[bytes, float] = OrderedDict()
         self._clock = clock
 
-    def apply(self, request: ChatRequest, model_id: str, usage: Usage) -> Usage:
-        """``usage`` with the cache's reads and writes taken out of its input tokens."""
-        eligible = [p for p in prefixes(request, model_id) if p.tokens >= MIN_PREFIX_TOKENS]
+    def apply(self, request: ChatRequest, model_id: str, usage: Usage, minimum: int = MIN_PREFIX_TOKENS) -> Usage:
+        """``usage`` with the cache's reads and writes taken out of its input tokens; ``model_id`` names
+        the cache (the model, in its Region), ``minimum`` is its model's ``min_prefix_tokens``."""
+        eligible = [p for p in prefixes(request, model_id) if p.tokens >= minimum]
         if not eligible:
             return usage
         now = self._clock()
