@@ -122,6 +122,16 @@ class ServerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"outcrop did not become healthy: {self.log_text()[-3000:]}")
 
+    def wait_for_workers(self, workers: int, timeout: float = 60.0) -> None:
+        """Wait until ``workers`` server processes are up (each holds its metering journal's lock file): the
+        server answers as soon as one is, and a test about several must not run on the first alone."""
+        journals = self.data_dir / "metering"
+        deadline = time.monotonic() + timeout
+        while len(list(journals.glob("*.lock"))) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} workers did not start: {self.log_text()[-3000:]}")
+            time.sleep(0.05)
+
     def log_text(self) -> str:
         path = self.data_dir / f"server-{self.port}.log"
         return path.read_text(errors="replace") if path.exists() else ""

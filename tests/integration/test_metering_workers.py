@@ -3,7 +3,6 @@ it, has exactly one usage event, and the rollups count each once."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,12 +21,7 @@ def test_with_two_workers_every_invocation_has_exactly_one_event(
     server_factory: Callable[..., ServerProcess], database_url: str,
 ) -> None:
     server = server_factory(database_url, args=["--workers", "2"])
-    # The server answers once one worker is up; wait for the other's journal so that both serve.
-    journals = server.data_dir / "metering"
-    deadline = time.monotonic() + 60
-    while len(list(journals.glob("*.lock"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(list(journals.glob("*.lock"))) == 2, server.log_text()[-3000:]  # both workers meter
+    server.wait_for_workers(2)  # both serve, and both meter: each its own journal
 
     def invoke_many(_: int) -> list[str]:
         with httpx.Client(base_url=server.url, timeout=30) as client:  # a connection each: both workers serve
