@@ -155,6 +155,7 @@ def test_cache_points_go_upstream_and_its_cache_usage_comes_back(via_front):
     first = via_front.converse(modelId=HAIKU, system=system, messages=USER_HELLO)["usage"]
     second = via_front.converse(modelId=HAIKU, system=system, messages=USER_HELLO)["usage"]
     assert (first.get("cacheWriteInputTokens"), second.get("cacheReadInputTokens")) == (2200, 2200)
+    assert first["cacheDetails"] == [{"ttl": "1h", "inputTokens": 2200}] and "cacheDetails" not in second
 
 
 def _events(stream: Any) -> list[dict[str, Any]]:

@@ -319,6 +319,24 @@ def test_prompt_caching_reads_what_an_earlier_call_wrote_and_meters_it(server, r
     assert (row["cacheWriteTokens"], row["cacheReadTokens"]) == (2500, 5000)
 
 
+def test_cache_writes_are_detailed_by_ttl_in_converse_and_its_stream(runtime):
+    model = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"  # caches from 1,024 tokens
+    system = [{"text": " ".join(f"rule{i}" for i in range(1200))}, {"cachePoint": {"type": "default", "ttl": "1h"}}]
+    messages = [{"role": "user", "content": [{"text": " ".join(f"fact{i}" for i in range(300))},
+                                             {"cachePoint": {"type": "default"}}, {"text": "Hello!"}]}]
+    usage = runtime.converse(modelId=model, system=system, messages=messages)["usage"]
+    assert usage["cacheDetails"] == [{"ttl": "1h", "inputTokens": 1200}, {"ttl": "5m", "inputTokens": 300}]
+    assert usage["cacheWriteInputTokens"] == 1500
+    again = runtime.converse(modelId=model, system=system, messages=messages)["usage"]
+    assert "cacheDetails" not in again and again["cacheReadInputTokens"] == 1500  # nothing written
+    fresh = [{"role": "user", "content": [{"text": " ".join(f"other{i}" for i in range(300))},
+                                          {"cachePoint": {"type": "default"}}, {"text": "Hello!"}]}]
+    stream = runtime.converse_stream(modelId=model, system=system, messages=fresh)["stream"]
+    metadata = next(e["metadata"] for e in stream if "metadata" in e)
+    assert metadata["usage"]["cacheDetails"] == [{"ttl": "5m", "inputTokens": 300}]
+    assert metadata["usage"]["cacheReadInputTokens"] == 1200
+
+
 def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):
     r = runtime.invoke_model(modelId=HAIKU, body=anthropic_body(), contentType="application/octet-stream")
     assert json.loads(r["body"].read())["type"] == "message"

@@ -114,3 +114,24 @@ def test_each_model_caches_from_its_own_minimum() -> None:
 
 def served_with(cache: PromptCache, req: ChatRequest, minimum: int) -> Usage:
     return cache.apply(req, "m", Usage(count_request(req), 5), minimum)
+
+
+def test_writes_are_told_by_ttl_each_stretch_with_its_own_point_s_ttl_1h_first() -> None:
+    cache = PromptCache(Clock())
+    tools_hour, doc_minutes = CachePoint("tools", 1, 0, "1h"), CachePoint("messages", 0, 1, "5m")
+    tools_only = prefixes(request(tools_hour, doc_minutes), "m")[0].tokens
+    longest = prefixes(request(tools_hour, doc_minutes), "m")[1].tokens
+    # The tools alone are under the minimum: the whole write is the 5-minute point's.
+    first = served(cache, request(tools_hour, doc_minutes))
+    assert tools_only < MIN_PREFIX_TOKENS <= longest
+    assert first.cache_writes == (("5m", longest),) and first.cache_write_tokens == longest
+    assert served(cache, request(tools_hour, doc_minutes)).cache_writes == ()  # read, nothing written
+    # Two eligible points: up to the first is its 1h, from there to the second the 5m.
+    long_doc = " ".join(f"v{i}" for i in range(2 * MIN_PREFIX_TOKENS))
+    hour, minutes = CachePoint("messages", 0, 1, "1h"), CachePoint("messages", 0, 2, "5m")
+    both = ChatRequest(messages=(Message("user", (Text(DOC), Text(long_doc), Text("q?"))),),
+                       cache_points=(minutes, hour), cache_scope="222222222222")
+    short, full = sorted(p.tokens for p in prefixes(both, "m"))
+    usage = served(cache, both)
+    assert usage.cache_writes == (("1h", short), ("5m", full - short))
+    assert sum(n for _, n in usage.cache_writes) == usage.cache_write_tokens == full

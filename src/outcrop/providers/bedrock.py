@@ -225,8 +225,10 @@ def _pointed(items: list[dict[str, Any]], points: list[CachePoint], in_message: 
 # -- Converse → neutral form -----------------------------------------------------------------------------
 def usage_of(raw: Mapping[str, Any] | None) -> Usage:
     raw = raw or {}
+    writes = {d.get("ttl"): int(d.get("inputTokens") or 0) for d in raw.get("cacheDetails") or () if isinstance(d, dict)}
     return Usage(int(raw.get("inputTokens") or 0), int(raw.get("outputTokens") or 0),
-                 int(raw.get("cacheReadInputTokens") or 0), int(raw.get("cacheWriteInputTokens") or 0))
+                 int(raw.get("cacheReadInputTokens") or 0), int(raw.get("cacheWriteInputTokens") or 0),
+                 tuple((ttl, writes[ttl]) for ttl in ("1h", "5m") if writes.get(ttl)))
 
 
 def chat_response(payload: Mapping[str, Any]) -> ChatResponse:

@@ -135,6 +135,9 @@ class Usage:
     output_tokens: int
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    # The cache writes by TTL (Converse's ``cacheDetails``): ("1h" | "5m", tokens), 1h first; they add up
+    # to ``cache_write_tokens``. Empty when nothing was written, or when the backend does not say.
+    cache_writes: tuple[tuple[str, int], ...] = ()
 
     @property
     def total_tokens(self) -> int:

@@ -125,5 +125,20 @@ class PromptCache:
         while len(self._expiry) > MAX_ENTRIES:
             self._expiry.popitem(last=False)
         cached = min(read + write, usage.input_tokens)
+        written = cached - min(read, cached)
         return replace(usage, input_tokens=usage.input_tokens - cached, cache_read_tokens=min(read, cached),
-                       cache_write_tokens=cached - min(read, cached))
+                       cache_write_tokens=written, cache_writes=_writes_by_ttl(eligible, read, written))
+
+
+def _writes_by_ttl(eligible: list[Prefix], read: int, written: int) -> tuple[tuple[str, int], ...]:
+    """``written`` tokens from ``read`` on, by TTL: each stretch up to a cache point has that point's TTL."""
+    by_ttl: dict[str, int] = {}
+    done, left = read, written
+    for p in sorted(eligible, key=lambda p: p.tokens):
+        if left <= 0:
+            break
+        stretch = min(p.tokens - done, left)
+        if stretch > 0:
+            by_ttl[p.ttl] = by_ttl.get(p.ttl, 0) + stretch
+            done, left = done + stretch, left - stretch
+    return tuple((ttl, by_ttl[ttl]) for ttl in ("1h", "5m") if by_ttl.get(ttl))

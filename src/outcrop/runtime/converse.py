@@ -299,12 +299,14 @@ def content_blocks(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def usage_shape(u: Usage) -> dict[str, int]:
-    out = {"inputTokens": u.input_tokens, "outputTokens": u.output_tokens, "totalTokens": u.total_tokens}
+def usage_shape(u: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {"inputTokens": u.input_tokens, "outputTokens": u.output_tokens, "totalTokens": u.total_tokens}
     if u.cache_read_tokens:
         out["cacheReadInputTokens"] = u.cache_read_tokens
     if u.cache_write_tokens:
         out["cacheWriteInputTokens"] = u.cache_write_tokens
+    if u.cache_writes:
+        out["cacheDetails"] = [{"ttl": ttl, "inputTokens": tokens} for ttl, tokens in u.cache_writes]
     return out
 
 
