@@ -337,6 +337,18 @@ def test_cache_writes_are_detailed_by_ttl_in_converse_and_its_stream(runtime):
     assert metadata["usage"]["cacheReadInputTokens"] == 1200
 
 
+def test_nova_s_own_body_takes_cache_points_and_answers_its_cache_counts(runtime):
+    doc = " ".join(f"entry{i}" for i in range(1100))  # over the 1,024 a Nova checkpoint needs
+    body = {"schemaVersion": "messages-v1", "system": [{"text": doc}, {"cachePoint": {"type": "default"}}],
+            "messages": [{"role": "user", "content": [{"text": "Hello!"}, {"cachePoint": {"type": "default"}}]}],
+            "inferenceConfig": {"max_new_tokens": 20}}
+    first = json.loads(runtime.invoke_model(modelId="amazon.nova-micro-v1:0", body=json.dumps(body))["body"].read())
+    assert first["usage"]["cacheWriteInputTokenCount"] >= 1100 and first["usage"]["cacheReadInputTokenCount"] == 0
+    second = json.loads(runtime.invoke_model(modelId="amazon.nova-micro-v1:0", body=json.dumps(body))["body"].read())
+    assert second["usage"]["cacheReadInputTokenCount"] == first["usage"]["cacheWriteInputTokenCount"]
+    assert second["output"]["message"]["content"] == first["output"]["message"]["content"]
+
+
 def test_invoke_model_accepts_octet_stream_and_missing_content_type(server, runtime):
     r = runtime.invoke_model(modelId=HAIKU, body=anthropic_body(), contentType="application/octet-stream")
     assert json.loads(r["body"].read())["type"] == "message"

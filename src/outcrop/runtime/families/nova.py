@@ -11,6 +11,7 @@ from outcrop.providers.messages import (
     BlockDelta,
     BlockStart,
     BlockStop,
+    CachePoint,
     ChatRequest,
     ChatResponse,
     Image,
@@ -25,6 +26,7 @@ from outcrop.providers.messages import (
     ToolResult,
     ToolUse,
 )
+from outcrop.runtime.converse import cache_ttl
 from outcrop.runtime.families.base import malformed, optional, require
 
 
@@ -52,19 +54,36 @@ class Nova:
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
         raw_messages = require(body, "messages", list)
         messages = []
+        points: list[CachePoint] = []  # Nova's prompt caching: cachePoint blocks, as in Converse
         for i, m in enumerate(raw_messages):
             if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
                 raise malformed(f"#/messages/{i}/role: must be user or assistant")
             content = m.get("content")
             if not isinstance(content, list):
                 raise malformed(f"#/messages/{i}/content: expected type: JSONArray")
-            messages.append(Message(m["role"], tuple(_block(c, f"#/messages/{i}/content/{j}") for j, c in enumerate(content))))
+            blocks: list[Block] = []
+            for j, c in enumerate(content):
+                if isinstance(c, dict) and isinstance(c.get("cachePoint"), dict):
+                    points.append(CachePoint("messages", i, len(blocks), cache_ttl(c["cachePoint"])))
+                else:
+                    blocks.append(_block(c, f"#/messages/{i}/content/{j}"))
+            messages.append(Message(m["role"], tuple(blocks)))
+        system: list[str] = []
+        for entry in optional(body, "system", list) or ():
+            if isinstance(entry, dict) and isinstance(entry.get("cachePoint"), dict):
+                points.append(CachePoint("system", len(system), 0, cache_ttl(entry["cachePoint"])))
+            elif isinstance(entry, dict):
+                system.append(str(entry.get("text", "")))
         config = optional(body, "inferenceConfig", dict) or {}
         tool_config = optional(body, "toolConfig", dict) or {}
-        tools = tuple(
-            Tool(s["name"], s.get("description", ""), (s.get("inputSchema") or {}).get("json") or {"type": "object"})
-            for s in (t.get("toolSpec", {}) for t in tool_config.get("tools", ()))
-        )
+        tools: list[Tool] = []
+        for t in tool_config.get("tools", ()):
+            if isinstance(t.get("cachePoint"), dict):
+                points.append(CachePoint("tools", len(tools), 0, cache_ttl(t["cachePoint"])))
+            spec = t.get("toolSpec")
+            if spec is not None:
+                schema = (spec.get("inputSchema") or {}).get("json") or {"type": "object"}
+                tools.append(Tool(spec["name"], spec.get("description", ""), schema))
         raw_choice = tool_config.get("toolChoice")
         choice = None
         if isinstance(raw_choice, dict) and raw_choice:
@@ -72,14 +91,15 @@ class Nova:
             choice = ToolChoice(mode if mode in ("auto", "any", "tool") else "auto", (raw_choice.get("tool") or {}).get("name"))
         return ChatRequest(
             messages=tuple(messages),
-            system=tuple(s.get("text", "") for s in optional(body, "system", list) or ()),
+            system=tuple(system),
             max_tokens=config.get("max_new_tokens", config.get("maxTokens")),
             temperature=config.get("temperature"),
             top_p=config.get("top_p", config.get("topP")),
             top_k=config.get("top_k"),
             stop_sequences=tuple(config.get("stopSequences", ())),
-            tools=tools,
+            tools=tuple(tools),
             tool_choice=choice,
+            cache_points=tuple(points),
         )
 
     def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
