@@ -67,6 +67,7 @@ from outcrop.providers.messages import (
     Text,
     ToolUse,
     Usage,
+    cache_writes_by_ttl,
 )
 from outcrop.providers.tokens import count_text
 
@@ -228,7 +229,7 @@ def usage_of(raw: Mapping[str, Any] | None) -> Usage:
     writes = {d.get("ttl"): int(d.get("inputTokens") or 0) for d in raw.get("cacheDetails") or () if isinstance(d, dict)}
     return Usage(int(raw.get("inputTokens") or 0), int(raw.get("outputTokens") or 0),
                  int(raw.get("cacheReadInputTokens") or 0), int(raw.get("cacheWriteInputTokens") or 0),
-                 tuple((ttl, writes[ttl]) for ttl in ("1h", "5m") if writes.get(ttl)))
+                 cache_writes_by_ttl(writes))
 
 
 def chat_response(payload: Mapping[str, Any]) -> ChatResponse:

@@ -12,6 +12,7 @@ create (2.7 against 0.9 µs for a ``ChatRequest``), and a stream makes one event
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -149,6 +150,12 @@ class Usage:
     def quota_tokens(self) -> int:
         """What counts against a tokens-per-minute quota: cache reads do not, as at Bedrock."""
         return self.input_tokens + self.output_tokens + self.cache_write_tokens
+
+
+def cache_writes_by_ttl(tokens: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    """``Usage.cache_writes`` from tokens written per TTL: 1h first, as ``cacheDetails`` lists them; a TTL
+    with none is left out."""
+    return tuple((ttl, tokens[ttl]) for ttl in ("1h", "5m") if tokens.get(ttl))
 
 
 @dataclass(slots=True)

@@ -33,6 +33,7 @@ from outcrop.providers.messages import (
     ToolResult,
     ToolUse,
     Usage,
+    cache_writes_by_ttl,
 )
 from outcrop.providers.tokens import count_request
 
@@ -141,4 +142,4 @@ def _writes_by_ttl(eligible: list[Prefix], read: int, written: int) -> tuple[tup
         if stretch > 0:
             by_ttl[p.ttl] = by_ttl.get(p.ttl, 0) + stretch
             done, left = done + stretch, left - stretch
-    return tuple((ttl, by_ttl[ttl]) for ttl in ("1h", "5m") if by_ttl.get(ttl))
+    return cache_writes_by_ttl(by_ttl)
