@@ -177,8 +177,8 @@ class Meter:
                 self.spend.add_pending(account, arn, time_us, pusd, tokens, sign=-1)
 
     def _not_stored(self, account: str, profile_arn: str) -> list[tuple[int, int, int]]:
-        """(time, pUSD, tokens) of the profile's events that the ingester has not stored yet."""
-        self.settle()
+        """(time, pUSD, tokens) of the profile's events that the ingester has not stored yet (``Spend``
+        settles before it asks)."""
         return [(t, pusd, tokens) for _, a, arn, t, pusd, tokens in self._unsettled if a == account and arn == profile_arn]
 
     async def flush(self, timeout: float = 10.0) -> bool:
