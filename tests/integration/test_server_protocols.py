@@ -446,3 +446,125 @@ def test_server_settings_out_of_range_are_config_errors(tmp_path, setting):
     path.write_text(setting + "\n")
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+def _read_answers(s: socket.socket, count: int, timeout: float = 10) -> list[tuple[bytes, bytes]]:
+    """``count`` whole HTTP/1.1 answers (each framed by its Content-Length) read off ``s``, in order."""
+    buffer, answers = b"", []
+    deadline = time.monotonic() + timeout
+    while len(answers) < count and time.monotonic() < deadline:
+        head, sep, rest = buffer.partition(b"\r\n\r\n")
+        if sep:
+            fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+            length = int(fields.get(b"content-length", b"0"))
+            if len(rest) >= length:
+                answers.append((head, rest[:length]))
+                buffer = rest[length:]
+                continue
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+    return answers
+
+
+def _converse_request(connection: bytes = b"") -> bytes:
+    return (b"POST /model/%s/converse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\n\r\n" % (HAIKU.encode(), connection, len(CONVERSE))) + CONVERSE
+
+
+def test_http1_pipelined_requests_are_answered_in_order(srv):
+    """Several requests in one packet: each is answered, in the order sent, on the same connection."""
+    health = b"GET /_outcrop/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    missing = b"GET /no-such-thing HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(_converse_request() + health + missing + _converse_request())
+        answers = _read_answers(s, 4)
+    assert [head.split(b" ", 2)[1] for head, _ in answers] == [b"200", b"200", b"404", b"200"]
+    assert b'"stopReason"' in answers[0][1] and b'"stopReason"' in answers[3][1]
+    assert json.loads(answers[1][1]) == {"status": "ok"}
+    ids = [dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])[b"x-amzn-requestid"]
+           for head, _ in answers]
+    assert len(set(ids)) == 4
+
+
+def test_http1_0_request_is_answered_then_the_connection_closes(srv):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /_outcrop/health HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):  # ends: the server closes an HTTP/1.0 connection after its answer
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"connection: close" in head.lower()
+    assert json.loads(body) == {"status": "ok"}
+
+
+def test_http1_connection_close_from_the_client_is_honoured(srv):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(_converse_request(b"Connection: close\r\n"))
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200") and b'"stopReason"' in reply
+
+
+def test_http1_chunked_request_body_in_pieces_is_read_whole(srv):
+    """A body sent chunked, in pieces with pauses between them (no Content-Length)."""
+    pieces = [CONVERSE[:7], CONVERSE[7:30], CONVERSE[30:]]
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /model/%s/converse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" % HAIKU.encode())
+        for piece in pieces:
+            time.sleep(0.05)
+            s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        s.sendall(b"0\r\n\r\n")
+        answers = _read_answers(s, 1)
+    assert answers and answers[0][0].startswith(b"HTTP/1.1 200"), answers
+    assert b'"stopReason"' in answers[0][1]
+
+
+def test_http1_large_body_arriving_slowly_is_read_whole(srv):
+    """A body larger than what the server holds unread (its read pauses and resumes as the app reads)."""
+    text = "word " * 60_000  # ~300 KB
+    body = json.dumps({"messages": [{"role": "user", "content": [{"text": text}]}]}).encode()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /model/%s/converse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (HAIKU.encode(), len(body)))
+        for start in range(0, len(body), 50_000):
+            s.sendall(body[start:start + 50_000])
+            time.sleep(0.02)
+        answers = _read_answers(s, 1)
+    assert answers and answers[0][0].startswith(b"HTTP/1.1 200"), answers
+    usage = json.loads(answers[0][1])["usage"]
+    assert usage["inputTokens"] > 50_000
+
+
+@pytest.mark.parametrize("garbage", [b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"])
+def test_http1_malformed_request_is_an_aws_shaped_400_and_the_server_stays_up(srv, garbage):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(garbage)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply[:200]
+    assert b"x-amzn-errortype: BadRequestException" in head
+    assert "Invalid HTTP request" in json.loads(body)["message"]
+    assert httpx.get(srv.url + "/_outcrop/health", timeout=5).status_code == 200
+
+
+def test_http1_client_leaving_mid_stream_leaves_the_connection_set_clean(srv):
+    """A ConverseStream whose client hangs up after the first bytes: the server notices, and serves on."""
+    body = json.dumps({"messages": [{"role": "user", "content": [{"text": "Tell me a long story " * 50}]}],
+                       "inferenceConfig": {"maxTokens": 2000}}).encode()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"POST /model/%s/converse-stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % (HAIKU.encode(), len(body)) + body)
+            first = s.recv(4096)
+            assert first.startswith(b"HTTP/1.1 200"), first[:200]
+            assert b"transfer-encoding: chunked" in first.lower()
+    answers = [httpx.post(srv.url + f"/model/{HAIKU}/converse", content=CONVERSE, timeout=10,
+                          headers={"content-type": "application/json"}) for _ in range(3)]
+    assert all(a.status_code == 200 for a in answers)
