@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import orjson
 from sqlalchemy import Connection, bindparam, select
@@ -76,19 +77,20 @@ class Resolver:
 
     async def resolve(self, ctx: RequestContext, model_id: str, invocation: bool = True) -> Resolution:
         """``invocation=False`` (CountTokens) accepts profile-only models by their own ID."""
-        m = PROFILE_ARN.fullmatch(model_id)
-        if m is not None:
-            if m["partition"] != partition_of(ctx.region) or m["region"] != ctx.region:
+        arn = _arn_parts(model_id) if len(model_id) <= _REMEMBERED_ARN else _parse_arn(model_id)
+        if arn is not None:
+            partition, region, account, kind, resource_id = arn
+            if partition != partition_of(ctx.region) or region != ctx.region:
                 raise invalid_identifier()
-            if m["kind"] == "foundation-model":
-                if m["account"]:
+            if kind == "foundation-model":
+                if account:
                     raise invalid_identifier()
-                return self._foundation(ctx, m["id"], invocation)
-            if m["account"] not in ("", ctx.account):
+                return self._foundation(ctx, resource_id, invocation)
+            if account not in ("", ctx.account):
                 raise invalid_identifier()
-            if m["kind"] == "inference-profile":
-                return self._system(ctx, m["id"])
-            return await self._application(ctx, m["id"])
+            if kind == "inference-profile":
+                return self._system(ctx, resource_id)
+            return await self._application(ctx, resource_id)
         if model_id.startswith("arn:"):
             raise invalid_identifier()
         if model_id in self.catalog.models:
@@ -154,6 +156,17 @@ class Resolver:
             raise invalid_identifier()
         unique = tuple(dict.fromkeys(candidates))
         return Resolution(model, unique, application_arn(ctx.region, ctx.account, profile_id))
+
+
+def _parse_arn(model_id: str) -> tuple[str, str, str, str, str] | None:
+    """(partition, Region, account, kind, ID) of a model or profile ARN; None for anything else."""
+    m = PROFILE_ARN.fullmatch(model_id)
+    return None if m is None else (m["partition"], m["region"], m["account"], m["kind"], m["id"])
+
+
+# Callers name the same few ARNs over and over: their parts are remembered (a bounded number of them).
+_REMEMBERED_ARN = 320
+_arn_parts = lru_cache(maxsize=4096)(_parse_arn)
 
 
 # Built once: building the statement per invocation cost ~3x the query itself (bench/runtime).
