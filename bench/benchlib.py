@@ -58,17 +58,21 @@ def machine(*packages: str) -> list[str]:
 BACKEND_DIR = Path(__file__).resolve().parent / "runtime"
 
 
-def asgi_command(python: Path, app: str, port: int, workers: int = 1) -> list[str]:
-    """A bare ASGI callable under the server ``outcrop serve`` runs on: uvicorn, uvloop, httptools, no
-    access log, no WebSocket, on loopback."""
+OUTCROP_HTTP = "outcrop.server.http1:HTTP1"  # the HTTP/1.1 protocol ``outcrop serve`` runs
+
+
+def asgi_command(python: Path, app: str, port: int, workers: int = 1, http: str = OUTCROP_HTTP) -> list[str]:
+    """A bare ASGI callable under the server ``outcrop serve`` runs on (uvicorn, uvloop, outcrop's own
+    HTTP/1.1 protocol, no access log, no WebSocket, on loopback), or with another ``--http``."""
     return [str(python), "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--lifespan", "on", "--no-access-log",
+            "--loop", "uvloop", "--http", http, "--ws", "none", "--lifespan", "on", "--no-access-log",
             "--no-server-header", "--log-level", "warning"]
 
 
 def backend_command(python: Path, port: int) -> list[str]:
     """The backend, as both benchmarks start it (1 worker, loopback); ``backend:app`` from BACKEND_DIR."""
-    return asgi_command(python, "backend:app", port)
+    # A typical Python OpenAI-compatible server: uvicorn's own httptools protocol.
+    return asgi_command(python, "backend:app", port, http="httptools")
 
 
 def backend_config(backend_url: str) -> str:

@@ -73,6 +73,7 @@ STATUS_LINE = {code: _status_line(code) for code in range(100, 600)}
 _NAME_OK = bytes(c for c in range(33, 127) if chr(c) not in '()<>@,;:\\"/[]?={} \t')
 _VALUE_OK = bytes(c for c in range(256) if c == 9 or 32 <= c != 127)
 _DISCONNECT = {"type": "http.disconnect"}
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Cycle:
     """One request and its answer: the ASGI ``receive`` and ``send`` of one call of the app."""
 
     __slots__ = ("chunked", "chunks", "delivered", "disconnected", "expected", "head", "is_head", "keep_alive",
-                 "more_body", "protocol", "response_complete", "response_started", "scope", "size",
+                 "more_body", "protocol", "response_complete", "response_started", "scope", "size", "task",
                  "waiter", "waiting_for_100")
 
     def __init__(self, protocol: HTTP1, scope: dict[str, Any], keep_alive: bool, expect_100: bool) -> None:
@@ -129,6 +130,7 @@ class Cycle:
         self.more_body = True
         self.delivered = False
         self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the task running the app on this request
         # the answer
         self.response_started = False
         self.response_complete = False
@@ -174,6 +176,8 @@ class Cycle:
             elif not self.response_complete and not self.disconnected:
                 log.error("ASGI callable returned without completing response.")
                 self.protocol.close()
+        finally:
+            self.protocol.server_state.tasks.discard(self.task)
 
     def _send_500(self) -> None:
         if self.disconnected:
@@ -258,39 +262,43 @@ class Cycle:
             protocol.response_done()
 
     def _start(self, status: int, headers: Any) -> None:
-        self.response_started = True
+        pairs = [*self.protocol.server_state.default_headers, *headers]
+        names = [name.lower() for name, _ in pairs]
+        values = [value for _, value in pairs]
+        if b"".join(names).translate(None, _NAME_OK) or not all(names):
+            raise RuntimeError("Invalid HTTP header name.")
+        if b"".join(values).translate(None, _VALUE_OK):
+            raise RuntimeError("Invalid HTTP header value.")
+        self.response_started = True  # after the checks: an answer refused by them becomes a 500
         self.waiting_for_100 = False
-        content = [STATUS_LINE[status]]
-        has_length = has_close = False
-        for name, value in (*self.protocol.server_state.default_headers, *headers):
-            if name.translate(None, _NAME_OK) or not name:
-                raise RuntimeError("Invalid HTTP header name.")
-            if value.translate(None, _VALUE_OK):
-                raise RuntimeError("Invalid HTTP header value.")
-            name = name.lower()
-            if name == b"content-length" and not has_length and not self.chunked:
-                self.expected = int(value)
-                has_length = True
-            elif name == b"transfer-encoding" and value.lower() == b"chunked" and not has_length:
-                self.chunked = True
-            elif name == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]:
-                self.keep_alive = False
-                has_close = True
-            content += (name, b": ", value, b"\r\n")
-        if not self.keep_alive and not has_close:
-            content.append(b"connection: close\r\n")
+        lines = [STATUS_LINE[status], *[name + b": " + value + b"\r\n" for name, value in zip(names, values, strict=True)]]
+        has_length = b"content-length" in names
+        if has_length:
+            self.expected = int(values[names.index(b"content-length")])
+        elif b"transfer-encoding" in names:
+            self.chunked = values[names.index(b"transfer-encoding")].lower() == b"chunked"
+        if b"connection" in names and b"close" in [
+                token.strip() for token in values[names.index(b"connection")].lower().split(b",")]:
+            self.keep_alive = False
+        elif not self.keep_alive:
+            lines.append(b"connection: close\r\n")
         if not has_length and not self.chunked and not self.is_head and status not in (204, 304):
             self.chunked = True  # neither Content-Length nor Transfer-Encoding: chunked
-            content.append(b"transfer-encoding: chunked\r\n")
-        content.append(b"\r\n")
-        self.head = b"".join(content)
+            lines.append(b"transfer-encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        self.head = b"".join(lines)
 
 
 class HTTP1(asyncio.Protocol):
     """One HTTP/1.1 connection (or, from its first bytes, an h2c one), under uvicorn's server."""
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None, *, limits: Limits) -> None:
+                 _loop: asyncio.AbstractEventLoop | None = None, *, limits: Limits | None = None) -> None:
+        if limits is None:  # run as ``uvicorn --http outcrop.server.http1:HTTP1`` (the benchmarks' floor)
+            from outcrop.config import Config
+            from outcrop.server import limits as configured
+
+            limits = configured(Config())
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
@@ -320,6 +328,7 @@ class HTTP1(asyncio.Protocol):
         self._sniffed = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._answered_at = 0.0  # loop time of the last answer (the keep-alive timeout counts from it)
         self._lingering = False
         self._upgrade_left = 0  # body bytes still due of a request whose Upgrade was not taken
         self._read_paused = False
@@ -373,8 +382,6 @@ class HTTP1(asyncio.Protocol):
             data = self._sniff(data)
             if not data:
                 return
-        if self._idle_timer is not None:
-            self._cancel_idle_timer()
         if self._in_head:
             self._raw += len(data)
         try:
@@ -473,7 +480,7 @@ class HTTP1(asyncio.Protocol):
         http_version = parser.get_http_version()
         scope = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": _ASGI,
             "http_version": http_version,
             "server": self.server,
             "client": self.client,
@@ -515,10 +522,9 @@ class HTTP1(asyncio.Protocol):
         cycle.wake()
 
     def _start(self, cycle: Cycle) -> None:
-        task = self.loop.create_task(cycle.run(self.app))
-        tasks = self.server_state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        # Known to uvicorn's graceful shutdown, which waits for its tasks; the cycle leaves the set as it ends.
+        cycle.task = self.loop.create_task(cycle.run(self.app))
+        self.server_state.tasks.add(cycle.task)
 
     def response_done(self) -> None:
         """An answer went out: the next pipelined request, or the keep-alive timeout."""
@@ -528,8 +534,11 @@ class HTTP1(asyncio.Protocol):
         self.resume_reading()
         if self.pipeline:
             self._start(self.pipeline.pop())
-        elif self._idle_timer is None:
-            self._idle_timer = self.loop.call_later(self.limits.keep_alive_timeout, self._idle_timed_out)
+        # One keep-alive timer per connection, armed once and looked at when it fires (not made and cancelled
+        # for every answer): a connection idle since its last answer for the keep-alive timeout is closed.
+        self._answered_at = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.limits.keep_alive_timeout, self._idle_check)
 
     # -- Upgrade (not taken) -------------------------------------------------------------------------
     def _upgrade_ignored(self, rest: bytes) -> None:
@@ -606,10 +615,19 @@ class HTTP1(asyncio.Protocol):
             self._idle_timer.cancel()
             self._idle_timer = None
 
-    def _idle_timed_out(self) -> None:
+    def _idle_check(self) -> None:
         self._idle_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        busy = ((cycle is not None and not cycle.response_complete) or bool(self.pipeline)
+                or not self._message_complete or self._head_timer is not None)
+        left = self.limits.keep_alive_timeout - (self.loop.time() - self._answered_at)
+        if busy or left > 0:
+            self._idle_timer = self.loop.call_later(left if left > 0 and not busy else self.limits.keep_alive_timeout,
+                                                    self._idle_check)
+            return
+        self.transport.close()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
