@@ -88,6 +88,10 @@ class TagCache:
         self.store = store
         self._entries: Expiring[tuple[str, str, str], dict[str, str]] = Expiring(ttl)
 
+    def cached(self, account: str, region: str, profile_id: str) -> dict[str, str] | None:
+        """The tags if they are known and fresh, else None (``get`` reads them), without a coroutine."""
+        return self._entries.get((account, region, profile_id), self._entries.clock())
+
     async def get(self, account: str, region: str, profile_id: str) -> dict[str, str]:
         key = (account, region, profile_id)
         now = self._entries.clock()

@@ -128,7 +128,9 @@ class Meter:
         profile_id, kind = profile_of(record.profile_arn)
         if kind != "APPLICATION" or profile_id is None or record.profile_arn is None:
             return
-        tags = await self.tags.get(record.account, record.source_region, profile_id)
+        tags = self.tags.cached(record.account, record.source_region, profile_id)
+        if tags is None:
+            tags = await self.tags.get(record.account, record.source_region, profile_id)
         record.tags = tags
         if tags:
             await check_budgets(self.spend, record.account, record.profile_arn, tags, int(time.time() * 1e6))
