@@ -1,11 +1,15 @@
-"""``outcrop serve``'s HTTP server: uvicorn on uvloop, HTTP/1.1 by httptools and h2c on the same port.
+"""``outcrop serve``'s HTTP server: uvicorn on uvloop, with outcrop's own HTTP/1.1 protocol (``http1``, on
+httptools) and h2c on the same port.
 
 Why uvicorn (and not granian, which served outcrop before): the whole request runs on the event loop's
 thread. Under granian each request and each answer crossed between its Rust threads and the Python
 thread, each crossing a wake-up waiting for a core: ~130 µs more CPU per invocation, and in a same-run
-A/B at 16 concurrent invocations +3.35 ms added at p50 against +0.90 ms (``bench/README.md``, runtime). What granian did besides, outcrop does here: h2c with prior
-knowledge (``h2c``, on the ``h2`` library; uvicorn's own HTTP/2 needs ``zttp``, at 0.0.x when this was
-written), and the header size limit and header read timeout (``http1``).
+A/B at 16 concurrent invocations +3.35 ms added at p50 against +0.90 ms (``bench/README.md``, runtime).
+uvicorn runs the sockets, the workers, signals, graceful shutdown and the lifespan; each connection is
+``http1.HTTP1``, which replaced uvicorn's own request cycle (~10% of the event loop's CPU per invocation,
+``http1``'s notes). What granian did besides, outcrop does here: h2c with prior knowledge (``h2c``, on the
+``h2`` library; uvicorn's own HTTP/2 needs ``zttp``, at 0.0.x when this was written), and the header size
+limit and header read timeout (``http1``).
 
 One worker runs in this process; several are uvicorn's supervisor and its worker processes, which share
 the listening socket, and which it restarts should one die.
