@@ -44,6 +44,7 @@ from outcrop.errors import (
     ServiceError,
     UnknownOperation,
 )
+from outcrop.generations import PROFILES, TAGS, Generations, Watch
 from outcrop.ids import request_id as new_request_id
 from outcrop.metering import Meter, Prices
 from outcrop.metering.endpoint import usage_endpoint
@@ -93,6 +94,7 @@ class Outcrop:
         self.strict = config.auth_mode == AuthMode.STRICT
         self.authenticator: Authenticator | None = None
         self.authorizer: Authorizer | None = None
+        self.generations: Generations | None = None
         self.ready = False
         # Set by ``factory`` (the process is an ``outcrop serve`` worker): process-wide tuning applies.
         self.serving = False
@@ -103,7 +105,9 @@ class Outcrop:
         store.migrate()
         key = store.write_sync(load_token_key)
         self.store = store
-        self._bind(store, PageTokens(key))
+        # Shared by the workers of this server (they share the data directory): outcrop.generations.
+        self.generations = Generations(self.config.data_dir / "generations")
+        self._bind(store, PageTokens(key), self.generations)
         self.ready = True
 
     def stop(self) -> None:
@@ -118,8 +122,10 @@ class Outcrop:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.generations is not None:
+            self.generations.close()
 
-    def _bind(self, store: Store, tokens: PageTokens) -> None:
+    def _bind(self, store: Store, tokens: PageTokens, generations: Generations) -> None:
         profiles = InferenceProfiles(store, self.catalog, self.config, tokens)
         self.profiles = profiles
         tags = Tags(store, profiles, self.config.max_tags_per_resource)
@@ -127,17 +133,18 @@ class Outcrop:
         self.authorizer = Authorizer(self.catalog, store)
         if self.strict:
             self.authenticator = Authenticator(Identities(store), self.config.default_region, self.catalog.regions)
-        self.chaos.attach(store)
+        self.chaos.attach(store, generations)
         if self.config.metering:
             prices = Prices.load(self.catalog, self.config.prices)
             self.meter = Meter(
                 store, self.catalog, self.config.data_dir / "metering", self.metrics.registry, prices,
                 fsync=self.config.metering_fsync, fsync_interval=self.config.metering_fsync_interval_ms / 1000,
-                ingest=self.config.metering_ingest,
+                ingest=self.config.metering_ingest, tag_changes=Watch(generations, TAGS),
             )
             self.meter.start()
             self.metrics.before_render.append(self.meter.metrics.apply)
-        self.runtime = Runtime(self.catalog, store, self.config, self.chaos, sink=self.meter)
+        self.runtime = Runtime(self.catalog, store, self.config, self.chaos, sink=self.meter,
+                               deletions=Watch(generations, PROFILES))
         self.metrics.registry.register(RoutingCollector(self.runtime.router))
         self.handlers.update(self.runtime.handlers())
         self.handlers.update(
@@ -162,6 +169,8 @@ class Outcrop:
             if self.runtime is not None:
                 profile_id = params["inferenceProfileIdentifier"].rsplit("/", 1)[-1]
                 self.runtime.resolver.forget(ctx.account, ctx.region, profile_id)
+            if self.generations is not None:
+                self.generations.bump(PROFILES)  # the other workers of this server forget it too
             return result
 
         return delete
@@ -173,6 +182,8 @@ class Outcrop:
             result = await handler(ctx, params)
             if self.meter is not None:
                 self.meter.invalidate_tags(ctx.account, ctx.region, params["resourceARN"].rsplit("/", 1)[-1])
+            if self.generations is not None:
+                self.generations.bump(TAGS)  # the other workers of this server read the tags again
             return result
 
         return tag

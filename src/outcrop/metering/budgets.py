@@ -13,7 +13,8 @@ database) plus this process's events not yet stored there, so a burst cannot ove
 than what other processes have in flight. An invocation already admitted completes and is billed.
 
 Tags are read at admission through a small cache: invalidated at once by Tag/UntagResource in this
-process, and after ``TAG_TTL`` seconds otherwise (other processes). Spend read from the database is
+process and (``outcrop.generations``) in the other workers of this server, and after ``TAG_TTL`` seconds
+in servers with another data directory. Spend read from the database is
 cached for ``SPEND_TTL`` seconds, and dropped whenever this process commits events of the profile.
 """
 
@@ -33,6 +34,7 @@ from sqlalchemy import Connection, func, select
 from outcrop.control.tags import tags_of
 from outcrop.errors import ServiceQuotaExceeded
 from outcrop.expiring import Expiring
+from outcrop.generations import Watch
 from outcrop.metering.prices import PICO_PER_USD
 from outcrop.metering.rollups import DAY_US
 from outcrop.store.engine import Store
@@ -84,12 +86,17 @@ def period_bounds(period: str, now_us: int) -> tuple[int, int]:
 class TagCache:
     """The tags of application profiles, as of a few seconds ago at most."""
 
-    def __init__(self, store: Store, ttl: float = TAG_TTL) -> None:
+    def __init__(self, store: Store, ttl: float = TAG_TTL, changes: Watch | None = None) -> None:
+        """``changes``: tags changed through another worker of this server (``outcrop.generations``)."""
         self.store = store
         self._entries: Expiring[tuple[str, str, str], dict[str, str]] = Expiring(ttl)
+        self._changes = changes
 
     def cached(self, account: str, region: str, profile_id: str) -> dict[str, str] | None:
         """The tags if they are known and fresh, else None (``get`` reads them), without a coroutine."""
+        if self._changes is not None and self._changes.changed():
+            self._entries.clear()
+            return None
         return self._entries.get((account, region, profile_id), self._entries.clock())
 
     async def get(self, account: str, region: str, profile_id: str) -> dict[str, str]:

@@ -44,6 +44,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from outcrop.control.catalog import Catalog
+from outcrop.generations import Watch
 from outcrop.metering.budgets import Spend, TagCache, check_budgets
 from outcrop.metering.events import profile_of, usage_event
 from outcrop.metering.ingester import BATCH, DATABASE_ENV, GROUP_SIGNALS, Ingester, recover_orphans
@@ -70,13 +71,14 @@ class Meter:
     def __init__(
         self, store: Store, catalog: Catalog, directory: Path, registry: CollectorRegistry,
         prices: Prices | None = None, *, fsync: str = "interval", fsync_interval: float = 0.1,
-        ingest: str = "process",
+        ingest: str = "process", tag_changes: Watch | None = None,
     ) -> None:
+        """``tag_changes``: tags changed through another worker of this server (``outcrop.generations``)."""
         if ingest not in INGEST_MODES:
             raise ValueError(f"ingest must be one of {', '.join(INGEST_MODES)}, not {ingest!r}")
         self.store = store
         self.prices = prices or Prices.load(catalog)
-        self.tags = TagCache(store)
+        self.tags = TagCache(store, changes=tag_changes)
         self.spend = Spend(store, settle=self.settle, not_stored=self._not_stored)
         self.metrics = MeteringMetrics(registry, catalog.regions)
         self.directory = directory

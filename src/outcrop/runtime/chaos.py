@@ -32,6 +32,7 @@ from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from outcrop.errors import ModelError, ServiceUnavailable, Throttled, ValidationError
+from outcrop.generations import CHAOS, Generations, Watch
 from outcrop.store.engine import Store
 from outcrop.store.schema import chaos_rules
 
@@ -109,17 +110,22 @@ class Chaos:
         # Reads may overlap (PostgreSQL reads run in threads): only a later-started read replaces the rules.
         self._reads_started = 0
         self._read_applied = 0
+        self._generations: Generations | None = None
+        self._changes: Watch | None = None
 
-    def attach(self, store: Store) -> None:
-        """Share rules with every process on ``store`` from now on."""
+    def attach(self, store: Store, generations: Generations | None = None) -> None:
+        """Share rules with every process on ``store`` from now on; with ``generations``, a change made
+        through another worker of this server is read at once (else within ``REFRESH_SECONDS``)."""
         self.store = store
         self._loaded_at = float("-inf")
+        self._generations = generations
+        self._changes = Watch(generations, CHAOS) if generations is not None else None
 
     async def rules(self, fresh: bool = False) -> tuple[ChaosRule, ...]:
         """The rules in force: as cached (at most ``REFRESH_SECONDS`` old), or read now when ``fresh``."""
         if self.store is None:
             return self._rules
-        if fresh:
+        if fresh or (self._changes is not None and self._changes.changed()):
             await self._load(self.store)
         elif self.clock() - self._loaded_at >= REFRESH_SECONDS:
             loading = self._loading
@@ -137,6 +143,7 @@ class Chaos:
         row = {"rule_id": rule.id, "rule": orjson.dumps(rule.describe()).decode(),
                "created_us": time.time_ns() // 1000}
         await self.store.write(lambda conn: conn.execute(insert(chaos_rules).values(row)))
+        self._changed()
         await self.rules(fresh=True)
         return rule
 
@@ -150,6 +157,8 @@ class Chaos:
             return conn.execute(delete(chaos_rules).where(chaos_rules.c.rule_id == rule_id)).rowcount
 
         removed = await self.store.write(remove) > 0
+        if removed:
+            self._changed()
         await self.rules(fresh=True)
         return removed
 
@@ -158,7 +167,14 @@ class Chaos:
             self._rules = ()
             return
         await self.store.write(lambda conn: conn.execute(delete(chaos_rules)))
+        self._changed()
         await self.rules(fresh=True)
+
+    def _changed(self) -> None:
+        """Tell the other workers of this server (``rules`` reads them again here right after)."""
+        if self._generations is not None and self._changes is not None:
+            self._generations.bump(CHAOS)
+            self._changes.changed()  # this worker's own change: read below, not once more
 
     async def apply(self, region: str, model_id: str) -> None:
         """Raise (or delay) as the matching rules say."""

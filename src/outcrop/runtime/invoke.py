@@ -24,6 +24,7 @@ from outcrop.config import Config
 from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog, FoundationModel
 from outcrop.errors import ServiceError, ValidationError
+from outcrop.generations import Watch
 from outcrop.providers.base import Target
 from outcrop.providers.messages import (
     BlockDelta,
@@ -124,9 +125,9 @@ def log_record(record: InvocationRecord) -> None:
 class Runtime:
     def __init__(
         self, catalog: Catalog, store: Store, config: Config, chaos: Chaos | None = None,
-        sink: RecordSink | None = None,
+        sink: RecordSink | None = None, deletions: Watch | None = None,
     ) -> None:
-        self.resolver = Resolver(catalog, store)
+        self.resolver = Resolver(catalog, store, deletions=deletions)
         self.providers = Providers()
         self.chaos = chaos or Chaos()
         self.router = Router(config, self.providers, self.chaos)

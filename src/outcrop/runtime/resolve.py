@@ -24,13 +24,15 @@ from outcrop.control.catalog import Catalog, FoundationModel, partition_of
 from outcrop.control.identifiers import APPLICATION_ID, PROFILE_ARN, application_arn
 from outcrop.errors import ValidationError
 from outcrop.expiring import Expiring
+from outcrop.generations import Watch
 from outcrop.store.engine import Store
 from outcrop.store.schema import inference_profiles
 
 INVALID_MESSAGE = "The provided model identifier is invalid."
 # How long an application profile's resolution is reused without reading the database again. Profiles
 # never change once created; a Delete made through this process is seen at once (``forget``), one made
-# through another worker or server within this many seconds (AWS's own Delete is eventually consistent).
+# through another worker of this server at once too (``outcrop.generations``), and one made through a
+# server with another data directory within this many seconds (AWS's own Delete is eventually consistent).
 # A profile not found is never remembered: one just created elsewhere resolves on its first invocation.
 PROFILE_TTL = 1.0
 MAX_REMEMBERED = 10_000
@@ -64,9 +66,11 @@ class Resolution:
 
 class Resolver:
     def __init__(self, catalog: Catalog, store: Store, ttl: float = PROFILE_TTL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, deletions: Watch | None = None) -> None:
+        """``deletions``: profiles deleted through another worker of this server (``outcrop.generations``)."""
         self.catalog = catalog
         self.store = store
+        self._deletions = deletions
         self._applications: Expiring[tuple[str, str, str], Resolution] = Expiring(ttl, clock, MAX_REMEMBERED)
         # A foundation model's resolution in a Region depends on the catalogue alone, which does not change.
         self._models: dict[tuple[str, str], tuple[Resolution, bool]] = {}  # and: served on demand?
@@ -125,6 +129,8 @@ class Resolver:
 
     async def _application(self, ctx: RequestContext, profile_id: str) -> Resolution:
         key = (ctx.account, ctx.region, profile_id)
+        if self._deletions is not None and self._deletions.changed():
+            self._applications.clear()  # a profile was deleted through another worker: read them all again
         now = self._applications.clock()
         resolution = self._applications.get(key, now)
         if resolution is None:
