@@ -430,7 +430,7 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         f"{LITELLM_VERSION} into `bench/.venv-litellm` when missing).",
         "",
         *[f"- {x}" for x in facts],
-        "- backend: `bench/runtime/backend.py`, a bare ASGI OpenAI-compatible server under uvicorn (1 worker), "
+        "- backend: `bench/runtime/backend.py`, a bare ASGI OpenAI-compatible server under uvicorn (its httptools protocol, 1 worker), "
         "answering every chat completion after a fixed 20 ms (a stream: its first chunk after 20 ms, the rest at once).",
         "- direct: the backend's `POST /v1/chat/completions`; outcrop: `outcrop serve` (1 worker unless the row says 2, SQLite, "
         "`[[deployments]] backend = \"openai\"`), Converse on the foundation model and on an application profile "
@@ -439,7 +439,7 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         "what the process buys; LiteLLM: its proxy "
         "(1 worker, `LITELLM_LOCAL_MODEL_COST_MAP=True`, `num_retries: 0`, a master key sent as a bearer token, no database), `POST /chat/completions` to a model "
         "routed to the same backend as `openai/bench`.",
-        "- floor: `bench/runtime/proxy.py`, a do-nothing proxy under the same server as outcrop (uvicorn, 1 worker): it reads "
+        "- floor: `bench/runtime/proxy.py`, a do-nothing proxy under the same server as outcrop (uvicorn with outcrop's HTTP/1.1 protocol, 1 worker): it reads "
         "the request, sends one fixed completion to the backend with outcrop's own HTTP client and answers the "
         "backend's bytes. What it adds is the price of the extra hop on this machine; outcrop's own cost is what "
         "outcrop adds beyond it.",
