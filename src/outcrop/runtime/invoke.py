@@ -54,7 +54,7 @@ from outcrop.runtime.families import CHAT_FAMILIES, EMBEDDING_FAMILIES, ChatFami
 from outcrop.runtime.families.base import malformed
 from outcrop.runtime.resolve import Resolution, Resolver
 from outcrop.store.engine import Store
-from outcrop.wire.restjson import load_json_document
+from outcrop.wire.restjson import WireReady, load_json_document
 
 log = logging.getLogger("outcrop.runtime")
 T = TypeVar("T")
@@ -159,7 +159,8 @@ class Runtime:
                 lambda: estimate_chat(request),
             )
             record.usage = response.usage
-        out = {**converse_output(response, record.latency_ms), **served_as(params), "inferenceRegion": record.served_region}
+        out = WireReady(converse_output(response, record.latency_ms), **served_as(params),
+                        inferenceRegion=record.served_region)
         native = self._native(resolution.model, request, ctx.request_id) if paths else None
         fields = pick_fields(native(response), paths) if native is not None else None
         if fields is not None:
