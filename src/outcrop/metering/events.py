@@ -16,7 +16,6 @@ ModelStreamErrorException), ``client_error`` (any other 4xx, and a stream the cl
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Literal, TypedDict
 
@@ -24,6 +23,8 @@ from outcrop.control.identifiers import PROFILE_ARN
 from outcrop.errors import ServiceError
 from outcrop.metering.prices import Prices
 from outcrop.providers.messages import Usage
+
+_NO_USAGE = Usage(0, 0)
 
 Outcome = Literal["success", "client_error", "server_error", "throttled"]
 OUTCOMES: tuple[Outcome, ...] = ("success", "client_error", "server_error", "throttled")
@@ -101,11 +102,12 @@ def usage_event(record: Any, prices: Prices, now: float | None = None) -> UsageE
     now_wall = time.time() if now is None else now
     started_wall = now_wall - max(0.0, time.monotonic() - record.started)
     time_us = int(started_wall * 1_000_000)
-    usage: Usage = record.usage or Usage(0, 0)
-    profile_id, profile_type = profile_of(record.profile_arn)
-    outcome = classify(record.outcome, getattr(record, "error_status", None))
-    price = prices.price(record.model_id, record.source_region, time_us)
-    tags: Mapping[str, str] = getattr(record, "tags", None) or {}
+    usage: Usage = record.usage or _NO_USAGE
+    profile_arn = record.profile_arn
+    profile_id, profile_type = profile_of(profile_arn)
+    model_id = record.model_id
+    code = record.outcome
+    tags = record.tags
     return {
         "request_id": record.request_id,
         "time_us": time_us,
@@ -113,21 +115,21 @@ def usage_event(record: Any, prices: Prices, now: float | None = None) -> UsageE
         "source_region": record.source_region,
         "inference_region": record.served_region,
         "operation": record.operation,
-        "model_id": getattr(record, "requested_model_id", "") or record.model_id,
-        "model_dim": profile_id or record.model_id,
-        "profile_arn": record.profile_arn,
+        "model_id": record.requested_model_id or model_id,
+        "model_dim": profile_id or model_id,
+        "profile_arn": profile_arn,
         "profile_id": profile_id,
         "profile_type": profile_type,
-        "foundation_model": record.model_id,
+        "foundation_model": model_id,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_write_tokens": usage.cache_write_tokens,
         "latency_ms": record.latency_ms,
-        "ttft_ms": getattr(record, "first_token_ms", None),
-        "outcome": outcome,
-        "error_code": None if record.outcome == "success" else record.outcome,
-        "cost_pusd": price.cost(usage),
-        "identity": getattr(record, "principal", "") or f"arn:aws:iam::{record.account}:root",
-        "tags": dict(tags),
+        "ttft_ms": record.first_token_ms,
+        "outcome": "success" if code == "success" else classify(code, record.error_status),
+        "error_code": None if code == "success" else code,
+        "cost_pusd": prices.price(model_id, record.source_region, time_us).cost(usage),
+        "identity": record.principal or f"arn:aws:iam::{record.account}:root",
+        "tags": dict(tags) if tags else {},
     }
