@@ -196,3 +196,34 @@ async def test_receive_reports_the_client_leaving_after_the_body():
     protocol.connection_lost(None)
     await settle(state)
     assert seen == ["http.request", "http.disconnect"]
+
+
+@on_uvloop
+async def test_pipelined_requests_behind_a_long_stream_are_not_read_further():
+    """While an answer streams (its app waiting in receive() for the client to leave), a pipelined request
+    behind it stops the reading until it is answered, whatever the streaming app's receive() does."""
+    stop = asyncio.Event()
+
+    async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/quick":
+            await answer()(scope, receive, send)
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        waiting = asyncio.ensure_future(receive())  # the client's leaving, as outcrop's streams watch for
+        await stop.wait()
+        waiting.cancel()
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport, state = connect(stream)
+    protocol.data_received(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\nGET /quick HTTP/1.1\r\nHost: a\r\n\r\n")
+    await asyncio.sleep(0.05)
+    assert len(protocol.pipeline) == 1
+    assert not transport.reading  # paused behind the stream, and still paused after its receive()
+    stop.set()
+    await settle(state)
+    await asyncio.sleep(0.01)
+    wire = b"".join(transport.writes)
+    assert wire.count(b"HTTP/1.1 200") == 2 and wire.endswith(b'{"ok":true}')
+    assert transport.reading and not protocol.pipeline

@@ -410,7 +410,8 @@ class HTTP1(asyncio.Protocol):
         self._lingering = True
         self._cancel_head_timer()
         transport.write_eof()
-        self.resume_reading()
+        self._read_paused = False
+        transport.resume_reading()  # what still arrives is read and dropped
         self.loop.call_later(LINGER_SECONDS, transport.close)
 
     # -- flow control --------------------------------------------------------------------------------
@@ -420,7 +421,9 @@ class HTTP1(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._read_paused:
+        """Read again, unless pipelined requests wait: then nothing more is read until they are answered
+        (a client pipelining behind a long stream cannot make the server hold more than one read of them)."""
+        if self._read_paused and not self.pipeline:
             self._read_paused = False
             self.transport.resume_reading()
 
@@ -531,9 +534,9 @@ class HTTP1(asyncio.Protocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.resume_reading()
         if self.pipeline:
             self._start(self.pipeline.pop())
+        self.resume_reading()  # when no more pipelined requests wait
         # One keep-alive timer per connection, armed once and looked at when it fires (not made and cancelled
         # for every answer): a connection idle since its last answer for the keep-alive timeout is closed.
         self._answered_at = self.loop.time()
