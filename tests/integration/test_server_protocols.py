@@ -568,3 +568,15 @@ def test_http1_client_leaving_mid_stream_leaves_the_connection_set_clean(srv):
     answers = [httpx.post(srv.url + f"/model/{HAIKU}/converse", content=CONVERSE, timeout=10,
                           headers={"content-type": "application/json"}) for _ in range(3)]
     assert all(a.status_code == 200 for a in answers)
+
+
+def test_http1_a_client_shutting_its_side_after_its_request_still_gets_the_answer(srv):
+    """``shutdown(SHUT_WR)`` after the request (as ``nc -N`` does): the answer still comes, then the close."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(_converse_request())
+        s.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert b'"stopReason"' in reply

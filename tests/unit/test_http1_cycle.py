@@ -227,3 +227,31 @@ async def test_pipelined_requests_behind_a_long_stream_are_not_read_further():
     wire = b"".join(transport.writes)
     assert wire.count(b"HTTP/1.1 200") == 2 and wire.endswith(b'{"ok":true}')
     assert transport.reading and not protocol.pipeline
+
+
+@on_uvloop
+async def test_a_client_that_shuts_its_side_after_its_requests_still_gets_every_answer():
+    release = asyncio.Event()
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await release.wait()
+        await answer()(scope, receive, send)
+
+    protocol, transport, state = connect(slow)
+    protocol.data_received(GET + GET)
+    assert protocol.eof_received() is True  # kept open: two answers are due
+    release.set()
+    await settle(state)
+    await asyncio.sleep(0.01)
+    assert b"".join(transport.writes).count(b"HTTP/1.1 200") == 2
+    assert transport.closed
+
+
+@on_uvloop
+async def test_a_client_that_shuts_its_side_mid_request_is_closed_at_once():
+    protocol, transport, state = connect(answer())
+    protocol.data_received(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    assert protocol.eof_received() is False  # the transport closes: nothing can be answered
+    protocol.connection_lost(None)
+    await settle(state)
+    assert b"".join(transport.writes) == b""

@@ -330,6 +330,7 @@ class HTTP1(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._answered_at = 0.0  # loop time of the last answer (the keep-alive timeout counts from it)
         self._lingering = False
+        self._eof = False  # the client shut its sending side; close once its requests are answered
         self._upgrade_left = 0  # body bytes still due of a request whose Upgrade was not taken
         self._read_paused = False
         self.write_paused = False
@@ -361,8 +362,15 @@ class HTTP1(asyncio.Protocol):
         if exc is None:
             self.transport.close()
 
-    def eof_received(self) -> None:
-        pass  # the answer in progress still goes out; the transport closes the connection after it
+    def eof_received(self) -> bool:
+        """The client shut its sending side (``shutdown(SHUT_WR)``, ``nc -N``). Requests it sent whole are
+        still answered, pipelined ones too, and the connection closes after the last answer; a request cut
+        short cannot be answered, and the connection closes now."""
+        busy = (self.cycle is not None and not self.cycle.response_complete) or bool(self.pipeline)
+        if busy and self._message_complete and not self._lingering:
+            self._eof = True
+            return True  # the transport stays open for the answers
+        return False
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: an idle connection closes now, a busy one after its answer."""
@@ -536,6 +544,9 @@ class HTTP1(asyncio.Protocol):
             return
         if self.pipeline:
             self._start(self.pipeline.pop())
+        elif self._eof:
+            self.transport.close()  # every request the client sent is answered
+            return
         self.resume_reading()  # when no more pipelined requests wait
         # One keep-alive timer per connection, armed once and looked at when it fires (not made and cancelled
         # for every answer): a connection idle since its last answer for the keep-alive timeout is closed.
