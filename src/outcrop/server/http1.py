@@ -144,11 +144,21 @@ class Cycle:
         to the app as the scope's ``outcrop.body`` extension."""
         if self.more_body or self.delivered or self.disconnected:
             return None
+        self.delivered = True
+        return self._take()
+
+    def add(self, data: bytes) -> int:
+        """Body bytes received for the app; how many it now holds unread."""
+        self.chunks.append(data)
+        self.size += len(data)
+        return self.size
+
+    def _take(self) -> bytes:
+        """The body bytes received and not yet handed over (the connection reads on, room being made)."""
         chunks = self.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.chunks = []
         self.size = 0
-        self.delivered = True
         self.protocol.resume_reading()
         return body
 
@@ -198,16 +208,11 @@ class Cycle:
         while True:
             if self.disconnected or self.response_complete:
                 return _DISCONNECT
-            chunks = self.chunks
-            if chunks or not (self.more_body or self.delivered):
-                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                self.chunks = []
-                self.size = 0
+            if self.chunks or not (self.more_body or self.delivered):
                 more = self.more_body
                 if not more:
                     self.delivered = True
-                protocol.resume_reading()
-                return {"type": "http.request", "body": body, "more_body": more}
+                return {"type": "http.request", "body": self._take(), "more_body": more}
             # Nothing in hand: the rest of the body, or (all of it handed over) the client's leaving.
             protocol.resume_reading()
             self.waiter = protocol.loop.create_future()
@@ -518,9 +523,7 @@ class HTTP1(asyncio.Protocol):
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
             return
-        cycle.chunks.append(body)
-        cycle.size += len(body)
-        if cycle.size > HIGH_WATER:
+        if cycle.add(body) > HIGH_WATER:
             self.pause_reading()
         cycle.wake()
 
@@ -582,8 +585,7 @@ class HTTP1(asyncio.Protocol):
         part = data[: self._upgrade_left]
         self._upgrade_left -= len(part)
         if part and not cycle.response_complete:
-            cycle.chunks.append(part)
-            cycle.size += len(part)
+            cycle.add(part)
         if not self._upgrade_left:
             cycle.more_body = False
             self._message_complete = True
