@@ -87,3 +87,8 @@ class Watch:
             return False
         self._seen = now
         return True
+
+    def bump(self) -> None:
+        """A change of this kind made here: the other workers see it; this watch does not report it back."""
+        self._generations.bump(self._kind)
+        self.changed()

@@ -110,7 +110,6 @@ class Chaos:
         # Reads may overlap (PostgreSQL reads run in threads): only a later-started read replaces the rules.
         self._reads_started = 0
         self._read_applied = 0
-        self._generations: Generations | None = None
         self._changes: Watch | None = None
 
     def attach(self, store: Store, generations: Generations | None = None) -> None:
@@ -118,7 +117,6 @@ class Chaos:
         through another worker of this server is read at once (else within ``REFRESH_SECONDS``)."""
         self.store = store
         self._loaded_at = float("-inf")
-        self._generations = generations
         self._changes = Watch(generations, CHAOS) if generations is not None else None
 
     async def rules(self, fresh: bool = False) -> tuple[ChaosRule, ...]:
@@ -172,9 +170,8 @@ class Chaos:
 
     def _changed(self) -> None:
         """Tell the other workers of this server (``rules`` reads them again here right after)."""
-        if self._generations is not None and self._changes is not None:
-            self._generations.bump(CHAOS)
-            self._changes.changed()  # this worker's own change: read below, not once more
+        if self._changes is not None:
+            self._changes.bump()  # this worker's own change is read below, not once more
 
     async def apply(self, region: str, model_id: str) -> None:
         """Raise (or delay) as the matching rules say."""
