@@ -7,6 +7,7 @@ tests/integration/test_runtime_openai.py; these are the connection-level cases i
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -187,6 +188,42 @@ def test_a_stream_that_stalls_times_out_but_a_slow_consumer_does_not() -> None:
         server.close()
 
     asyncio.run(main())
+
+
+def test_a_finished_stream_leaves_no_reference_cycle() -> None:
+    """Its timer, task and closures are freed as it ends (see tests/unit/test_no_garbage_cycles.py for why)."""
+    events = (b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+              b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+    answer = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: "
+              + str(len(events)).encode() + b"\r\n\r\n" + events)
+
+    async def main() -> list[str]:
+        server, url, _ = await _serve(_answering(answer))
+        provider = OpenAIProvider()
+        deployment = Deployment(backend="openai", url=url.removesuffix("/chat/completions"), timeout_seconds=5)
+        request = chat_request({"messages": [{"role": "user", "content": [{"text": "x"}]}]})
+
+        async def one() -> None:
+            async for _ in provider.chat_stream(Target("us-east-1", "m", deployment), request):
+                pass
+
+        await one()
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(5):
+                await one()
+            gc.collect()
+            return [f"{type(o).__qualname__} {getattr(o, '__qualname__', '')}" for o in gc.garbage
+                    if "openai" in getattr(getattr(o, "__code__", None), "co_filename", "")
+                    or type(o).__module__.startswith("outcrop.")]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            await provider.close()
+            server.close()
+
+    assert asyncio.run(main()) == []
 
 
 def test_a_large_body_read_slowly_arrives_whole_with_reading_paused_meanwhile() -> None:

@@ -270,6 +270,9 @@ async def _lines(response: Response, timeout: float) -> AsyncIterator[str]:
                 yield line
     finally:
         handle.cancel()
+        # ``watch`` holds itself, the timer and the task: unlinked, the stream's objects are freed when it
+        # ends, not left in reference cycles for the garbage collector.
+        handle = waiter = watch = None  # type: ignore[assignment]
 
 
 async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> AsyncIterator[StreamEvent]:

@@ -188,6 +188,9 @@ class Cycle:
                 self.protocol.close()
         finally:
             self.protocol.server_state.tasks.discard(self.task)
+            # The scope's extension is a method of this cycle: dropped, the request's objects are freed as soon
+            # as it is answered, not left as a reference cycle for the garbage collector (~24 objects each).
+            self.scope["extensions"] = None
 
     def _send_500(self) -> None:
         if self.disconnected:
