@@ -442,6 +442,9 @@ async def _disconnect(receive: Receive) -> None:
         pass
 
 
+GC_THRESHOLDS = (10_000, 10, 10)  # young (net allocations), middle and full (collections before)
+
+
 def _tune_worker(config: Config) -> None:
     """Process-wide settings for a server worker, once everything long-lived has been loaded."""
     sys.setswitchinterval(config.switch_interval_ms / 1000)
@@ -450,6 +453,14 @@ def _tune_worker(config: Config) -> None:
     # out). Frozen, the collector leaves them alone.
     gc.collect()
     gc.freeze()
+    # Young collections: at Python's default (every 700 net allocations) one came every few dozen requests
+    # under load, walked the objects of every request then in flight, and promoted them, which set off
+    # middle and full collections too: at 64 concurrent Converse calls ~6% of the event loop's time went to
+    # the collector (bench/runtime, gc.callbacks). Requests, failed ones included, leave no reference cycles
+    # (tests/unit/test_no_garbage_cycles.py), so young collections can be rare: at 10,000 there were 2 in
+    # 24 s of that load, of 7 ms each. Whatever still leaves a cycle (some rarer failure's traceback, say)
+    # waits for the next young collection, and at this threshold even one full of them is a short pause.
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def create_app(config: Config | None = None) -> Outcrop:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from outcrop.app import _tune_worker, create_app, factory
+from outcrop.app import GC_THRESHOLDS, _tune_worker, create_app, factory
 from outcrop.config import Config, ConfigError, load_config
 from outcrop.metering.metrics import MeteringMetrics
 from outcrop.observability import Metrics
@@ -19,8 +19,10 @@ from outcrop.observability import Metrics
 @pytest.fixture
 def restore_process_state():
     interval = sys.getswitchinterval()
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
     sys.setswitchinterval(interval)
 
 
@@ -28,6 +30,7 @@ def test_a_server_worker_sets_the_switch_interval_and_freezes_what_it_loaded(res
     _tune_worker(Config(switch_interval_ms=2.0))
     assert sys.getswitchinterval() == pytest.approx(0.002)
     assert gc.get_freeze_count() > 0  # objects loaded so far are no longer walked by full collections
+    assert gc.get_threshold() == GC_THRESHOLDS  # young collections rare enough not to promote requests in flight
 
 
 def test_only_the_server_entry_point_tunes_the_process(tmp_path, monkeypatch):
