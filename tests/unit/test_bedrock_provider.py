@@ -143,3 +143,63 @@ def test_request_metadata_goes_upstream_as_a_valid_converse_input() -> None:
     assert not report.has_errors(), report.generate_report()
     without = bedrock.converse_body(chat_request({k: v for k, v in params.items() if k != "requestMetadata"}))
     assert "requestMetadata" not in without
+
+
+def test_upstream_calls_leave_no_reference_cycle() -> None:
+    """httpx's response and its stream hold each other; the provider unlinks them once a call is done (see
+    tests/unit/test_no_garbage_cycles.py for why it matters)."""
+    import asyncio
+    import gc
+
+    import httpx
+
+    from outcrop.providers.base import Target
+    from outcrop.runtime.converse import chat_request
+
+    answer = {"output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}}, "stopReason": "end_turn",
+              "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}, "metrics": {"latencyMs": 1}}
+    frames = b"".join(encode_frame({":message-type": "event", ":event-type": name}, payload) for name, payload in [
+        ("messageStart", b'{"role":"assistant"}'),
+        ("contentBlockDelta", b'{"contentBlockIndex":0,"delta":{"text":"hi"}}'),
+        ("contentBlockStop", b'{"contentBlockIndex":0}'),
+        ("messageStop", b'{"stopReason":"end_turn"}'),
+        ("metadata", b'{"usage":{"inputTokens":3,"outputTokens":1,"totalTokens":4},"metrics":{"latencyMs":1}}'),
+    ])
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/converse-stream"):
+            return httpx.Response(200, content=frames)
+        if b"fail" in request.content:
+            return httpx.Response(429, json={"message": "slow down"})
+        return httpx.Response(200, json=answer)
+
+    async def main() -> list[str]:
+        provider = bedrock.BedrockProvider()
+        provider.client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+        target = Target("us-east-1", "anthropic.claude-3-haiku-20240307-v1:0",
+                        Deployment(backend="bedrock", url=ENDPOINT, aws_access_key_id=KEY, aws_secret_access_key=SECRET))
+        ok = chat_request({"messages": [{"role": "user", "content": [{"text": "x"}]}]})
+        failing = chat_request({"messages": [{"role": "user", "content": [{"text": "fail"}]}]})
+
+        async def calls() -> None:
+            await provider.chat(target, ok)
+            async for _ in provider.chat_stream(target, ok):
+                pass
+            with pytest.raises(Throttled):
+                await provider.chat(target, failing)
+
+        await calls()
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(3):
+                await calls()
+            gc.collect()
+            return sorted({type(o).__qualname__ for o in gc.garbage
+                           if type(o).__module__.split(".")[0] in ("httpx", "httpcore", "outcrop")})
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            await provider.close()
+
+    assert asyncio.run(main()) == []
