@@ -97,6 +97,7 @@ class ServerProcess:
     # Extra ``outcrop serve`` arguments, e.g. ``["--auth", "strict"]``.
     args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    killed: bool = False  # a stop that had to SIGKILL the server
 
     @property
     def url(self) -> str:
@@ -137,11 +138,14 @@ class ServerProcess:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
+        """SIGTERM, and the time a graceful stop may take (answers in flight 10 s, then the ingester's
+        last events); SIGKILL past that, which ``killed`` records for the test's messages."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self.proc = None

@@ -170,7 +170,9 @@ def test_an_ingester_killed_under_load_is_replaced_and_loses_nothing(
     ids, rollup_events, _ = _stored(server.database_url)
     assert sorted(ids) == sorted(acknowledged)
     assert rollup_events == len(ids)
-    assert not list((server.data_dir / "metering").iterdir())
+    left = list((server.data_dir / "metering").iterdir())
+    assert not left, f"journal left after {'a SIGKILL' if server.killed else 'a graceful stop'}: {left}\n" \
+                     f"{server.log_text()[-4000:]}"
 
 
 def test_a_server_killed_alone_leaves_its_ingester_to_store_the_rest(
