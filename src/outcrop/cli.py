@@ -147,7 +147,7 @@ def _add_usage_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         parser.add_argument("--until", help="ISO-8601 end (default: now)")
         parser.add_argument("--granularity", choices=("minute", "hour", "day", "month"), help="one row per period")
         parser.add_argument("--group-by", action="append", metavar="KEY",
-                            help="profile, model, region, identity, modelId or tag:KEY (repeatable)")
+                            help="profile, model, region, identity, modelId, tag:KEY or metadata:KEY (repeatable)")
         parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
         parser.add_argument("--account", help="the 12-digit account (default: the configured default account)")
         parser.add_argument("--source", choices=("rollups", "events"), default="rollups", help=argparse.SUPPRESS)

@@ -196,3 +196,32 @@ def test_bad_usage_queries_are_validation_errors(server: ServerProcess) -> None:
                    {"since": "2026-02-01", "until": "2026-01-01"}):
         r = httpx.get(server.url + "/_outcrop/usage", params=params)
         assert r.status_code == 400 and r.json()["__type"] == "ValidationException", params
+
+
+def test_usage_grouped_by_request_metadata(server: ServerProcess) -> None:
+    """Converse and ConverseStream calls' requestMetadata is kept with their usage, and a report groups by
+    one of its keys (over HTTP and in the CLI); calls without that key form the null group."""
+    rt = server.client("bedrock-runtime")
+    expected: dict[str | None, list[int]] = defaultdict(lambda: [0, 0])  # invocations, output tokens
+    for tenant in ("acme", "acme", "globex", None):
+        metadata = {"tenant": tenant, "job": "nightly"} if tenant else {"job": "nightly"}
+        r = rt.converse(modelId=MICRO, messages=USER, requestMetadata=metadata)
+        expected[tenant][0] += 1
+        expected[tenant][1] += r["usage"]["outputTokens"]
+    events = rt.converse_stream(modelId=MICRO, messages=USER, requestMetadata={"tenant": "globex"})["stream"]
+    usage = next(e["metadata"]["usage"] for e in events if "metadata" in e)
+    expected["globex"][0] += 1
+    expected["globex"][1] += usage["outputTokens"]
+    rt.converse(modelId=MICRO, messages=USER)  # no requestMetadata at all
+    expected[None][0] += 1
+
+    report = httpx.get(server.url + "/_outcrop/usage", params={"groupBy": "metadata:tenant"}).json()
+    got = {row["metadata:tenant"]: [row["invocations"], row["outputTokens"]] for row in report["rows"]}
+    assert got[None][0] == expected[None][0]
+    assert {k: v for k, v in got.items() if k is not None} == {k: v for k, v in expected.items() if k is not None}
+    assert report["totals"]["invocations"] == 6
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "outcrop", "costs", "--group-by", "metadata:tenant", "--format", "json",
+         "--database", server.database_url], capture_output=True, text=True, check=True)
+    assert {row["metadata:tenant"] for row in json.loads(cli.stdout)["rows"]} == {"acme", "globex", None}

@@ -46,7 +46,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
         tags = {"team": profile[4:], "env": "prod"} if profile else {}
         if n % 11 == 0 and profile:
             tags = {"env": "dev"}  # an application profile without the team tag
-        events.append(_event(n, time_us, profile, tags, outcomes[n % len(outcomes)]))
+        event = _event(n, time_us, profile, tags, outcomes[n % len(outcomes)])
+        if n % 4 == 0:
+            event["request_metadata"] = {"tenant": f"t{n % 3}", "job": str(n)}
+        elif n % 4 == 1:
+            event["request_metadata"] = {"job": str(n)}
+        # else: no request_metadata at all, as events journaled by an earlier version
+        events.append(event)
     events.append(_event(999, T0 + DAY_US, None, {}, account="210987654321"))  # another account: never seen
     for i in range(0, len(events), 128):  # several batches, as the drainer commits them
         store.write_sync(lambda conn, b=events[i:i + 128]: ingest(conn, b))  # type: ignore[misc]
@@ -81,6 +87,24 @@ def test_untagged_events_form_the_null_group_and_totals_count_every_event(store:
     assert set(groups) == {"red", "blue", None}
     assert report["totals"]["invocations"] + report["totals"]["throttles"] == 600
     assert sum(r["invocations"] for r in report["rows"]) == report["totals"]["invocations"]
+
+
+def test_request_metadata_groups_come_from_the_events_and_calls_without_the_key_form_the_null_group(
+        store: Store) -> None:
+    q = parse_query(ACCOUNT, "2026-01-01", "2026-03-01", "month", ["metadata:tenant", "tag:team"], now=NOW)
+    report = store.read_sync(lambda conn: run_query(conn, q))
+    assert report == store.read_sync(lambda conn: run_query(conn, q, source="events"))
+    seen: dict[str | None, int] = {}
+    for row in report["rows"]:
+        seen[row["metadata:tenant"]] = seen.get(row["metadata:tenant"], 0) + row["invocations"] + row["throttles"]
+    # n % 4 == 0 carry a tenant (t0, t1, t2 by n % 3); the rest, with other keys or none, are null
+    expected: dict[str | None, int] = {}
+    for n in range(600):
+        key = f"t{n % 3}" if n % 4 == 0 else None
+        expected[key] = expected.get(key, 0) + 1
+    assert seen == expected
+    by_all = parse_query(ACCOUNT, "2026-01-01", "2026-03-01", None, [], now=NOW)
+    assert report["totals"] == store.read_sync(lambda conn: run_query(conn, by_all))["totals"]
 
 
 def test_a_report_never_includes_another_accounts_events(store: Store) -> None:

@@ -1,7 +1,7 @@
 """``GET /_outcrop/usage``: the usage and cost report of the caller's account, as JSON.
 
 Parameters: ``since``, ``until`` (ISO-8601), ``granularity`` (minute|hour|day|month), ``groupBy``
-(repeatable or comma-separated: profile, model, region, identity, modelId, tag:KEY), ``source``
+(repeatable or comma-separated: profile, model, region, identity, modelId, tag:KEY, metadata:KEY), ``source``
 (rollups, the default, or events). Every event this process has emitted is in the database before the
 report is read, so a client sees its own invocations at once.
 """

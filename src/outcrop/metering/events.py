@@ -5,7 +5,8 @@ source and inference Region, operation, the modelId as called and the CloudWatch
 it counts under (a profile's ID as AWS uses it — the 12-character ID of an application profile, the
 ``us.…`` ID of a system profile — or the model ID of a direct call), the profile (ARN, ID, type), the
 foundation model, tokens of each kind, latency and time to first token, the outcome class with the AWS
-error code, the cost in pico-USD, the caller's identity and the profile's tags at that moment.
+error code, the cost in pico-USD, the caller's identity, the Converse call's ``requestMetadata`` and the
+profile's tags at that moment.
 
 Outcome classes follow CloudWatch's runtime metrics: ``throttled`` (HTTP 429: ThrottlingException,
 ModelNotReadyException), ``server_error`` (5xx, and the model's own failures ModelErrorException and
@@ -82,6 +83,7 @@ class UsageEvent(TypedDict):
     error_code: str | None
     cost_pusd: int
     identity: str
+    request_metadata: dict[str, str]
     tags: dict[str, str]
 
 
@@ -108,6 +110,7 @@ def usage_event(record: Any, prices: Prices, now: float | None = None) -> UsageE
     model_id = record.model_id
     code = record.outcome
     tags = record.tags
+    metadata = record.metadata
     return {
         "request_id": record.request_id,
         "time_us": time_us,
@@ -131,5 +134,6 @@ def usage_event(record: Any, prices: Prices, now: float | None = None) -> UsageE
         "error_code": None if code == "success" else code,
         "cost_pusd": prices.price(model_id, record.source_region, time_us).cost(usage),
         "identity": record.principal or f"arn:aws:iam::{record.account}:root",
+        "request_metadata": dict(metadata) if metadata else {},
         "tags": dict(tags) if tags else {},
     }

@@ -7,6 +7,10 @@ reads 30 day rows per group, never the events), sums it by the group keys in SQL
 into the granularity asked (months from days). ``groupBy=tag:KEY`` reads the tag rows of KEY; the
 events without that tag form the group whose value is ``null`` (all events minus the tagged ones).
 
+``groupBy=metadata:KEY`` groups by a value of the Converse calls' ``requestMetadata`` (events without
+that key form the group whose value is ``null``). Request metadata is free-form and per call, so it has no
+rollups: such a report is always computed from the events.
+
 ``source="events"`` computes the same report from the raw events instead: slower, and the oracle the
 tests hold the rollups to.
 """
@@ -36,6 +40,7 @@ OUTPUT = {"events": None, "input_tokens": "inputTokens", "output_tokens": "outpu
           "client_errors": "clientErrors", "server_errors": "serverErrors", "throttles": "throttles",
           "latency_ms": None, "cost_pusd": None}
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+METADATA = "metadata:"  # groupBy prefix: a key of the calls' requestMetadata
 
 
 class QueryError(ValueError):
@@ -53,6 +58,10 @@ class UsageQuery:
     @property
     def tag_key(self) -> str | None:
         return next((g[4:] for g in self.group_by if g.startswith("tag:")), None)
+
+    @property
+    def metadata_key(self) -> str | None:
+        return next((g[len(METADATA):] for g in self.group_by if g.startswith(METADATA)), None)
 
 
 def to_us(value: dt.datetime) -> int:
@@ -90,12 +99,15 @@ def parse_query(account: str, since: str | None, until: str | None, granularity:
         for name in (p.strip() for p in g.split(",")):
             if not name:
                 continue
-            if name not in DIMENSIONS and not (name.startswith("tag:") and len(name) > 4):
-                raise QueryError(f"groupBy {name!r} is not one of {', '.join(DIMENSIONS)} or tag:KEY")
+            if name not in DIMENSIONS and not (name.startswith("tag:") and len(name) > 4) \
+                    and not (name.startswith(METADATA) and len(name) > len(METADATA)):
+                raise QueryError(f"groupBy {name!r} is not one of {', '.join(DIMENSIONS)}, tag:KEY or metadata:KEY")
             if name not in groups:
                 groups.append(name)
     if sum(g.startswith("tag:") for g in groups) > 1:
         raise QueryError("groupBy takes at most one tag:KEY")
+    if sum(g.startswith(METADATA) for g in groups) > 1:
+        raise QueryError("groupBy takes at most one metadata:KEY")
     return UsageQuery(account, since_us, until_us, granularity, tuple(groups))
 
 
@@ -122,7 +134,7 @@ Key = tuple[Any, ...]
 
 def run_query(conn: Connection, q: UsageQuery, source: str = "rollups") -> dict[str, Any]:
     """The report: ``{"rows": [...], "totals": {...}}``."""
-    sums = _from_events(conn, q) if source == "events" else _from_rollups(conn, q)
+    sums = _from_events(conn, q) if source == "events" or q.metadata_key is not None else _from_rollups(conn, q)
     return render(q, sums)
 
 
@@ -193,7 +205,11 @@ def _from_events(conn: Connection, q: UsageQuery) -> dict[Key, list[int]]:
         event: Any = dict(row)
         event["tags"] = orjson.loads(row["tags"])
         parts: list[Any] = [row["time_us"]] if q.granularity else []
-        parts += [(row[DIMENSIONS[d]] or "") if d == "profile" else row[DIMENSIONS[d]] for d in dims]
+        for d in dims:
+            if d.startswith(METADATA):
+                parts.append(orjson.loads(row["request_metadata"]).get(d[len(METADATA):]))
+            else:
+                parts.append((row[DIMENSIONS[d]] or "") if d == "profile" else row[DIMENSIONS[d]])
         tag_value = None if tag is None else event["tags"].get(tag, _UNTAGGED)
         _fold(sums, _key(q, parts, tag_value), metric_values(event))
     return sums

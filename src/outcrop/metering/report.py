@@ -40,6 +40,8 @@ def _cell(name: str, value: Any) -> str:
         return f"{value:,}"
     if name.startswith("tag:") and value is None:
         return "(untagged)"
+    if name.startswith("metadata:") and value is None:
+        return "(none)"
     if name == "profile":
         return "(direct)" if value is None else str(value).split(":", 5)[-1]
     if name == "period" and isinstance(value, str):

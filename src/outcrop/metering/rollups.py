@@ -52,16 +52,19 @@ _ROLLUP_CHUNK = 1000
 
 RollupKey = tuple[str, str, str, int, str, str, str, str, str, str]
 
-# The event columns, ``tags`` (stored as JSON text) last.
-EVENT_COLUMNS = (*(c.name for c in usage_events.columns if c.name != "tags"), "tags")
-_plain_values = operator.itemgetter(*EVENT_COLUMNS[:-1])
+# The event columns, the two stored as JSON text last.
+_JSON_COLUMNS = ("request_metadata", "tags")
+EVENT_COLUMNS = (*(c.name for c in usage_events.columns if c.name not in _JSON_COLUMNS), *_JSON_COLUMNS)
+_plain_values = operator.itemgetter(*EVENT_COLUMNS[:-2])
 _dumps = orjson.dumps
 _SORT_KEYS = orjson.OPT_SORT_KEYS
 
 
 def event_row(event: UsageEvent) -> tuple[Any, ...]:
-    """The event as a ``usage_events`` row, in ``EVENT_COLUMNS`` order."""
-    return (*_plain_values(event), _dumps(event["tags"], option=_SORT_KEYS).decode())
+    """The event as a ``usage_events`` row, in ``EVENT_COLUMNS`` order. (An event journaled by an earlier
+    version has no ``request_metadata``.)"""
+    return (*_plain_values(event), _dumps(event.get("request_metadata") or {}, option=_SORT_KEYS).decode(),
+            _dumps(event["tags"], option=_SORT_KEYS).decode())
 
 
 def metric_values(event: UsageEvent) -> tuple[int, ...]:

@@ -81,12 +81,13 @@ class InvocationRecord:
     latency_ms: int = 0
     started: float = field(default_factory=time.monotonic)
     # For metering: the modelId as called, the caller, time to first token of a stream, the HTTP status
-    # of a failure, and the profile's tags at admission (set by the sink).
+    # of a failure, the profile's tags at admission (set by the sink), and Converse's requestMetadata.
     requested_model_id: str = ""
     principal: str = ""
     first_token_ms: int | None = None
     error_status: int | None = None
     tags: dict[str, str] | None = None
+    metadata: dict[str, str] | None = None  # Converse's requestMetadata
 
 
 class RecordSink(Protocol):
@@ -153,6 +154,7 @@ class Runtime:
         request.cache_scope = ctx.account
         paths = response_field_paths(params)
         record = self._record(ctx, "Converse", resolution, params["modelId"])
+        record.metadata = request.metadata
         async with self._recording(record):
             response = await self.router.run(
                 ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.chat(t, request)),
@@ -174,6 +176,7 @@ class Runtime:
         request.cache_scope = ctx.account
         paths = response_field_paths(params)
         record = self._record(ctx, "ConverseStream", resolution, params["modelId"])
+        record.metadata = request.metadata
         events = await self._open_stream(ctx, resolution, record, request)
         native = self._native(resolution.model, request, ctx.request_id) if paths else None
         stream = converse_events(events, record.started, served_as(params), native, paths)

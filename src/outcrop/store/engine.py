@@ -576,8 +576,9 @@ class Store:
 MIGRATION_LOCK_ID = 0x6F7574637270  # "outcrp": a PostgreSQL advisory lock held while migrating
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision; safe when several processes start at once."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest Alembic revision (or ``revision``); safe when several processes start
+    at once."""
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
@@ -589,7 +590,7 @@ def migrate(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
         try:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
             conn.commit()
         finally:
             if engine.dialect.name == "postgresql":

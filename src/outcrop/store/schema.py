@@ -128,6 +128,8 @@ usage_events = Table(
     Column("error_code", String(64)),
     Column("cost_pusd", BigInteger, nullable=False),
     Column("identity", String(2048), nullable=False),
+    # JSON object: the Converse call's requestMetadata (AWS logs it with the invocation; {} when none).
+    Column("request_metadata", Text, nullable=False, server_default="{}"),
     # JSON object: the profile's tags at invocation time.
     Column("tags", Text, nullable=False),
     Index("ix_usage_events_account_time", "account", "time_us"),
