@@ -149,9 +149,9 @@ def test_upstream_calls_leave_no_reference_cycle() -> None:
     """httpx's response and its stream hold each other; the provider unlinks them once a call is done (see
     tests/unit/test_no_garbage_cycles.py for why it matters)."""
     import asyncio
-    import gc
 
     import httpx
+    from gc_check import kept_garbage
 
     from outcrop.providers.base import Target
     from outcrop.runtime.converse import chat_request
@@ -189,17 +189,13 @@ def test_upstream_calls_leave_no_reference_cycle() -> None:
                 await provider.chat(target, failing)
 
         await calls()
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
         try:
-            for _ in range(3):
-                await calls()
-            gc.collect()
-            return sorted({type(o).__qualname__ for o in gc.garbage
-                           if type(o).__module__.split(".")[0] in ("httpx", "httpcore", "outcrop")})
+            with kept_garbage() as garbage:
+                for _ in range(3):
+                    await calls()
         finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
             await provider.close()
+        return sorted({type(o).__qualname__ for o in garbage
+                       if type(o).__module__.split(".")[0] in ("httpx", "httpcore", "outcrop")})
 
     assert asyncio.run(main()) == []

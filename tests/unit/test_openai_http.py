@@ -7,10 +7,10 @@ tests/integration/test_runtime_openai.py; these are the connection-level cases i
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Awaitable, Callable
 
 import pytest
+from gc_check import kept_garbage
 
 from outcrop.config import Deployment
 from outcrop.errors import ModelTimeout
@@ -208,20 +208,16 @@ def test_a_finished_stream_leaves_no_reference_cycle() -> None:
                 pass
 
         await one()
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
         try:
-            for _ in range(5):
-                await one()
-            gc.collect()
-            return [f"{type(o).__qualname__} {getattr(o, '__qualname__', '')}" for o in gc.garbage
-                    if "openai" in getattr(getattr(o, "__code__", None), "co_filename", "")
-                    or type(o).__module__.startswith("outcrop.")]
+            with kept_garbage() as garbage:
+                for _ in range(5):
+                    await one()
         finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
             await provider.close()
             server.close()
+        return [f"{type(o).__qualname__} {getattr(o, '__qualname__', '')}" for o in garbage
+                if "openai" in getattr(getattr(o, "__code__", None), "co_filename", "")
+                or type(o).__module__.startswith("outcrop.")]
 
     assert asyncio.run(main()) == []
 

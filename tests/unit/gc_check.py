@@ -1,0 +1,23 @@
+"""For the tests that hold requests to leaving no reference cycles (``test_no_garbage_cycles.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def kept_garbage() -> Iterator[list[object]]:
+    """What the garbage collector finds unreachable from the block's work, kept (``gc.DEBUG_SAVEALL``) in the
+    list it gives, which is filled as the block ends."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    found: list[object] = []
+    try:
+        yield found
+        gc.collect()
+        found.extend(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
