@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -21,3 +21,12 @@ def kept_garbage() -> Iterator[list[object]]:
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
+
+
+async def garbage_after(call: Callable[[], Awaitable[object]], times: int) -> list[object]:
+    """What ``times`` calls of ``call`` leave to the collector, after one call to warm caches and pools."""
+    await call()
+    with kept_garbage() as garbage:
+        for _ in range(times):
+            await call()
+    return garbage

@@ -151,7 +151,7 @@ def test_upstream_calls_leave_no_reference_cycle() -> None:
     import asyncio
 
     import httpx
-    from gc_check import kept_garbage
+    from gc_check import garbage_after
 
     from outcrop.providers.base import Target
     from outcrop.runtime.converse import chat_request
@@ -188,11 +188,8 @@ def test_upstream_calls_leave_no_reference_cycle() -> None:
             with pytest.raises(Throttled):
                 await provider.chat(target, failing)
 
-        await calls()
         try:
-            with kept_garbage() as garbage:
-                for _ in range(3):
-                    await calls()
+            garbage = await garbage_after(calls, 3)
         finally:
             await provider.close()
         return sorted({type(o).__qualname__ for o in garbage

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from gc_check import kept_garbage
+from gc_check import garbage_after
 
 from outcrop.config import Deployment
 from outcrop.errors import ModelTimeout
@@ -207,11 +207,8 @@ def test_a_finished_stream_leaves_no_reference_cycle() -> None:
             async for _ in provider.chat_stream(Target("us-east-1", "m", deployment), request):
                 pass
 
-        await one()
         try:
-            with kept_garbage() as garbage:
-                for _ in range(5):
-                    await one()
+            garbage = await garbage_after(one, 5)
         finally:
             await provider.close()
             server.close()
