@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from outcrop.metering import metrics as metering_metrics
+from outcrop.metering.events import FIELDS
 from outcrop.metering.metrics import MeteringMetrics
 from outcrop.metering.prices import PICO_PER_USD
 
@@ -13,12 +14,13 @@ LABELS = {"model_id": "m", "region": "us-east-1"}
 
 
 def _event(latency_ms: int, ttft_ms: int | None = None, outcome: str = "success", model: str = "m",
-           region: str = "us-east-1", cost_pusd: int = 0) -> dict:
-    return {"model_dim": model, "source_region": region, "outcome": outcome, "input_tokens": 7,
-            "output_tokens": 11, "cost_pusd": cost_pusd, "latency_ms": latency_ms, "ttft_ms": ttft_ms}
+           region: str = "us-east-1", cost_pusd: int = 0) -> tuple:
+    fields = {"model_dim": model, "source_region": region, "outcome": outcome, "input_tokens": 7,
+              "output_tokens": 11, "cost_pusd": cost_pusd, "latency_ms": latency_ms, "ttft_ms": ttft_ms}
+    return tuple(fields.get(f) for f in FIELDS)  # an event's values, as the meter passes them
 
 
-def _observed(*events: dict) -> CollectorRegistry:
+def _observed(*events: tuple) -> CollectorRegistry:
     registry = CollectorRegistry()
     metering = MeteringMetrics(registry, ["us-east-1"])
     for event in events:

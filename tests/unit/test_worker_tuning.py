@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from outcrop.app import GC_THRESHOLDS, _tune_worker, create_app, factory
 from outcrop.config import Config, ConfigError, load_config
+from outcrop.metering.events import FIELDS
 from outcrop.metering.metrics import MeteringMetrics
 from outcrop.observability import Metrics
 
@@ -54,9 +55,10 @@ def test_switch_interval_from_the_file_and_the_environment(tmp_path: Path, monke
     assert load_config(path).switch_interval_ms == 0.25
 
 
-def _event(model: str, outcome: str = "success") -> dict:
-    return {"model_dim": model, "source_region": "us-east-1", "outcome": outcome, "input_tokens": 3,
-            "output_tokens": 5, "cost_pusd": 0, "latency_ms": 12, "ttft_ms": None}
+def _event(model: str, outcome: str = "success") -> tuple:
+    fields = {"model_dim": model, "source_region": "us-east-1", "outcome": outcome, "input_tokens": 3,
+              "output_tokens": 5, "cost_pusd": 0, "latency_ms": 12, "ttft_ms": None}
+    return tuple(fields.get(f) for f in FIELDS)  # an event's values, as the meter passes them
 
 
 def test_queued_observations_are_applied_before_a_scrape_renders():

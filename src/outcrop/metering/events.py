@@ -1,6 +1,6 @@
 """The usage event: what one invocation leaves behind, built from the runtime's ``InvocationRecord``.
 
-An event is a flat JSON object (the journal's line, the database's row): request ID, time, account,
+An event is a flat record (the database's row): request ID, time, account,
 source and inference Region, operation, the modelId as called and the CloudWatch ``ModelId`` dimension
 it counts under (a profile's ID as AWS uses it — the 12-character ID of an application profile, the
 ``us.…`` ID of a system profile — or the model ID of a direct call), the profile (ARN, ID, type), the
@@ -99,8 +99,15 @@ def profile_of(profile_arn: str | None) -> tuple[str | None, str | None]:
     return m["id"], kind
 
 
-def usage_event(record: Any, prices: Prices, now: float | None = None) -> UsageEvent:
-    """The event of a finished invocation (``record`` is an ``outcrop.runtime.InvocationRecord``)."""
+# The journal's line is the JSON array of an event's values in this order (``event_values``): built and
+# written without the dict of ``usage_event``, which with its keys in every line cost the event loop ~2% of a
+# Converse (bench/runtime/icount.py). Lines journaled by earlier versions are JSON objects.
+FIELDS: tuple[str, ...] = tuple(UsageEvent.__annotations__)
+INDEX = {name: i for i, name in enumerate(FIELDS)}
+
+
+def event_values(record: Any, prices: Prices, now: float | None = None) -> tuple[Any, ...]:
+    """The event of a finished invocation, its values in ``FIELDS`` order (the journal's line)."""
     now_wall = time.time() if now is None else now
     started_wall = now_wall - max(0.0, time.monotonic() - record.started)
     time_us = int(started_wall * 1_000_000)
@@ -111,29 +118,19 @@ def usage_event(record: Any, prices: Prices, now: float | None = None) -> UsageE
     code = record.outcome
     tags = record.tags
     metadata = record.metadata
-    return {
-        "request_id": record.request_id,
-        "time_us": time_us,
-        "account": record.account,
-        "source_region": record.source_region,
-        "inference_region": record.served_region,
-        "operation": record.operation,
-        "model_id": record.requested_model_id or model_id,
-        "model_dim": profile_id or model_id,
-        "profile_arn": profile_arn,
-        "profile_id": profile_id,
-        "profile_type": profile_type,
-        "foundation_model": model_id,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "latency_ms": record.latency_ms,
-        "ttft_ms": record.first_token_ms,
-        "outcome": "success" if code == "success" else classify(code, record.error_status),
-        "error_code": None if code == "success" else code,
-        "cost_pusd": prices.price(model_id, record.source_region, time_us).cost(usage),
-        "identity": record.principal or f"arn:aws:iam::{record.account}:root",
-        "request_metadata": dict(metadata) if metadata else {},
-        "tags": dict(tags) if tags else {},
-    }
+    return (
+        record.request_id, time_us, record.account, record.source_region, record.served_region, record.operation,
+        record.requested_model_id or model_id, profile_id or model_id, profile_arn, profile_id, profile_type,
+        model_id, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+        record.latency_ms, record.first_token_ms,
+        "success" if code == "success" else classify(code, record.error_status),
+        None if code == "success" else code,
+        prices.price(model_id, record.source_region, time_us).cost(usage),
+        record.principal or f"arn:aws:iam::{record.account}:root",
+        dict(metadata) if metadata else {}, dict(tags) if tags else {},
+    )
+
+
+def usage_event(record: Any, prices: Prices, now: float | None = None) -> UsageEvent:
+    """The event of a finished invocation as a dict (``record`` is an ``outcrop.runtime.InvocationRecord``)."""
+    return dict(zip(FIELDS, event_values(record, prices, now), strict=True))  # type: ignore[return-value]

@@ -44,7 +44,7 @@ from pathlib import Path
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from outcrop.metering.events import UsageEvent
+from outcrop.metering.events import FIELDS, UsageEvent
 from outcrop.metering.journal import Orphan, Progress, Tail, claim_orphans
 from outcrop.metering.rollups import ingest
 from outcrop.store.engine import Store
@@ -72,12 +72,22 @@ class GaveUp(Exception):
 
 
 def parse(lines: list[bytes], owner: str) -> list[UsageEvent]:
+    """The events of journal lines: arrays of values in ``FIELDS`` order, or (journaled by an earlier
+    version) objects."""
     events = []
     for line in lines:
         try:
-            events.append(orjson.loads(line))
+            event = orjson.loads(line)
         except orjson.JSONDecodeError:
             log.warning("metering: skipping an unreadable line in the journal of %s", owner)
+            continue
+        if isinstance(event, list):
+            if len(event) != len(FIELDS):
+                log.warning("metering: skipping a line of %d values (not %d) in the journal of %s", len(event),
+                            len(FIELDS), owner)
+                continue
+            event = dict(zip(FIELDS, event, strict=True))
+        events.append(event)
     return events
 
 

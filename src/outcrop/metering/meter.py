@@ -46,7 +46,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from outcrop.control.catalog import Catalog
 from outcrop.generations import Watch
 from outcrop.metering.budgets import Spend, TagCache, check_budgets
-from outcrop.metering.events import profile_of, usage_event
+from outcrop.metering.events import INDEX, event_values, profile_of
 from outcrop.metering.ingester import BATCH, DATABASE_ENV, GROUP_SIGNALS, Ingester, recover_orphans
 from outcrop.metering.journal import Journal, Progress
 from outcrop.metering.metrics import MeteringMetrics
@@ -63,6 +63,10 @@ TICK_SECONDS = 0.25  # how often the event loop applies queued Prometheus observ
 INGEST_MODES = ("process", "thread")
 FINISH_TIMEOUT = 60.0  # how long a graceful shutdown waits for the ingester to store the last events
 RESPAWN_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+_TYPE, _ARN, _ACCOUNT, _TIME, _COST, _IN, _OUT = (INDEX[f] for f in (
+    "profile_type", "profile_arn", "account", "time_us", "cost_pusd", "input_tokens", "output_tokens"))
 
 
 class Meter:
@@ -138,11 +142,10 @@ class Meter:
             await check_budgets(self.spend, record.account, record.profile_arn, tags, int(time.time() * 1e6))
 
     async def emit(self, record: InvocationRecord) -> None:
-        event = usage_event(record, self.prices)
+        event = event_values(record, self.prices)
         seq, durable = self.journal.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
-        if event["profile_type"] == "APPLICATION" and event["profile_arn"]:
-            spent = (event["account"], event["profile_arn"], event["time_us"], event["cost_pusd"],
-                     event["input_tokens"] + event["output_tokens"])
+        if event[_TYPE] == "APPLICATION" and event[_ARN]:
+            spent = (event[_ACCOUNT], event[_ARN], event[_TIME], event[_COST], event[_IN] + event[_OUT])
             self._unsettled.append((seq, *spent))
             if (spent[0], spent[1]) in self.spend.watched:
                 self.spend.add_pending(*spent)

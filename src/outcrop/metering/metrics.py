@@ -21,12 +21,17 @@ import collections
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-from outcrop.metering.events import UsageEvent
+from outcrop.metering.events import INDEX
 from outcrop.metering.prices import PICO_PER_USD
+
+# Where each figure is in an event's values (``outcrop.metering.events.FIELDS``).
+_DIM, _REGION, _OUTCOME, _IN, _OUT, _COST, _LATENCY, _TTFT = (INDEX[f] for f in (
+    "model_dim", "source_region", "outcome", "input_tokens", "output_tokens", "cost_pusd", "latency_ms", "ttft_ms"))
 
 MAX_MODEL_IDS = 1000
 OTHER = "other"
@@ -84,22 +89,22 @@ class MeteringMetrics:
         self._model_ids: set[str] = set()
         self._series: dict[tuple[str, str], _Series] = {}  # by label values
         self._by_event: dict[tuple[str, str], _Series] = {}  # by the event's own (ModelId, Region)
-        self._pending: collections.deque[UsageEvent] = collections.deque()
+        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
         self._lock = threading.Lock()
         registry.register(self)
 
-    def _labels(self, event: UsageEvent) -> tuple[str, str]:
-        model_id = event["model_dim"]
+    def _labels(self, event: tuple[Any, ...]) -> tuple[str, str]:
+        model_id = event[_DIM]
         if model_id not in self._model_ids:
             if len(self._model_ids) >= MAX_MODEL_IDS:
                 model_id = OTHER
             else:
                 self._model_ids.add(model_id)
-        region = event["source_region"] if event["source_region"] in self.regions else OTHER
+        region = event[_REGION] if event[_REGION] in self.regions else OTHER
         return model_id, region
 
-    def _children(self, event: UsageEvent) -> _Series:
-        key = (event["model_dim"], event["source_region"])
+    def _children(self, event: tuple[Any, ...]) -> _Series:
+        key = (event[_DIM], event[_REGION])
         series = self._by_event.get(key)
         if series is None:
             labels = self._labels(event)
@@ -110,7 +115,7 @@ class MeteringMetrics:
                 self._by_event[key] = series
         return series
 
-    def observe_later(self, event: UsageEvent) -> None:
+    def observe_later(self, event: tuple[Any, ...]) -> None:
         self._pending.append(event)
 
     def apply(self) -> None:
@@ -124,10 +129,10 @@ class MeteringMetrics:
                     return
                 self.observe(event)
 
-    def observe(self, event: UsageEvent) -> None:
+    def observe(self, event: tuple[Any, ...]) -> None:
         series = self._children(event)
         counts = series.counts
-        outcome = event["outcome"]
+        outcome = event[_OUTCOME]
         if outcome == "throttled":
             counts[THROTTLES] += 1
             return
@@ -136,12 +141,13 @@ class MeteringMetrics:
             counts[CLIENT_ERRORS] += 1
         elif outcome == "server_error":
             counts[SERVER_ERRORS] += 1
-        counts[INPUT] += event["input_tokens"]
-        counts[OUTPUT] += event["output_tokens"]
-        series.cost_pusd += event["cost_pusd"]
-        series.latency.observe(event["latency_ms"] / 1000)
-        if event["ttft_ms"] is not None:
-            series.ttft.observe(event["ttft_ms"] / 1000)
+        counts[INPUT] += event[_IN]
+        counts[OUTPUT] += event[_OUT]
+        series.cost_pusd += event[_COST]
+        series.latency.observe(event[_LATENCY] / 1000)
+        ttft = event[_TTFT]
+        if ttft is not None:
+            series.ttft.observe(ttft / 1000)
 
     # -- prometheus_client's Collector ----------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
