@@ -287,33 +287,44 @@ def test_a_database_down_when_the_writer_finishes_is_waited_for_only_so_long(
 
 def test_a_journal_line_is_the_events_values_and_lines_of_earlier_versions_still_read(caplog) -> None:
     """The meter journals an event as the JSON array of its values in ``FIELDS`` order; the ingester reads it
-    back as exactly the dict ``usage_event`` makes. A line journaled by an earlier version (an object) reads
+    back as the event, each value under its name. A line journaled by an earlier version (an object) reads
     as it is; an array of the wrong length is skipped with a warning, never stored wrong."""
     from outcrop.control.catalog import Catalog
-    from outcrop.metering.events import FIELDS, event_values, usage_event
+    from outcrop.metering.events import FIELDS, event_values
     from outcrop.metering.ingester import parse
     from outcrop.metering.prices import Prices
     from outcrop.providers.messages import Usage
     from outcrop.runtime.invoke import InvocationRecord
 
     prices = Prices.load(Catalog.load())
+    haiku = "anthropic.claude-3-haiku-20240307-v1:0"
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcdefghij12"
+    usage = Usage(12, 34, 5, 6)
     record = InvocationRecord(
-        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "123456789012", "us-east-1", "Converse",
-        "anthropic.claude-3-haiku-20240307-v1:0",
-        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcdefghij12",
-        served_region="us-west-2", usage=Usage(12, 34, 5, 6), latency_ms=21, first_token_ms=7,
-        requested_model_id="arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcdefghij12",
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "123456789012", "us-east-1", "Converse", haiku, arn,
+        served_region="us-west-2", usage=usage, latency_ms=21, first_token_ms=7, requested_model_id=arn,
         tags={"team": "red"}, metadata={"tenant": "acme"}, outcome="ThrottlingException", error_status=429,
     )
     now = 1_767_225_600.0
-    expected = usage_event(record, prices, now)
-    assert set(expected) == set(FIELDS) and expected["outcome"] == "throttled" and expected["cost_pusd"] > 0
-    line = orjson.dumps(event_values(record, prices, now), option=orjson.OPT_APPEND_NEWLINE)
+    values = event_values(record, prices, now)
+    line = orjson.dumps(values, option=orjson.OPT_APPEND_NEWLINE)
     assert line.startswith(b"[")
     earlier = orjson.dumps({**_event(1), "request_id": "earlier"}, option=orjson.OPT_APPEND_NEWLINE)
-    short = orjson.dumps(list(event_values(record, prices, now))[:-1], option=orjson.OPT_APPEND_NEWLINE)
+    short = orjson.dumps(list(values)[:-1], option=orjson.OPT_APPEND_NEWLINE)
     events = parse([line, earlier, short], "owner")
-    assert abs(events[0].pop("time_us") - expected.pop("time_us")) < 1_000_000  # the start, from a monotonic clock
-    assert events[0] == expected
+    event = events[0]
+    assert set(event) == set(FIELDS)
+    assert abs(event.pop("time_us") - int(now * 1_000_000)) < 1_000_000  # the start, from a monotonic clock
+    cost = prices.price(haiku, "us-east-1", int(now * 1_000_000)).cost(usage)
+    assert cost > 0
+    assert event == {
+        "request_id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "account": "123456789012",
+        "source_region": "us-east-1", "inference_region": "us-west-2", "operation": "Converse", "model_id": arn,
+        "model_dim": "abcdefghij12", "profile_arn": arn, "profile_id": "abcdefghij12", "profile_type": "APPLICATION",
+        "foundation_model": haiku, "input_tokens": 12, "output_tokens": 34, "cache_read_tokens": 5,
+        "cache_write_tokens": 6, "latency_ms": 21, "ttft_ms": 7, "outcome": "throttled",
+        "error_code": "ThrottlingException", "cost_pusd": cost, "identity": "arn:aws:iam::123456789012:root",
+        "request_metadata": {"tenant": "acme"}, "tags": {"team": "red"},
+    }
     assert events[1]["request_id"] == "earlier" and len(events) == 2
     assert "skipping a line of 23 values (not 24)" in caplog.text

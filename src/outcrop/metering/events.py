@@ -100,8 +100,9 @@ def profile_of(profile_arn: str | None) -> tuple[str | None, str | None]:
 
 
 # The journal's line is the JSON array of an event's values in this order (``event_values``): built and
-# written without the dict of ``usage_event``, which with its keys in every line cost the event loop ~2% of a
-# Converse (bench/runtime/icount.py). Lines journaled by earlier versions are JSON objects.
+# written without a dict, which with its keys in every line cost the event loop ~2% of a Converse
+# (bench/runtime/icount.py). The ingester reads it back as a ``UsageEvent``; lines journaled by earlier
+# versions are JSON objects.
 FIELDS: tuple[str, ...] = tuple(UsageEvent.__annotations__)
 INDEX = {name: i for i, name in enumerate(FIELDS)}
 
@@ -130,7 +131,3 @@ def event_values(record: Any, prices: Prices, now: float | None = None) -> tuple
         dict(metadata) if metadata else {}, dict(tags) if tags else {},
     )
 
-
-def usage_event(record: Any, prices: Prices, now: float | None = None) -> UsageEvent:
-    """The event of a finished invocation as a dict (``record`` is an ``outcrop.runtime.InvocationRecord``)."""
-    return dict(zip(FIELDS, event_values(record, prices, now), strict=True))  # type: ignore[return-value]
