@@ -66,6 +66,13 @@ backend = "bedrock"
 backend_model = "no.such-model-v9:0"
 
 [[deployments]]
+model = "amazon.nova-2-lite-v1:0"
+backend = "bedrock"
+{signed}
+upstream_region = "{UPSTREAM_REGION}"
+backend_model = "us.amazon.nova-2-lite-v1:0"
+
+[[deployments]]
 model = "{LLAMA}"
 backend = "bedrock"
 url = "http://127.0.0.1:{free_port()}"
@@ -147,6 +154,22 @@ def test_reasoning_comes_through_the_upstream(via_front, direct):
     turn = [*USER_HELLO, through["output"]["message"], {"role": "user", "content": [{"text": "And?"}]}]
     assert _without_latency(via_front.converse(modelId=HAIKU, **{**kwargs, "messages": turn})) == \
         _without_latency(direct.converse(modelId=US_HAIKU, **{**kwargs, "messages": turn}))
+
+
+def test_nova_2_reasoning_config_goes_upstream(via_front, direct):
+    """Asked in Converse or in Nova's own InvokeModel body, the effort reaches the upstream, whose redacted
+    reasoning and its output tokens come back as they are."""
+    nova = "us.amazon.nova-2-lite-v1:0"
+    kwargs = {"messages": USER_HELLO,
+              "additionalModelRequestFields": {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}}}
+    through = via_front.converse(modelId=nova, **kwargs)
+    assert through["output"]["message"]["content"][0] == {"reasoningContent": {"reasoningText": {"text": "[REDACTED]"}}}
+    assert _without_latency(through) == _without_latency(direct.converse(modelId=nova, **kwargs))
+    body = json.dumps({"schemaVersion": "messages-v1", "messages": USER_HELLO,
+                       "inferenceConfig": {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}}})
+    native = json.loads(via_front.invoke_model(modelId=nova, body=body)["body"].read())
+    assert native["usage"]["outputTokens"] == through["usage"]["outputTokens"]
+    assert native["output"]["message"]["content"] == through["output"]["message"]["content"]
 
 
 def test_cache_points_go_upstream_and_its_cache_usage_comes_back(via_front):

@@ -292,6 +292,74 @@ def test_extended_thinking_from_the_builtin_model(runtime):
         == [text["signature"]]
 
 
+NOVA_2 = "us.amazon.nova-2-lite-v1:0"
+
+
+def test_nova_2_reasoning_is_redacted_and_counted_as_output(runtime):
+    """Nova 2's ``reasoningConfig``: a reasoningContent block reading [REDACTED] before the answer, its tokens
+    counted as output and growing with the effort, in Converse, ConverseStream and Nova's own InvokeModel
+    body and stream; sent back with the next turn, it is accepted; a wrong effort says what to send."""
+    def config(effort: str) -> dict[str, Any]:
+        return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort}}
+
+    plain = runtime.converse(modelId=NOVA_2, messages=USER_HELLO)
+    assert [list(b) for b in plain["output"]["message"]["content"]] == [["text"]]
+    outputs = {}
+    for effort in ("low", "medium", "high"):
+        r = runtime.converse(modelId=NOVA_2, messages=USER_HELLO, additionalModelRequestFields=config(effort))
+        reasoning, answer = r["output"]["message"]["content"]
+        assert reasoning == {"reasoningContent": {"reasoningText": {"text": "[REDACTED]"}}}
+        assert answer == plain["output"]["message"]["content"][0]  # the same answer, after the reasoning
+        outputs[effort] = r["usage"]["outputTokens"]
+    assert plain["usage"]["outputTokens"] < outputs["low"] < outputs["medium"] < outputs["high"]
+    disabled = {"reasoningConfig": {"type": "disabled", "maxReasoningEffort": "high"}}
+    assert runtime.converse(modelId=NOVA_2, messages=USER_HELLO, additionalModelRequestFields=disabled)["usage"] \
+        == plain["usage"]
+
+    events = list(runtime.converse_stream(modelId=NOVA_2, messages=USER_HELLO,
+                                          additionalModelRequestFields=config("medium"))["stream"])
+    deltas = [e["contentBlockDelta"] for e in events if "contentBlockDelta" in e]
+    assert [d["delta"] for d in deltas if d["contentBlockIndex"] == 0] == [{"reasoningContent": {"text": "[REDACTED]"}}]
+    assert "".join(d["delta"]["text"] for d in deltas if d["contentBlockIndex"] == 1) \
+        == plain["output"]["message"]["content"][0]["text"]
+    assert next(e["metadata"] for e in events if "metadata" in e)["usage"]["outputTokens"] == outputs["medium"]
+
+    turn = [*USER_HELLO, {"role": "assistant", "content": [{"reasoningContent": {"reasoningText": {"text": "[REDACTED]"}}},
+                                                           {"text": "Hi."}]},
+            {"role": "user", "content": [{"text": "And then?"}]}]
+    assert runtime.converse(modelId=NOVA_2, messages=turn, additionalModelRequestFields=config("low"))["stopReason"] \
+        == "end_turn"
+
+    body = {"schemaVersion": "messages-v1", "messages": USER_HELLO,
+            "inferenceConfig": {"max_new_tokens": 200, **config("high")}}
+    native = json.loads(runtime.invoke_model(modelId=NOVA_2, body=json.dumps(body))["body"].read())
+    content = native["output"]["message"]["content"]
+    assert content[0] == {"reasoningContent": {"reasoningText": {"text": "[REDACTED]"}}} and "text" in content[1]
+    assert native["usage"]["outputTokens"] == outputs["high"]
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in
+              runtime.invoke_model_with_response_stream(modelId=NOVA_2, body=json.dumps(body))["body"]]
+    assert {"contentBlockDelta": {"delta": {"reasoningContent": {"text": "[REDACTED]"}}, "contentBlockIndex": 0}} \
+        in chunks
+    body["messages"] = turn
+    assert json.loads(runtime.invoke_model(modelId=NOVA_2, body=json.dumps(body))["body"].read())["stopReason"] \
+        == "end_turn"
+
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId=NOVA_2, messages=USER_HELLO, additionalModelRequestFields=config("maximum"))
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert e.value.response["Error"]["Message"] == ("additionalModelRequestFields.reasoningConfig.maxReasoningEffort "
+                                                    "must be one of low, medium, high, not 'maximum'.")
+    body["inferenceConfig"]["reasoningConfig"] = {"type": "on"}
+    with pytest.raises(ClientError) as e:
+        runtime.invoke_model(modelId=NOVA_2, body=json.dumps(body))
+    assert e.value.response["Error"]["Message"] == (
+        "Malformed input request: #/inferenceConfig/reasoningConfig.type must be enabled or disabled, not 'on', "
+        "please reformat your input and try again.")
+    # Claude's models take ``thinking``, not this: for them it is passed through untouched, unread.
+    claude = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, additionalModelRequestFields=config("high"))
+    assert [list(b) for b in claude["output"]["message"]["content"]] == [["text"]]
+
+
 def test_prompt_caching_reads_what_an_earlier_call_wrote_and_meters_it(server, runtime):
     doc = " ".join(f"clause{i}" for i in range(2500))  # 2,500 tokens: over the 2,048 a Claude 3.5 Haiku checkpoint needs
     system = [{"text": doc}, {"cachePoint": {"type": "default"}}]

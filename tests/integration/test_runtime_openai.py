@@ -50,6 +50,13 @@ api_key = "sk-test"
 timeout_seconds = 1.5
 
 [[deployments]]
+model = "amazon.nova-2-lite-v1:0"
+backend = "openai"
+url = "{fake_openai}/v1"
+backend_model = "fake-nova"
+timeout_seconds = 1.5
+
+[[deployments]]
 model = "mistral.mistral-7b-instruct-v0:2"
 backend = "openai"
 url = "http://127.0.0.1:{free_port()}/v1"
@@ -142,6 +149,22 @@ def test_a_reasoning_models_thinking_becomes_reasoning_content(runtime, app_arn)
     assert "".join(d["reasoningContent"]["text"] for i, d in deltas if i == 0) == "Let me think."
     assert "".join(d["text"] for i, d in deltas if i == 1) == "echo: THINK twice"
     assert [e["contentBlockStop"]["contentBlockIndex"] for e in events if "contentBlockStop" in e] == [0, 1]
+
+
+def test_nova_2_reasoning_effort_reaches_the_backend_and_its_reasoning_comes_back(runtime, fake_openai):
+    """Nova 2's ``reasoningConfig`` becomes OpenAI's ``reasoning_effort``; the backend's own reasoning is
+    shown as it gave it (it is not Nova 2, whose reasoning is redacted)."""
+    effort = {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}}
+    r = runtime.converse(modelId="us.amazon.nova-2-lite-v1:0", messages=_said("THINK twice"),
+                         additionalModelRequestFields=effort)
+    assert _received(fake_openai)[-1]["reasoning_effort"] == "high"
+    assert r["output"]["message"]["content"][0] == {"reasoningContent": {"reasoningText": {"text": "Let me think."}}}
+    body = {"schemaVersion": "messages-v1", "messages": _said("Hi"),
+            "inferenceConfig": {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"}}}
+    runtime.invoke_model(modelId="us.amazon.nova-2-lite-v1:0", body=json.dumps(body))
+    assert _received(fake_openai)[-1]["reasoning_effort"] == "low"
+    runtime.converse(modelId="us.amazon.nova-2-lite-v1:0", messages=_said("Hi"))
+    assert "reasoning_effort" not in _received(fake_openai)[-1]
 
 
 def test_structured_output_reaches_the_backend_as_response_format(runtime, app_arn, fake_openai):

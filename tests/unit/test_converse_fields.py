@@ -6,7 +6,13 @@ import pytest
 
 from outcrop.errors import ValidationError
 from outcrop.providers.messages import BlockDelta, BlockStart, MessageStart, MessageStop, Text, ToolUse, Usage
-from outcrop.runtime.converse import StreamedResponse, pick_fields, response_field_paths
+from outcrop.runtime.converse import (
+    StreamedResponse,
+    chat_request,
+    pick_fields,
+    reasoning_effort,
+    response_field_paths,
+)
 
 NATIVE = {
     "stop_sequence": None,
@@ -52,3 +58,34 @@ def test_a_stream_adds_up_to_its_response():
     assert response.content == (Text("Hello there"), ToolUse("t1", "lookup", {"q": "x"}))
     assert (response.stop_reason, response.usage) == ("tool_use", Usage(4, 9))
     assert s.response(stop, None).usage.input_tokens == 4  # no usage event: counted by outcrop's rule
+
+
+@pytest.mark.parametrize(("config", "effort"), [
+    (None, None),
+    ({"type": "enabled", "maxReasoningEffort": "medium"}, "medium"),
+    ({"type": "enabled"}, "low"),  # enabled, no effort: the least
+    ({"type": "disabled", "maxReasoningEffort": "high"}, None),
+    ({"maxReasoningEffort": "high"}, None),  # type defaults to disabled, as in Nova's schema
+])
+def test_reasoning_config_gives_its_effort(config, effort):
+    assert reasoning_effort(config, "reasoningConfig", ValidationError) == effort
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("high", "reasoningConfig must be an object such as"),
+    ({"type": True}, "reasoningConfig.type must be enabled or disabled, not True."),
+    ({"type": "enabled", "maxReasoningEffort": "HIGH"}, "must be one of low, medium, high, not 'HIGH'."),
+    ({"type": "enabled", "budgetTokens": 2048}, "has no field 'budgetTokens': it takes type and maxReasoningEffort."),
+])
+def test_a_wrong_reasoning_config_says_what_to_send(config, message):
+    with pytest.raises(ValidationError) as e:
+        reasoning_effort(config, "reasoningConfig", ValidationError)
+    assert message in e.value.message
+
+
+def test_only_nova_reads_reasoning_config():
+    params = {"messages": [{"role": "user", "content": [{"text": "Hi"}]}],
+              "additionalModelRequestFields": {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}}}
+    assert chat_request(params, "nova").reasoning_effort == "high"
+    other = chat_request(params, "anthropic")
+    assert other.reasoning_effort is None and other.extra == params["additionalModelRequestFields"]

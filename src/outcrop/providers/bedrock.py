@@ -202,6 +202,8 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     extra = dict(request.extra)
     if request.reasoning_budget is not None and "thinking" not in extra:  # asked in Claude's own body
         extra["thinking"] = {"type": "enabled", "budget_tokens": request.reasoning_budget}
+    if request.reasoning_effort is not None and "reasoningConfig" not in extra:  # asked in Nova's own body
+        extra["reasoningConfig"] = {"type": "enabled", "maxReasoningEffort": request.reasoning_effort}
     if request.top_k is not None and "top_k" not in extra and "topK" not in extra:
         extra["top_k"] = request.top_k
     if extra:

@@ -11,6 +11,11 @@ SHA-256 of the request (its messages, system prompt, tools and settings), so a t
   with text that quotes the result: ``Tool <name> returned: <result>.``
 * Stop conditions: ``max_tokens`` cuts the reply (stopReason ``max_tokens``); a stop sequence found in
   the reply cuts it before the sequence (``stop_sequence``).
+* Reasoning: Claude's ``thinking`` gives a reasoning block before the answer (one token per streamed
+  delta, at most its budget) with a signature. Nova 2's ``reasoningConfig`` gives reasoning the model does
+  not show, as Nova 2 Lite does: one block reading ``[REDACTED]``, no signature, while the reasoning's
+  tokens (1, 3 or 8 times a reply's length for low, medium and high effort) count as output; the answer
+  is the one the same request gets without reasoning.
 * Tokens follow ``outcrop.providers.tokens``; each streamed text delta is exactly one token.
 * Pacing: ``ttft_ms`` before the first token, then ``tokens_per_second`` (0: no delay).
 * Embeddings: unit vectors of the requested dimension, from the SHA-256 of each text.
@@ -128,8 +133,7 @@ def plan_reply(request: ChatRequest, model_id: str) -> Plan:
     digest = _digest(request, model_id)
     rng = _Stream(digest)
     input_tokens = count_request(request)
-    reasoning, signature = _reasoning(request, rng, digest)
-    thought = count_text("".join(reasoning))
+    reasoning, signature, thought = _reasoning(request, rng, digest)
     tool = _tool_to_call(request)
     if tool is not None:
         tool_input = _filled(tool.input_schema, rng, f"the input schema of tool {tool.name}")
@@ -142,15 +146,23 @@ def plan_reply(request: ChatRequest, model_id: str) -> Plan:
     return Plan(tuple(deltas), None, stop_reason, stop_sequence, usage, reasoning, signature)
 
 
-def _reasoning(request: ChatRequest, rng: _Stream, digest: bytes) -> tuple[tuple[str, ...], str | None]:
-    """Reasoning deltas (one token each, within the request's budget) and their signature, when asked for."""
-    if request.reasoning_budget is None:
-        return (), None
-    n = DEFAULT_LENGTH[0] + rng.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
-    text = "Thinking it over: " + " ".join(rng.word() for _ in range(n)) + "."
-    deltas = _deltas(text)[: request.reasoning_budget]
-    signature = base64.b64encode(hashlib.sha256(digest + "".join(deltas).encode()).digest()).decode()
-    return tuple(deltas), signature
+REDACTED = "[REDACTED]"  # what Nova 2 Lite shows of its reasoning
+EFFORT_LENGTH = {"low": 1, "medium": 3, "high": 8}  # hidden reasoning, in replies' lengths
+
+
+def _reasoning(request: ChatRequest, rng: _Stream, digest: bytes) -> tuple[tuple[str, ...], str | None, int]:
+    """Reasoning deltas as shown, their signature, and the reasoning's tokens, when the request asked for it."""
+    if request.reasoning_budget is not None:
+        n = DEFAULT_LENGTH[0] + rng.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
+        text = "Thinking it over: " + " ".join(rng.word() for _ in range(n)) + "."
+        deltas = _deltas(text)[: request.reasoning_budget]
+        signature = base64.b64encode(hashlib.sha256(digest + "".join(deltas).encode()).digest()).decode()
+        return tuple(deltas), signature, count_text("".join(deltas))
+    if request.reasoning_effort is not None:  # drawn apart, so the answer is the one given without it
+        hidden = _Stream(digest + b"reasoning")
+        n = (DEFAULT_LENGTH[0] + hidden.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])) * EFFORT_LENGTH[request.reasoning_effort]
+        return (REDACTED,), None, count_text(" ".join(hidden.word() for _ in range(n)))
+    return (), None, 0
 
 
 def _reply_text(request: ChatRequest, rng: _Stream) -> str:
@@ -271,7 +283,8 @@ class BuiltinProvider:
                 if gap and i:
                     await asyncio.sleep(gap)
                 yield ReasoningDelta(0, text=piece)
-            yield ReasoningDelta(0, signature=plan.signature)
+            if plan.signature is not None:
+                yield ReasoningDelta(0, signature=plan.signature)
             yield BlockStop(0)
             at = 1
         if plan.tool_use is not None:

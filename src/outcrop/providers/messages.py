@@ -121,6 +121,8 @@ class ChatRequest:
     output_schema: OutputSchema | None = None
     # Reasoning asked for (Claude's ``thinking``): at most this many tokens of it before the answer.
     reasoning_budget: int | None = None
+    # Reasoning asked for by effort (Nova 2's ``reasoningConfig``): "low", "medium" or "high".
+    reasoning_effort: str | None = None
     cache_points: tuple[CachePoint, ...] = ()
     # Whose prompt cache the request may read and write (the caller's account): set by the runtime.
     cache_scope: str = ""

@@ -87,6 +87,8 @@ def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
             body[key] = value
     if request.stop_sequences:
         body["stop"] = list(request.stop_sequences)
+    if request.reasoning_effort is not None:  # Nova 2's reasoningConfig: the same three levels
+        body["reasoning_effort"] = request.reasoning_effort
     if request.output_schema is not None:
         schema = request.output_schema
         json_schema: dict[str, Any] = {"name": schema.name or "response", "schema": schema.schema, "strict": True}

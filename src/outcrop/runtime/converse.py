@@ -174,7 +174,9 @@ def _block(raw: Mapping[str, Any]) -> Block | None:
     return None  # cachePoint, guardContent, …: nothing for a model to read
 
 
-def chat_request(params: Mapping[str, Any]) -> ChatRequest:
+def chat_request(params: Mapping[str, Any], family: str | None = None) -> ChatRequest:
+    """Converse's request, neutral. ``family`` (the model's) says which model-specific fields of
+    ``additionalModelRequestFields`` are read; all of them are also passed through as ``extra``."""
     messages: list[Message] = []
     points: list[CachePoint] = []
     uses_tools = False
@@ -240,6 +242,8 @@ def chat_request(params: Mapping[str, Any]) -> ChatRequest:
         tool_choice=choice,
         output_schema=output_schema,
         reasoning_budget=reasoning_budget(thinking),
+        reasoning_effort=reasoning_effort(extra.get("reasoningConfig"), "additionalModelRequestFields.reasoningConfig",
+                                          ValidationError) if family == "nova" else None,
         cache_points=tuple(points),
         extra=extra,
         metadata=params.get("requestMetadata"),
@@ -260,6 +264,29 @@ def reasoning_budget(thinking: Any) -> int | None:
         return None
     budget = thinking.get("budget_tokens")
     return budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else DEFAULT_REASONING_BUDGET
+
+
+REASONING_EFFORTS = ("low", "medium", "high")
+
+
+def reasoning_effort(config: Any, where: str, error: Callable[[str], Exception]) -> str | None:
+    """The effort of Nova 2's ``reasoningConfig`` (``{"type": "enabled", "maxReasoningEffort": "low"}``), or
+    None when it is absent or disabled. Enabled without an effort is "low"; a wrong shape raises ``error``
+    with what to send instead."""
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        raise error(f"{where} must be an object such as {{\"type\": \"enabled\", \"maxReasoningEffort\": \"low\"}}.")
+    kind = config.get("type", "disabled")
+    if kind not in ("enabled", "disabled"):
+        raise error(f"{where}.type must be enabled or disabled, not {kind!r}.")
+    effort = config.get("maxReasoningEffort", "low")
+    if effort not in REASONING_EFFORTS:
+        raise error(f"{where}.maxReasoningEffort must be one of low, medium, high, not {effort!r}.")
+    unknown = sorted(set(config) - {"type", "maxReasoningEffort"})
+    if unknown:
+        raise error(f"{where} has no field {unknown[0]!r}: it takes type and maxReasoningEffort.")
+    return effort if kind == "enabled" else None
 
 
 def _output_schema(config: Mapping[str, Any] | None) -> OutputSchema | None:

@@ -19,6 +19,8 @@ from outcrop.providers.messages import (
     MessageStart,
     MessageStop,
     Metadata,
+    Reasoning,
+    ReasoningDelta,
     StreamEvent,
     Text,
     Tool,
@@ -26,7 +28,7 @@ from outcrop.providers.messages import (
     ToolResult,
     ToolUse,
 )
-from outcrop.runtime.converse import cache_ttl
+from outcrop.runtime.converse import cache_ttl, reasoning_effort
 from outcrop.runtime.families.base import malformed, optional, require
 
 
@@ -45,6 +47,9 @@ def _block(raw: Any, where: str) -> Block:
         t = raw["toolResult"]
         items = tuple(c["text"] if "text" in c else c.get("json") for c in t.get("content", ()))
         return ToolResult(t.get("toolUseId", ""), items, t.get("status"))
+    if "reasoningContent" in raw:  # Nova 2's earlier reasoning, sent back with the conversation
+        text = (raw["reasoningContent"] or {}).get("reasoningText") or {}
+        return Reasoning(str(text.get("text", "")))
     raise malformed(f"{where}: extraneous key [{next(iter(raw), '')}] is not permitted")
 
 
@@ -99,6 +104,8 @@ class Nova:
             stop_sequences=tuple(config.get("stopSequences", ())),
             tools=tuple(tools),
             tool_choice=choice,
+            reasoning_effort=reasoning_effort(config.get("reasoningConfig"), "#/inferenceConfig/reasoningConfig",
+                                              lambda detail: malformed(detail.rstrip("."))),
             cache_points=tuple(points),
         )
 
@@ -109,6 +116,8 @@ class Nova:
                 content.append({"text": b.text})
             elif isinstance(b, ToolUse):
                 content.append({"toolUse": {"toolUseId": b.id, "name": b.name, "input": b.input}})
+            elif isinstance(b, Reasoning):  # Nova 2's reasoning, as its Converse shape has it
+                content.append({"reasoningContent": {"reasoningText": {"text": b.text}}})
         u = response.usage
         return {
             "output": {"message": {"role": "assistant", "content": content}},
@@ -130,6 +139,9 @@ class Nova:
                 yield {"contentBlockStart": {"start": start, "contentBlockIndex": event.index}}
             elif isinstance(event, BlockDelta):
                 delta = {"text": event.text} if event.text is not None else {"toolUse": {"input": event.tool_input or ""}}
+                yield {"contentBlockDelta": {"delta": delta, "contentBlockIndex": event.index}}
+            elif isinstance(event, ReasoningDelta) and event.text is not None:
+                delta = {"reasoningContent": {"text": event.text}}
                 yield {"contentBlockDelta": {"delta": delta, "contentBlockIndex": event.index}}
             elif isinstance(event, BlockStop):
                 yield {"contentBlockStop": {"contentBlockIndex": event.index}}
