@@ -355,9 +355,14 @@ def test_nova_2_reasoning_is_redacted_and_counted_as_output(runtime):
     assert e.value.response["Error"]["Message"] == (
         "Malformed input request: #/inferenceConfig/reasoningConfig.type must be enabled or disabled, not 'on', "
         "please reformat your input and try again.")
-    # Claude's models take ``thinking``, not this: for them it is passed through untouched, unread.
-    claude = runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, additionalModelRequestFields=config("high"))
-    assert [list(b) for b in claude["output"]["message"]["content"]] == [["text"]]
+    # Nova 1 and Claude's models do not take it: for them it is passed through untouched, unread.
+    for other in ("us.amazon.nova-lite-v1:0", US_HAIKU):
+        r = runtime.converse(modelId=other, messages=USER_HELLO, additionalModelRequestFields=config("high"))
+        assert [list(b) for b in r["output"]["message"]["content"]] == [["text"]]
+    body["messages"] = USER_HELLO
+    body["inferenceConfig"]["reasoningConfig"] = config("high")["reasoningConfig"]
+    nova_1 = json.loads(runtime.invoke_model(modelId="us.amazon.nova-lite-v1:0", body=json.dumps(body))["body"].read())
+    assert [list(b) for b in nova_1["output"]["message"]["content"]] == [["text"]]
 
 
 def test_prompt_caching_reads_what_an_earlier_call_wrote_and_meters_it(server, runtime):

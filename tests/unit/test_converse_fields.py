@@ -83,9 +83,10 @@ def test_a_wrong_reasoning_config_says_what_to_send(config, message):
     assert message in e.value.message
 
 
-def test_only_nova_reads_reasoning_config():
+def test_only_nova_2_reads_reasoning_config():
     params = {"messages": [{"role": "user", "content": [{"text": "Hi"}]}],
               "additionalModelRequestFields": {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "high"}}}
-    assert chat_request(params, "nova").reasoning_effort == "high"
-    other = chat_request(params, "anthropic")
-    assert other.reasoning_effort is None and other.extra == params["additionalModelRequestFields"]
+    assert chat_request(params, "amazon.nova-2-lite-v1:0").reasoning_effort == "high"
+    for other_model in ("amazon.nova-lite-v1:0", "anthropic.claude-3-haiku-20240307-v1:0"):
+        other = chat_request(params, other_model)
+        assert other.reasoning_effort is None and other.extra == params["additionalModelRequestFields"]

@@ -174,9 +174,9 @@ def _block(raw: Mapping[str, Any]) -> Block | None:
     return None  # cachePoint, guardContent, …: nothing for a model to read
 
 
-def chat_request(params: Mapping[str, Any], family: str | None = None) -> ChatRequest:
-    """Converse's request, neutral. ``family`` (the model's) says which model-specific fields of
-    ``additionalModelRequestFields`` are read; all of them are also passed through as ``extra``."""
+def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
+    """Converse's request, neutral. ``model_id`` (the foundation model's) says which model-specific fields
+    of ``additionalModelRequestFields`` are read; all of them are also passed through as ``extra``."""
     messages: list[Message] = []
     points: list[CachePoint] = []
     uses_tools = False
@@ -243,7 +243,7 @@ def chat_request(params: Mapping[str, Any], family: str | None = None) -> ChatRe
         output_schema=output_schema,
         reasoning_budget=reasoning_budget(thinking),
         reasoning_effort=reasoning_effort(extra.get("reasoningConfig"), "additionalModelRequestFields.reasoningConfig",
-                                          ValidationError) if family == "nova" else None,
+                                          ValidationError) if reasons_by_effort(model_id) else None,
         cache_points=tuple(points),
         extra=extra,
         metadata=params.get("requestMetadata"),
@@ -267,6 +267,11 @@ def reasoning_budget(thinking: Any) -> int | None:
 
 
 REASONING_EFFORTS = ("low", "medium", "high")
+
+
+def reasons_by_effort(model_id: str) -> bool:
+    """Whether the model takes Nova 2's ``reasoningConfig`` (Nova 2 Lite and Pro; not the Nova 1 models)."""
+    return model_id.startswith("amazon.nova-2-")
 
 
 def reasoning_effort(config: Any, where: str, error: Callable[[str], Exception]) -> str | None:

@@ -150,7 +150,7 @@ class Runtime:
     async def converse(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
-        request = chat_request(params, resolution.model.family)
+        request = chat_request(params, resolution.model.model_id)
         request.cache_scope = ctx.account
         paths = response_field_paths(params)
         record = self._record(ctx, "Converse", resolution, params["modelId"])
@@ -172,7 +172,7 @@ class Runtime:
     async def converse_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
-        request = chat_request(params, resolution.model.family)
+        request = chat_request(params, resolution.model.model_id)
         request.cache_scope = ctx.account
         paths = response_field_paths(params)
         record = self._record(ctx, "ConverseStream", resolution, params["modelId"])

@@ -28,7 +28,7 @@ from outcrop.providers.messages import (
     ToolResult,
     ToolUse,
 )
-from outcrop.runtime.converse import cache_ttl, reasoning_effort
+from outcrop.runtime.converse import cache_ttl, reasoning_effort, reasons_by_effort
 from outcrop.runtime.families.base import malformed, optional, require
 
 
@@ -105,7 +105,8 @@ class Nova:
             tools=tuple(tools),
             tool_choice=choice,
             reasoning_effort=reasoning_effort(config.get("reasoningConfig"), "#/inferenceConfig/reasoningConfig",
-                                              lambda detail: malformed(detail.rstrip("."))),
+                                              lambda detail: malformed(detail.rstrip(".")))
+            if reasons_by_effort(model_id) else None,
             cache_points=tuple(points),
         )
 
