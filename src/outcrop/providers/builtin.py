@@ -12,10 +12,10 @@ SHA-256 of the request (its messages, system prompt, tools and settings), so a t
 * Stop conditions: ``max_tokens`` cuts the reply (stopReason ``max_tokens``); a stop sequence found in
   the reply cuts it before the sequence (``stop_sequence``).
 * Reasoning: Claude's ``thinking`` gives a reasoning block before the answer (one token per streamed
-  delta, at most its budget) with a signature. Nova 2's ``reasoningConfig`` (Nova 2 models only) gives reasoning the model does
-  not show, as Nova 2 Lite does: one block reading ``[REDACTED]``, no signature, while the reasoning's
-  tokens (1, 3 or 8 times a reply's length for low, medium and high effort) count as output; the answer
-  is the one the same request gets without reasoning.
+  delta, at most its budget) with a signature. Nova 2's ``reasoningConfig`` (read for Nova 2 models only)
+  gives reasoning the model does not show, as Nova 2 Lite does: one block reading ``[REDACTED]``, no
+  signature, while the reasoning's tokens (1, 3 or 8 times a reply's length for low, medium and high
+  effort) count as output; the answer is the one the same request gets without reasoning.
 * Tokens follow ``outcrop.providers.tokens``; each streamed text delta is exactly one token.
 * Pacing: ``ttft_ms`` before the first token, then ``tokens_per_second`` (0: no delay).
 * Embeddings: unit vectors of the requested dimension, from the SHA-256 of each text.
