@@ -120,17 +120,20 @@ class Chaos:
         self._changes = Watch(generations, CHAOS) if generations is not None else None
 
     async def rules(self, fresh: bool = False) -> tuple[ChaosRule, ...]:
-        """The rules in force: as cached (at most ``REFRESH_SECONDS`` old), or read now when ``fresh``."""
+        """The rules in force: read now when ``fresh`` or changed through a worker of this server; else as
+        cached, refreshed every ``REFRESH_SECONDS`` (for other servers on the database) by a read in the
+        background: invocations wait for the first read only, never for a refresh."""
         if self.store is None:
             return self._rules
         if fresh or (self._changes is not None and self._changes.changed()):
             await self._load(self.store)
         elif self.clock() - self._loaded_at >= REFRESH_SECONDS:
             loading = self._loading
-            if loading is None:  # one read serves every invocation waiting for it
+            if loading is None:  # one read at a time
                 loading = self._loading = asyncio.ensure_future(self._load(self.store))
                 loading.add_done_callback(self._loaded)
-            await asyncio.shield(loading)
+            if self._loaded_at == float("-inf"):  # nothing read yet: no rules to go on
+                await asyncio.shield(loading)
         return self._rules
 
     async def add(self, raw: Mapping[str, Any]) -> ChaosRule:
