@@ -108,6 +108,10 @@ class _Stream:
     def word(self) -> str:
         return VOCABULARY[self.byte() % len(VOCABULARY)]
 
+    def length(self) -> int:
+        """A reply's length in words, within ``DEFAULT_LENGTH``."""
+        return DEFAULT_LENGTH[0] + self.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -153,14 +157,14 @@ EFFORT_LENGTH = {"low": 1, "medium": 3, "high": 8}  # hidden reasoning, in repli
 def _reasoning(request: ChatRequest, rng: _Stream, digest: bytes) -> tuple[tuple[str, ...], str | None, int]:
     """Reasoning deltas as shown, their signature, and the reasoning's tokens, when the request asked for it."""
     if request.reasoning_budget is not None:
-        n = DEFAULT_LENGTH[0] + rng.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
+        n = rng.length()
         text = "Thinking it over: " + " ".join(rng.word() for _ in range(n)) + "."
         deltas = _deltas(text)[: request.reasoning_budget]
         signature = base64.b64encode(hashlib.sha256(digest + "".join(deltas).encode()).digest()).decode()
         return tuple(deltas), signature, count_text("".join(deltas))
     if request.reasoning_effort is not None:  # drawn apart, so the answer is the one given without it
         hidden = _Stream(digest + b"reasoning")
-        n = (DEFAULT_LENGTH[0] + hidden.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])) * EFFORT_LENGTH[request.reasoning_effort]
+        n = hidden.length() * EFFORT_LENGTH[request.reasoning_effort]
         return (REDACTED,), None, count_text(" ".join(hidden.word() for _ in range(n)))
     return (), None, 0
 
@@ -173,8 +177,7 @@ def _reply_text(request: ChatRequest, rng: _Stream) -> str:
     if results:
         names = {b.id: b.name for m in request.messages for b in m.content if isinstance(b, ToolUse)}
         return " ".join(f"Tool {names.get(r.tool_use_id, r.tool_use_id)} returned: {r.text()}." for r in results)
-    n = DEFAULT_LENGTH[0] + rng.byte() % (DEFAULT_LENGTH[1] - DEFAULT_LENGTH[0])
-    words = [rng.word() for _ in range(n)]
+    words = [rng.word() for _ in range(rng.length())]
     return " ".join(words).capitalize() + "."
 
 
