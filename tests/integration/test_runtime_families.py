@@ -335,3 +335,31 @@ def test_cohere_bad_body_is_a_validation_exception_saying_what_to_fix(runtime, b
         assert err["Error"]["Code"] == "ValidationException"
         assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
         assert err["Error"]["Message"].startswith(f"Malformed input request: {detail}")
+
+
+@pytest.mark.parametrize(("model_id", "body"), [
+    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"image": "a picture"}]}]}),
+    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"toolResult": {"content": "42"}}]}]}),
+    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                                  "toolConfig": {"tools": ["get_weather"]}}),
+    ("us.amazon.nova-2-lite-v1:0", {"messages": [{"role": "user", "content": [{"text": "hi"}]},
+                                                 {"role": "assistant", "content": [{"reasoningContent": "thought"}]},
+                                                 {"role": "user", "content": [{"text": "and?"}]}]}),
+    ("us.anthropic.claude-3-haiku-20240307-v1:0",
+     {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
+      "messages": [{"role": "user", "content": [{"type": "image", "source": "a picture"}]}]}),
+])
+def test_a_value_of_the_wrong_type_deep_in_a_body_is_a_validation_exception(runtime, model_id, body):
+    """A string where the model's schema has an object, below what a family checks field by field: AWS's
+    ValidationException (Malformed input request), never an internal error; CountTokens too."""
+    def count_tokens(modelId: str, body: str) -> Any:
+        return runtime.count_tokens(modelId=modelId, input={"invokeModel": {"body": body}})
+
+    for call in (runtime.invoke_model, runtime.invoke_model_with_response_stream, count_tokens):
+        with pytest.raises(ClientError) as e:
+            call(modelId=model_id, body=json.dumps(body))
+        err = e.value.response
+        assert (err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]) == ("ValidationException", 400)
+        assert err["Error"]["Message"] == ("Malformed input request: #: a value in the body is not of the type "
+                                           f"{model_id.split('.', 1)[1]}'s request schema gives it, please reformat "
+                                           "your input and try again.")

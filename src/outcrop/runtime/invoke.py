@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -189,7 +189,7 @@ class Runtime:
         model = resolution.model
         embedding = EMBEDDING_FAMILIES.get(model.family)
         if embedding is not None:
-            embed_request = embedding.parse(body, model.model_id)
+            embed_request = _parsed(embedding.parse, body, model.model_id)
             async with self._recording(record):
                 embedded = await self.router.run(
                     ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.embed(t, embed_request)),
@@ -199,7 +199,7 @@ class Runtime:
             out = embedding.render(embedded, embed_request, ctx.request_id)
         else:
             family = _chat_family(model)
-            request = family.parse(body, model.model_id)
+            request = _parsed(family.parse, body, model.model_id)
             request.cache_scope = ctx.account
             async with self._recording(record):
                 response = await self.router.run(
@@ -226,7 +226,7 @@ class Runtime:
         if model.family in EMBEDDING_FAMILIES or not model.streaming:
             raise ValidationError("The model is unsupported for streaming.")
         family = _chat_family(model)
-        request = family.parse(body, model.model_id)
+        request = _parsed(family.parse, body, model.model_id)
         request.cache_scope = ctx.account
         record = self._record(ctx, "InvokeModelWithResponseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
@@ -244,8 +244,8 @@ class Runtime:
         body = _json_body((source.get("invokeModel") or {}).get("body"))
         embedding = EMBEDDING_FAMILIES.get(model.family)
         if embedding is not None:
-            return {"inputTokens": sum(count_text(t) for t in embedding.parse(body, model.model_id).texts)}
-        return {"inputTokens": count_request(_chat_family(model).parse(body, model.model_id))}
+            return {"inputTokens": sum(count_text(t) for t in _parsed(embedding.parse, body, model.model_id).texts)}
+        return {"inputTokens": count_request(_parsed(_chat_family(model).parse, body, model.model_id))}
 
     # -- plumbing --------------------------------------------------------------------------------------
     @staticmethod
@@ -407,6 +407,17 @@ def _json_body(body: bytes | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise malformed(f"#: expected type: JSONObject, found: {type(value).__name__}")
     return value
+
+
+def _parsed(parse: Callable[[Mapping[str, Any], str], T], body: Mapping[str, Any], model_id: str) -> T:
+    """A family's reading of an InvokeModel body. The families check the fields they act on; a value of
+    another type deeper in the body (a string where an object goes) is still a body the model's schema
+    rejects, never an internal error."""
+    try:
+        return parse(body, model_id)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
+        log.debug("InvokeModel body refused by the %s family's parser: %r", model_id, e)
+        raise malformed(f"#: a value in the body is not of the type {model_id}'s request schema gives it") from None
 
 
 def _require_chat(model: FoundationModel) -> None:
