@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import ServerProcess, fresh_pg_database, pg_skip_reason
+
+from tests.conftest import ServerProcess, fresh_pg_database, pg_skip_reason
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 HAIKU_FM_USE1 = f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"

@@ -16,7 +16,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
-from conftest import ServerProcess, running_server
+
+from tests.conftest import ServerProcess, running_server
 
 HAIKU_FM = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
 

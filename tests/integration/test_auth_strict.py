@@ -20,7 +20,8 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
-from conftest import ServerProcess, running_server
+
+from tests.conftest import ServerProcess, running_server
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 HAIKU_FM = f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"

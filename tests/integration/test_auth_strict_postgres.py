@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import ServerProcess
 from test_auth_strict import HAIKU_FM, cli, client, create_profile, error_of, new_key, policy
+
+from tests.conftest import ServerProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
-from conftest import ServerProcess, fresh_pg_database, pg_skip_reason
 from ctl_helpers import HAIKU_FM_USE1, US_HAIKU_USE1, error_of, list_all, status_of
+
+from tests.conftest import ServerProcess, fresh_pg_database, pg_skip_reason
 
 WORKERS = 16
 

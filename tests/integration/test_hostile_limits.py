@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import ServerProcess, running_server
 
 from outcrop.config import ConfigError, load_config
+from tests.conftest import ServerProcess, running_server
 
 HAIKU_FM = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
 LIMITS = """

@@ -22,10 +22,10 @@ import h2.settings
 import httpx
 import pytest
 from botocore.eventstream import EventStreamBuffer
-from conftest import ServerProcess, running_server
 
 from outcrop.config import ConfigError, load_config
 from outcrop.server.http1 import PREFACE
+from tests.conftest import ServerProcess, running_server
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 CONVERSE = json.dumps({"messages": [{"role": "user", "content": [{"text": "Hello there"}]}]}).encode()
