@@ -337,21 +337,49 @@ def test_cohere_bad_body_is_a_validation_exception_saying_what_to_fix(runtime, b
         assert err["Error"]["Message"].startswith(f"Malformed input request: {detail}")
 
 
-@pytest.mark.parametrize(("model_id", "body"), [
-    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"image": "a picture"}]}]}),
-    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"toolResult": {"content": "42"}}]}]}),
-    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
-                                  "toolConfig": {"tools": ["get_weather"]}}),
-    ("us.amazon.nova-2-lite-v1:0", {"messages": [{"role": "user", "content": [{"text": "hi"}]},
-                                                 {"role": "assistant", "content": [{"reasoningContent": "thought"}]},
-                                                 {"role": "user", "content": [{"text": "and?"}]}]}),
+_CLAUDE = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10}
+_HI = [{"role": "user", "content": [{"text": "hi"}]}]
+
+
+@pytest.mark.parametrize(("model_id", "body", "detail"), [
+    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"image": "a picture"}]}]},
+     "#/messages/0/content/0/image: expected type: JSONObject, found: String"),
+    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"toolResult": {"content": "42"}}]}]},
+     "#/messages/0/content/0/toolResult/content: expected type: JSONArray, found: String"),
+    ("us.amazon.nova-lite-v1:0", {"messages": _HI, "toolConfig": {"tools": ["get_weather"]}},
+     "#/toolConfig/tools/0: expected type: JSONObject, found: String"),
+    ("us.amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"toolUse": {
+        "toolUseId": "t1", "name": "f", "input": [1]}}]}]},
+     "#/messages/0/content/0/toolUse/input: expected type: JSONObject, found: JSONArray"),
+    ("us.amazon.nova-lite-v1:0", {"messages": _HI, "inferenceConfig": {"max_new_tokens": 1.5}},
+     "#/inferenceConfig/max_new_tokens: expected type: Integer, found: BigDecimal"),
+    ("us.amazon.nova-2-lite-v1:0", {"messages": [*_HI, {"role": "assistant", "content": [{"reasoningContent": "thought"}]},
+                                                 {"role": "user", "content": [{"text": "and?"}]}]},
+     "#/messages/1/content/0/reasoningContent: expected type: JSONObject, found: String"),
     ("us.anthropic.claude-3-haiku-20240307-v1:0",
-     {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
-      "messages": [{"role": "user", "content": [{"type": "image", "source": "a picture"}]}]}),
+     {**_CLAUDE, "messages": [{"role": "user", "content": [{"type": "image", "source": "a picture"}]}]},
+     "#/messages/0/content/0/source: expected type: JSONObject, found: String"),
+    ("us.anthropic.claude-3-haiku-20240307-v1:0", {**_CLAUDE, "messages": [{"role": "user", "content": "hi"}],
+                                                   "stop_sequences": ["ok", 7]},
+     "#/stop_sequences/1: expected type: String, found: Integer"),
+    ("us.anthropic.claude-3-haiku-20240307-v1:0", {**_CLAUDE, "messages": [{"role": "user", "content": "hi"}],
+                                                   "tools": [{"name": "f", "description": None}]},
+     "#/tools/0/description: expected type: String, found: Null"),
+    ("us.anthropic.claude-3-haiku-20240307-v1:0", {**_CLAUDE, "messages": [{"role": "user", "content": "hi"}],
+                                                   "system": [{"type": "text", "text": ["Be brief."]}]},
+     "#/system/0/text: expected type: String, found: JSONArray"),
+    ("us.anthropic.claude-3-haiku-20240307-v1:0", {**_CLAUDE, "messages": [{"role": "robot", "content": "hi"}]},
+     "#/messages/0/role: robot is not a valid enum value"),
+    ("amazon.titan-text-express-v1", {"inputText": "hi", "textGenerationConfig": {"stopSequences": [True]}},
+     "#/textGenerationConfig/stopSequences/0: expected type: String, found: Boolean"),
+    ("amazon.titan-text-express-v1", {"inputText": "hi", "textGenerationConfig": {"maxTokenCount": "64"}},
+     "#/textGenerationConfig/maxTokenCount: expected type: Integer, found: String"),
+    ("meta.llama3-8b-instruct-v1:0", {"max_gen_len": 5}, "#: required key [prompt] not found"),
 ])
-def test_a_value_of_the_wrong_type_deep_in_a_body_is_a_validation_exception(runtime, model_id, body):
-    """A string where the model's schema has an object, below what a family checks field by field: AWS's
-    ValidationException (Malformed input request), never an internal error; CountTokens too."""
+def test_a_value_of_the_wrong_type_deep_in_a_body_is_refused_with_its_path(runtime, model_id, body, detail):
+    """A value of the wrong type anywhere in a body (a string where an object goes, a number among stop
+    sequences): AWS's ValidationException in its validator's words, naming the value's JSON pointer, never an
+    internal error (each of these was a 500 once); InvokeModel, its stream and CountTokens alike."""
     def count_tokens(modelId: str, body: str) -> Any:
         return runtime.count_tokens(modelId=modelId, input={"invokeModel": {"body": body}})
 
@@ -360,6 +388,4 @@ def test_a_value_of_the_wrong_type_deep_in_a_body_is_a_validation_exception(runt
             call(modelId=model_id, body=json.dumps(body))
         err = e.value.response
         assert (err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]) == ("ValidationException", 400)
-        assert err["Error"]["Message"] == ("Malformed input request: #: a value in the body is not of the type "
-                                           f"{model_id.split('.', 1)[1]}'s request schema gives it, please reformat "
-                                           "your input and try again.")
+        assert err["Error"]["Message"] == f"Malformed input request: {detail}, please reformat your input and try again."

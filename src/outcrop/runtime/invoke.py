@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 import orjson
 
@@ -30,6 +30,7 @@ from outcrop.providers.messages import (
     BlockDelta,
     ChatRequest,
     ChatResponse,
+    EmbedRequest,
     MessageStart,
     Metadata,
     ReasoningDelta,
@@ -189,7 +190,7 @@ class Runtime:
         model = resolution.model
         embedding = EMBEDDING_FAMILIES.get(model.family)
         if embedding is not None:
-            embed_request = _parsed(embedding.parse, body, model.model_id)
+            embed_request = _parsed(embedding, body, model.model_id)
             async with self._recording(record):
                 embedded = await self.router.run(
                     ctx.region, resolution, record, self._authorized(ctx, record, lambda p, t: p.embed(t, embed_request)),
@@ -199,7 +200,7 @@ class Runtime:
             out = embedding.render(embedded, embed_request, ctx.request_id)
         else:
             family = _chat_family(model)
-            request = _parsed(family.parse, body, model.model_id)
+            request = _parsed(family, body, model.model_id)
             request.cache_scope = ctx.account
             async with self._recording(record):
                 response = await self.router.run(
@@ -226,7 +227,7 @@ class Runtime:
         if model.family in EMBEDDING_FAMILIES or not model.streaming:
             raise ValidationError("The model is unsupported for streaming.")
         family = _chat_family(model)
-        request = _parsed(family.parse, body, model.model_id)
+        request = _parsed(family, body, model.model_id)
         request.cache_scope = ctx.account
         record = self._record(ctx, "InvokeModelWithResponseStream", resolution, params["modelId"])
         events = await self._open_stream(ctx, resolution, record, request)
@@ -244,8 +245,8 @@ class Runtime:
         body = _json_body((source.get("invokeModel") or {}).get("body"))
         embedding = EMBEDDING_FAMILIES.get(model.family)
         if embedding is not None:
-            return {"inputTokens": sum(count_text(t) for t in _parsed(embedding.parse, body, model.model_id).texts)}
-        return {"inputTokens": count_request(_parsed(_chat_family(model).parse, body, model.model_id))}
+            return {"inputTokens": sum(count_text(t) for t in _parsed(embedding, body, model.model_id).texts)}
+        return {"inputTokens": count_request(_parsed(_chat_family(model), body, model.model_id))}
 
     # -- plumbing --------------------------------------------------------------------------------------
     @staticmethod
@@ -409,14 +410,19 @@ def _json_body(body: bytes | None) -> dict[str, Any]:
     return value
 
 
-def _parsed(parse: Callable[[Mapping[str, Any], str], T], body: Mapping[str, Any], model_id: str) -> T:
-    """A family's reading of an InvokeModel body. The families check the fields they act on; a value of
-    another type deeper in the body (a string where an object goes) is still a body the model's schema
-    rejects, never an internal error."""
+@overload
+def _parsed(family: ChatFamily, body: Mapping[str, Any], model_id: str) -> ChatRequest: ...
+@overload
+def _parsed(family: EmbeddingFamily, body: Mapping[str, Any], model_id: str) -> EmbedRequest: ...
+def _parsed(family: ChatFamily | EmbeddingFamily, body: Mapping[str, Any], model_id: str) -> ChatRequest | EmbedRequest:
+    """A family's reading of an InvokeModel body, checked first against the family's schema (the type of
+    every member it reads, at every depth), so a violation is refused with its path. A parser's own slip
+    on something the schema let through is still a body the model refuses, never an internal error."""
+    family.schema.check(body)
     try:
-        return parse(body, model_id)
+        return family.parse(body, model_id)
     except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
-        log.debug("InvokeModel body refused by the %s family's parser: %r", model_id, e)
+        log.warning("InvokeModel body passed the %s schema but not its parser: %r", family.name, e)
         raise malformed(f"#: a value in the body is not of the type {model_id}'s request schema gives it") from None
 
 

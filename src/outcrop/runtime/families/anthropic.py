@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
@@ -32,7 +31,45 @@ from outcrop.providers.messages import (
     Usage,
 )
 from outcrop.runtime.converse import cache_ttl, reasoning_budget
-from outcrop.runtime.families.base import NUMBER, malformed, optional, require
+from outcrop.runtime.families.base import NUMBER, decode_base64, malformed, optional, require
+from outcrop.runtime.families.schema import (
+    BOOLEAN,
+    INTEGER,
+    NUMERIC,
+    OBJECT,
+    STRING,
+    STRINGS,
+    BodySchema,
+    array,
+    obj,
+    one_of_types,
+    params,
+)
+
+# The Messages API body: every member outcrop reads, typed at every depth. One block schema serves every
+# block type, since a member's name has one type whichever block carries it.
+_CACHE_CONTROL = obj(type=STRING, ttl=STRING)
+_BLOCK = one_of_types("string", "object", required=["type"], properties={
+    "type": STRING, "text": STRING, "id": STRING, "name": STRING, "input": OBJECT, "tool_use_id": STRING,
+    "content": one_of_types("string", "array", items=one_of_types("string", "object", properties={
+        "type": STRING, "text": STRING})),
+    "is_error": BOOLEAN, "thinking": STRING, "signature": STRING, "data": STRING,
+    "source": obj(type=STRING, media_type=STRING, data=STRING), "cache_control": _CACHE_CONTROL,
+})
+SCHEMA = BodySchema(params(
+    ("anthropic_version", "max_tokens", "messages"),
+    anthropic_version=STRING,
+    max_tokens=INTEGER,
+    messages=array(obj(("role",), role={"enum": ["user", "assistant"]},
+                       content=one_of_types("string", "array", items=_BLOCK))),
+    system=one_of_types("string", "array", items=obj(type=STRING, text=STRING, cache_control=_CACHE_CONTROL)),
+    temperature=NUMERIC, top_p=NUMERIC, top_k=INTEGER, stop_sequences=STRINGS,
+    tools=array(obj(("name",), name=STRING, description=STRING, input_schema=OBJECT, cache_control=_CACHE_CONTROL)),
+    tool_choice=obj(type=STRING, name=STRING),
+    thinking=obj(type=STRING, budget_tokens=INTEGER),
+    output_config=OBJECT,
+    anthropic_beta=STRINGS,
+))
 
 
 def _model_name(model_id: str) -> str:
@@ -57,7 +94,8 @@ def _block(raw: Any, where: str) -> Block | None:
         return Text(str(raw.get("text", "")))
     if kind == "image":
         source = raw.get("source") or {}
-        return Image(str(source.get("media_type", "image/png")).split("/")[-1], base64.b64decode(source.get("data", "")))
+        data = decode_base64(source.get("data", ""), f"{where}/source/data")
+        return Image(str(source.get("media_type", "image/png")).split("/")[-1], data)
     if kind == "tool_use":
         return ToolUse(str(raw.get("id", "")), str(raw.get("name", "")), raw.get("input") or {})
     if kind == "tool_result":
@@ -66,7 +104,8 @@ def _block(raw: Any, where: str) -> Block | None:
         if isinstance(content, str):
             items = (content,)
         else:
-            items = tuple(c.get("text", "") if c.get("type") == "text" else c for c in content)
+            items = tuple(c if isinstance(c, str) else c.get("text", "") if c.get("type") == "text" else c
+                          for c in content)
         return ToolResult(str(raw.get("tool_use_id", "")), items, "error" if raw.get("is_error") else None)
     if kind == "thinking":
         return Reasoning(str(raw.get("thinking", "")), raw.get("signature"))
@@ -104,6 +143,7 @@ def _output_format(body: Mapping[str, Any]) -> OutputSchema | None:
 
 class Anthropic:
     name = "anthropic"
+    schema = SCHEMA
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
         require(body, "anthropic_version", str)

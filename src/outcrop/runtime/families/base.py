@@ -8,15 +8,21 @@ neutral response; the pipeline, not the family, adds Bedrock's ``amazon-bedrock-
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from outcrop.errors import ValidationError
 from outcrop.providers.messages import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
 
+if TYPE_CHECKING:
+    from outcrop.runtime.families.schema import BodySchema
+
 
 class ChatFamily(Protocol):
     name: str
+    schema: BodySchema  # checked before ``parse``: the body's types, at every depth
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest: ...
 
@@ -31,6 +37,7 @@ class ChatFamily(Protocol):
 
 class EmbeddingFamily(Protocol):
     name: str
+    schema: BodySchema
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> EmbedRequest: ...
 
@@ -40,6 +47,14 @@ class EmbeddingFamily(Protocol):
 def malformed(detail: str) -> ValidationError:
     """Bedrock's message for a body its model's schema rejects."""
     return ValidationError(f"Malformed input request: {detail}, please reformat your input and try again.")
+
+
+def decode_base64(text: str, where: str) -> bytes:
+    """The bytes of a base64 member (an image's data, say); a text that is not base64 is a malformed body."""
+    try:
+        return base64.b64decode(text)
+    except (binascii.Error, ValueError):
+        raise malformed(f"{where}: not valid base64") from None
 
 
 def require(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:

@@ -40,6 +40,23 @@ from outcrop.providers.messages import (
     ToolUse,
 )
 from outcrop.runtime.families.base import NUMBER, malformed, optional, strings
+from outcrop.runtime.families.schema import (
+    INTEGER,
+    NUMERIC,
+    OBJECT,
+    STRING,
+    STRINGS,
+    BodySchema,
+    array,
+    params,
+)
+
+# Scalars and lists; history turns, tools and tool results are checked as they are read.
+SCHEMA = BodySchema(params(
+    message=STRING, preamble=STRING, chat_history=array(OBJECT), tools=array(OBJECT), tool_results=array(OBJECT),
+    documents=array(OBJECT), max_tokens=INTEGER, temperature=NUMERIC, p=NUMERIC, k=INTEGER,
+    stop_sequences=STRINGS,
+))
 
 FINISH = {"max_tokens": "MAX_TOKENS", "content_filtered": "ERROR_TOXIC"}  # anything else: COMPLETE
 ROLES = ("USER", "CHATBOT", "SYSTEM", "TOOL")
@@ -51,6 +68,7 @@ TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"
 
 class CohereCommand:
     name = "cohere-command"
+    schema = SCHEMA
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
         message = optional(body, "message", str) or ""

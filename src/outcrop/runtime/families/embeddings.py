@@ -8,12 +8,15 @@ from typing import Any
 
 from outcrop.providers.messages import EmbedRequest, EmbedResponse
 from outcrop.runtime.families.base import malformed, optional, require
+from outcrop.runtime.families.schema import BOOLEAN, INTEGER, STRING, STRINGS, BodySchema, params
 
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 
 
 class TitanEmbed:
     name = "titan-embed"
+    schema = BodySchema(params(("inputText",), inputText=STRING, dimensions=INTEGER, normalize=BOOLEAN,
+                            embeddingTypes=STRINGS))
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> EmbedRequest:
         text = require(body, "inputText", str)
@@ -22,8 +25,8 @@ class TitanEmbed:
         dimensions = optional(body, "dimensions", int) or 1024
         if dimensions not in TITAN_V2_DIMENSIONS:
             raise malformed(f"#/dimensions: {dimensions} is not a valid enum value")
-        normalize = body.get("normalize", True)
-        return EmbedRequest((text,), dimensions, normalize=bool(normalize))
+        normalize = body.get("normalize")
+        return EmbedRequest((text,), dimensions, normalize=True if normalize is None else normalize)
 
     def render(self, response: EmbedResponse, request: EmbedRequest, request_id: str) -> dict[str, Any]:
         vector = list(response.vectors[0])
@@ -35,6 +38,8 @@ class TitanEmbed:
 
 class CohereEmbed:
     name = "cohere-embed"
+    schema = BodySchema(params(("texts", "input_type"), texts=STRINGS, input_type=STRING, truncate=STRING,
+                            embedding_types=STRINGS, output_dimension=INTEGER))
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> EmbedRequest:
         texts = require(body, "texts", list)

@@ -16,12 +16,16 @@ from outcrop.providers.messages import (
 )
 from outcrop.runtime.families.base import NUMBER, optional, require
 from outcrop.runtime.families.prompt import prompt_request
+from outcrop.runtime.families.schema import INTEGER, NUMERIC, STRING, BodySchema, params
+
+SCHEMA = BodySchema(params(("prompt",), prompt=STRING, max_gen_len=INTEGER, temperature=NUMERIC, top_p=NUMERIC))
 
 STOP = {"max_tokens": "length"}
 
 
 class Llama:
     name = "llama"
+    schema = SCHEMA
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
         return prompt_request(

@@ -42,6 +42,11 @@ from outcrop.providers.messages import (
 )
 from outcrop.runtime.families.base import NUMBER, malformed, optional, require, strings
 from outcrop.runtime.families.prompt import prompt_request
+from outcrop.runtime.families.schema import INTEGER, NUMERIC, STRING, STRINGS, BodySchema, params
+
+# The members both forms share; the chat form's messages and tools are checked as they are read.
+SCHEMA = BodySchema(params(prompt=STRING, max_tokens=INTEGER, temperature=NUMERIC, top_p=NUMERIC,
+                        top_k=INTEGER, stop=STRINGS))
 
 STOP = {"max_tokens": "length"}
 CHAT_STOP = {"max_tokens": "length", "tool_use": "tool_calls"}
@@ -56,6 +61,7 @@ class ChatFormRequest(ChatRequest):
 
 class Mistral:
     name = "mistral"
+    schema = SCHEMA
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
         if "messages" in body:

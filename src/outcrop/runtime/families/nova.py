@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -29,7 +28,46 @@ from outcrop.providers.messages import (
     ToolUse,
 )
 from outcrop.runtime.converse import cache_ttl, reasoning_effort, reasons_by_effort
-from outcrop.runtime.families.base import malformed, optional, require
+from outcrop.runtime.families.base import decode_base64, malformed, optional, require
+from outcrop.runtime.families.schema import (
+    INTEGER,
+    NUMERIC,
+    OBJECT,
+    STRING,
+    STRINGS,
+    BodySchema,
+    array,
+    obj,
+    params,
+)
+
+# The messages-v1 body, Converse-shaped: every member outcrop reads, typed at every depth.
+_CACHE_POINT = obj(type=STRING)
+_SOURCE = obj(bytes=STRING)
+_BLOCK = obj(
+    text=STRING,
+    image=obj(format=STRING, source=_SOURCE),
+    video=obj(format=STRING, source=OBJECT),
+    document=obj(format=STRING, name=STRING, source=OBJECT),
+    toolUse=obj(toolUseId=STRING, name=STRING, input=OBJECT),
+    toolResult=obj(toolUseId=STRING, status=STRING, content=array(obj(text=STRING))),
+    reasoningContent=obj(reasoningText=obj(text=STRING, signature=STRING)),
+    cachePoint=_CACHE_POINT,
+)
+SCHEMA = BodySchema(params(
+    ("messages",),
+    schemaVersion=STRING,
+    messages=array(obj(("role", "content"), role={"enum": ["user", "assistant"]}, content=array(_BLOCK))),
+    system=array(obj(text=STRING, cachePoint=_CACHE_POINT)),
+    inferenceConfig=params(max_new_tokens=INTEGER, maxTokens=INTEGER, temperature=NUMERIC, topP=NUMERIC, top_p=NUMERIC,
+                        topK=INTEGER, top_k=INTEGER, stopSequences=STRINGS,
+                        reasoningConfig=obj(type=STRING, maxReasoningEffort=STRING)),
+    toolConfig=obj(
+        tools=array(obj(toolSpec=obj(("name",), name=STRING, description=STRING, inputSchema=obj(json=OBJECT)),
+                        cachePoint=_CACHE_POINT)),
+        toolChoice=obj(auto=OBJECT, any=OBJECT, tool=obj(("name",), name=STRING)),
+    ),
+))
 
 
 def _block(raw: Any, where: str) -> Block:
@@ -39,7 +77,8 @@ def _block(raw: Any, where: str) -> Block:
         return Text(str(raw["text"]))
     if "image" in raw:
         image = raw["image"]
-        return Image(image.get("format", "png"), base64.b64decode(image.get("source", {}).get("bytes", "")))
+        data = decode_base64(image.get("source", {}).get("bytes", ""), f"{where}/image/source/bytes")
+        return Image(image.get("format", "png"), data)
     if "toolUse" in raw:
         t = raw["toolUse"]
         return ToolUse(t.get("toolUseId", ""), t.get("name", ""), t.get("input") or {})
@@ -53,8 +92,14 @@ def _block(raw: Any, where: str) -> Block:
     raise malformed(f"{where}: extraneous key [{next(iter(raw), '')}] is not permitted")
 
 
+def _given(config: Mapping[str, Any], *names: str) -> Any:
+    """The first of ``names`` given (not absent, not null) in ``config``: Nova takes both spellings."""
+    return next((config[n] for n in names if config.get(n) is not None), None)
+
+
 class Nova:
     name = "nova"
+    schema = SCHEMA
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
         raw_messages = require(body, "messages", list)
@@ -97,11 +142,11 @@ class Nova:
         return ChatRequest(
             messages=tuple(messages),
             system=tuple(system),
-            max_tokens=config.get("max_new_tokens", config.get("maxTokens")),
+            max_tokens=_given(config, "max_new_tokens", "maxTokens"),
             temperature=config.get("temperature"),
-            top_p=config.get("top_p", config.get("topP")),
-            top_k=config.get("top_k"),
-            stop_sequences=tuple(config.get("stopSequences", ())),
+            top_p=_given(config, "top_p", "topP"),
+            top_k=_given(config, "top_k", "topK"),
+            stop_sequences=tuple(config.get("stopSequences") or ()),
             tools=tuple(tools),
             tool_choice=choice,
             reasoning_effort=reasoning_effort(config.get("reasoningConfig"), "#/inferenceConfig/reasoningConfig",

@@ -16,6 +16,13 @@ from outcrop.providers.messages import (
 )
 from outcrop.runtime.families.base import optional, require
 from outcrop.runtime.families.prompt import prompt_request
+from outcrop.runtime.families.schema import INTEGER, NUMERIC, STRING, STRINGS, BodySchema, params
+
+SCHEMA = BodySchema(params(
+    ("inputText",),
+    inputText=STRING,
+    textGenerationConfig=params(maxTokenCount=INTEGER, temperature=NUMERIC, topP=NUMERIC, stopSequences=STRINGS),
+))
 
 COMPLETION = {"end_turn": "FINISH", "max_tokens": "LENGTH", "stop_sequence": "STOP_CRITERIA_MET",
               "content_filtered": "CONTENT_FILTERED"}
@@ -23,13 +30,14 @@ COMPLETION = {"end_turn": "FINISH", "max_tokens": "LENGTH", "stop_sequence": "ST
 
 class TitanText:
     name = "titan-text"
+    schema = SCHEMA
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
         text = require(body, "inputText", str)
         config = optional(body, "textGenerationConfig", dict) or {}
         return prompt_request(
             text, config.get("maxTokenCount"), config.get("temperature"), config.get("topP"),
-            stop=tuple(config.get("stopSequences", ())),
+            stop=tuple(config.get("stopSequences") or ()),
         )
 
     def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
