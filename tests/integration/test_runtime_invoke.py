@@ -456,3 +456,35 @@ def test_converse_stop_sequence_and_max_tokens(runtime):
     assert stopped["output"]["message"]["content"][0]["text"] == full[: full.index(word)].rstrip()
     short = runtime.converse(modelId=HAIKU, messages=USER_HELLO, inferenceConfig={"maxTokens": 2})
     assert short["stopReason"] == "max_tokens" and short["usage"]["outputTokens"] == 2
+
+
+def test_an_empty_text_block_is_refused_where_it_is_and_claude_refuses_whitespace(runtime):
+    """Bedrock refuses an empty text block, naming it (a turn replayed with the empty leading text block
+    some streams produce is the usual cause); one of only whitespace passes Bedrock's check, and Claude
+    refuses it. Converse, ConverseStream and CountTokens alike, so the bug shows here before it does on AWS."""
+    turns = [{"role": "user", "content": [{"text": "weather?"}]},
+             {"role": "assistant", "content": [{"text": "Let me see."}]},
+             {"role": "user", "content": [{"cachePoint": {"type": "default"}}, {"text": "{}"}]}]
+
+    def calls(model_id: str) -> list[Any]:
+        return [lambda m: runtime.converse(modelId=model_id, messages=m),
+                lambda m: runtime.converse_stream(modelId=model_id, messages=m),
+                lambda m: runtime.count_tokens(modelId=model_id.removeprefix("us."), input={"converse": {"messages": m}})]
+
+    def refused(call: Any, messages: list[dict[str, Any]]) -> str:
+        with pytest.raises(ClientError) as e:
+            call(messages)
+        assert e.value.response["Error"]["Code"] == "ValidationException"
+        return str(e.value.response["Error"]["Message"])
+
+    empty = [*turns[:2], {"role": "user", "content": [{"cachePoint": {"type": "default"}}, {"text": ""}]}]
+    blank = [*turns[:2], {"role": "user", "content": [{"cachePoint": {"type": "default"}}, {"text": " \n"}]}]
+    for call in calls(US_HAIKU):
+        assert refused(call, empty) == ("The text field in the ContentBlock object at messages.2.content.1 is blank. "
+                                        "Add text to the text field, and try again.")
+        assert refused(call, blank) == ("The model returned the following errors: messages: text content blocks "
+                                        "must contain non-whitespace text")
+        call(turns)
+    for call in calls("us.amazon.nova-lite-v1:0"):
+        assert refused(call, empty).startswith("The text field in the ContentBlock object at messages.2.content.1")
+        call(blank)  # Nova takes it

@@ -46,6 +46,10 @@ ALTERNATE = (
     "A conversation must alternate between user and assistant roles. Make sure the conversation "
     "alternates between user and assistant roles and try again."
 )
+# Bedrock refuses an empty text block (a replayed turn that streamed an empty leading text block is the
+# usual cause), naming where it is. One of only whitespace passes Bedrock's check, and Claude refuses it.
+BLANK_TEXT = "The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."
+WHITESPACE_TEXT_CLAUDE = "The model returned the following errors: messages: text content blocks must contain non-whitespace text"
 TOOL_CONFIG_NEEDED = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
 EXTRA_FIELDS_NOT_OBJECT = (
     "The format of the value at additionalModelRequestFields is invalid. Provide a json object for the field and try again."
@@ -182,7 +186,12 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     uses_tools = False
     for i, raw in enumerate(params.get("messages") or ()):
         kept: list[Block] = []
-        for c in raw.get("content", ()):
+        for j, c in enumerate(raw.get("content", ())):
+            if "text" in c and not c["text"].strip():
+                if not c["text"]:
+                    raise ValidationError(BLANK_TEXT.format(i=i, j=j))
+                if model_id.startswith("anthropic."):
+                    raise ValidationError(WHITESPACE_TEXT_CLAUDE)
             if "cachePoint" in c:
                 points.append(CachePoint("messages", i, len(kept), cache_ttl(c["cachePoint"])))
             elif (b := _block(c)) is not None:

@@ -241,7 +241,7 @@ class Runtime:
         source = params.get("input") or {}
         if "converse" in source:
             _require_chat(model)
-            return {"inputTokens": count_request(chat_request(source["converse"]))}
+            return {"inputTokens": count_request(chat_request(source["converse"], model.model_id))}
         body = _json_body((source.get("invokeModel") or {}).get("body"))
         embedding = EMBEDDING_FAMILIES.get(model.family)
         if embedding is not None:
