@@ -488,3 +488,33 @@ def test_an_empty_text_block_is_refused_where_it_is_and_claude_refuses_whitespac
     for call in calls("us.amazon.nova-lite-v1:0"):
         assert refused(call, empty).startswith("The text field in the ContentBlock object at messages.2.content.1")
         call(blank)  # Nova takes it
+
+
+WEATHER_TOOLS = {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]}
+
+
+@pytest.mark.parametrize(("model_id", "kwargs", "stream", "message"), [
+    ("amazon.titan-text-express-v1", {"system": [{"text": "Be brief."}]}, False,
+     "This model doesn't support system messages. Try again without a system message or use a model that "
+     "supports system messages."),
+    ("mistral.mistral-7b-instruct-v0:2", {"system": [{"text": "Be brief."}]}, True,
+     "This model doesn't support system messages. Try again without a system message or use a model that "
+     "supports system messages."),
+    ("meta.llama3-8b-instruct-v1:0", {"toolConfig": WEATHER_TOOLS}, False, "This model doesn't support tool use."),
+    ("us.deepseek.r1-v1:0", {"toolConfig": WEATHER_TOOLS}, False, "This model doesn't support tool use."),
+    ("us.meta.llama3-1-8b-instruct-v1:0", {"toolConfig": WEATHER_TOOLS}, True,
+     "This model doesn't support tool use in streaming mode."),
+    ("mistral.mistral-large-2402-v1:0", {"toolConfig": WEATHER_TOOLS}, True,
+     "This model doesn't support tool use in streaming mode."),
+])
+def test_converse_refuses_a_feature_the_model_lacks_as_bedrock_does(runtime, model_id, kwargs, stream, message):
+    """Converse's features by model, from Bedrock's table: code that sends a system prompt to Titan Text or
+    tools to Llama 3 fails here as it would on AWS. What the model has still works."""
+    call = runtime.converse_stream if stream else runtime.converse
+    with pytest.raises(ClientError) as e:
+        call(modelId=model_id, messages=USER_HELLO, **kwargs)
+    assert (e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]) == ("ValidationException", message)
+    if stream and "toolConfig" in kwargs:  # tools without streaming are served
+        assert runtime.converse(modelId=model_id, messages=USER_HELLO, **kwargs)["stopReason"] == "tool_use"
+    for other in ("us.anthropic.claude-3-haiku-20240307-v1:0", "cohere.command-r-v1:0"):
+        call(modelId=other, messages=USER_HELLO, **kwargs)

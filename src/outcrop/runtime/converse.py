@@ -178,6 +178,31 @@ def _block(raw: Mapping[str, Any]) -> Block | None:
     return None  # cachePoint, guardContent, …: nothing for a model to read
 
 
+# What Converse offers each model, as Bedrock's user guide tabulates it ("Supported models and model
+# features"), by model-ID prefix; a model not named here has every feature. The answers are Bedrock's.
+NO_SYSTEM_PROMPTS = ("amazon.titan-text-", "mistral.mistral-7b-", "mistral.mixtral-")
+NO_TOOL_USE = (*NO_SYSTEM_PROMPTS, "meta.llama3-8b-", "meta.llama3-70b-", "meta.llama3-2-1b-", "meta.llama3-2-3b-",
+               "deepseek.r1-")
+NO_STREAMING_TOOL_USE = (*NO_TOOL_USE, "meta.llama3-1-", "meta.llama3-2-", "meta.llama3-3-", "meta.llama4-",
+                         "mistral.mistral-large-")
+NO_SYSTEM = ("This model doesn't support system messages. Try again without a system message or use a model that "
+             "supports system messages.")
+NO_TOOLS = "This model doesn't support tool use."
+NO_STREAMING_TOOLS = "This model doesn't support tool use in streaming mode."
+
+
+def refuse_unsupported_features(params: Mapping[str, Any], model_id: str, stream: bool) -> None:
+    """Bedrock's ValidationException for a Converse feature the model lacks: a system prompt to Titan Text or
+    Mistral 7B, tools to Llama 3 8B, tools in ConverseStream to Llama 3.1 or Mistral Large …"""
+    if params.get("system") and model_id.startswith(NO_SYSTEM_PROMPTS):
+        raise ValidationError(NO_SYSTEM)
+    if params.get("toolConfig"):
+        if model_id.startswith(NO_TOOL_USE):
+            raise ValidationError(NO_TOOLS)
+        if stream and model_id.startswith(NO_STREAMING_TOOL_USE):
+            raise ValidationError(NO_STREAMING_TOOLS)
+
+
 def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     """Converse's request, neutral. ``model_id`` (the foundation model's) says which model-specific fields
     of ``additionalModelRequestFields`` are read; all of them are also passed through as ``extra``."""

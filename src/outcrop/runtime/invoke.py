@@ -47,6 +47,7 @@ from outcrop.runtime.converse import (
     converse_events,
     converse_output,
     pick_fields,
+    refuse_unsupported_features,
     response_field_paths,
     served_as,
     served_headers,
@@ -151,6 +152,7 @@ class Runtime:
     async def converse(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
+        refuse_unsupported_features(params, resolution.model.model_id, stream=False)
         request = chat_request(params, resolution.model.model_id)
         request.cache_scope = ctx.account
         paths = response_field_paths(params)
@@ -173,6 +175,7 @@ class Runtime:
     async def converse_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
+        refuse_unsupported_features(params, resolution.model.model_id, stream=True)
         request = chat_request(params, resolution.model.model_id)
         request.cache_scope = ctx.account
         paths = response_field_paths(params)
