@@ -518,3 +518,21 @@ def test_converse_refuses_a_feature_the_model_lacks_as_bedrock_does(runtime, mod
         assert runtime.converse(modelId=model_id, messages=USER_HELLO, **kwargs)["stopReason"] == "tool_use"
     for other in ("us.anthropic.claude-3-haiku-20240307-v1:0", "cohere.command-r-v1:0"):
         call(modelId=other, messages=USER_HELLO, **kwargs)
+
+
+def test_llama_and_mistral_take_tool_results_and_text_in_separate_turns(runtime):
+    """Converse writes Meta's and Mistral's turns into a prompt template: a turn with tool results and text is
+    refused by Bedrock ("Conversation blocks and tool result blocks cannot be provided in the same turn"),
+    which agent frameworks hit when they add a note beside the results. Claude takes it."""
+    use = {"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {}}}
+    result = {"toolResult": {"toolUseId": "t1", "content": [{"text": "sunny"}]}}
+    mixed = [*USER_HELLO, {"role": "assistant", "content": [use]},
+             {"role": "user", "content": [result, {"text": "Now answer."}]}]
+    for model_id in ("us.meta.llama3-3-70b-instruct-v1:0", "mistral.mistral-large-2402-v1:0"):
+        with pytest.raises(ClientError) as e:
+            runtime.converse(modelId=model_id, messages=mixed, toolConfig=WEATHER_TOOLS)
+        assert e.value.response["Error"]["Message"] == (
+            "messages.2.content: Conversation blocks and tool result blocks cannot be provided in the same turn.")
+        alone = [*mixed[:2], {"role": "user", "content": [result, {"cachePoint": {"type": "default"}}]}]
+        assert runtime.converse(modelId=model_id, messages=alone, toolConfig=WEATHER_TOOLS)["stopReason"] == "end_turn"
+    runtime.converse(modelId=US_HAIKU, messages=mixed, toolConfig=WEATHER_TOOLS)

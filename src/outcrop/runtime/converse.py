@@ -185,6 +185,9 @@ NO_TOOL_USE = (*NO_SYSTEM_PROMPTS, "meta.llama3-8b-", "meta.llama3-70b-", "meta.
                "deepseek.r1-")
 NO_STREAMING_TOOL_USE = (*NO_TOOL_USE, "meta.llama3-1-", "meta.llama3-2-", "meta.llama3-3-", "meta.llama4-",
                          "mistral.mistral-large-")
+# Models whose turns Converse writes into a prompt template: a turn may hold tool results or conversation
+# blocks (text, images, documents), not both.
+SEPARATE_TOOL_RESULTS = ("meta.", "mistral.")
 NO_SYSTEM = ("This model doesn't support system messages. Try again without a system message or use a model that "
              "supports system messages.")
 NO_TOOLS = "This model doesn't support tool use."
@@ -201,6 +204,12 @@ def refuse_unsupported_features(params: Mapping[str, Any], model_id: str, stream
             raise ValidationError(NO_TOOLS)
         if stream and model_id.startswith(NO_STREAMING_TOOL_USE):
             raise ValidationError(NO_STREAMING_TOOLS)
+    if model_id.startswith(SEPARATE_TOOL_RESULTS):
+        for i, message in enumerate(params.get("messages") or ()):
+            kinds = {next(iter(block), "") for block in message.get("content") or ()} - {"cachePoint"}
+            if "toolResult" in kinds and kinds - {"toolResult"}:
+                raise ValidationError(
+                    f"messages.{i}.content: Conversation blocks and tool result blocks cannot be provided in the same turn.")
 
 
 def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
