@@ -536,3 +536,32 @@ def test_llama_and_mistral_take_tool_results_and_text_in_separate_turns(runtime)
         alone = [*mixed[:2], {"role": "user", "content": [result, {"cachePoint": {"type": "default"}}]}]
         assert runtime.converse(modelId=model_id, messages=alone, toolConfig=WEATHER_TOOLS)["stopReason"] == "end_turn"
     runtime.converse(modelId=US_HAIKU, messages=mixed, toolConfig=WEATHER_TOOLS)
+
+
+def test_each_turn_answers_the_previous_turns_tool_calls_all_of_them_and_no_more(runtime):
+    """The agent-loop bugs Bedrock reports most: a result missing for a call (a parallel call dropped, results
+    split over turns) and a result with no call before it (history pruned between them), in its words."""
+    def use(i: str) -> dict[str, Any]:
+        return {"toolUse": {"toolUseId": i, "name": "get_weather", "input": {}}}
+
+    def result(i: str) -> dict[str, Any]:
+        return {"toolResult": {"toolUseId": i, "content": [{"text": "sunny"}]}}
+
+    def refused(messages: list[dict[str, Any]]) -> str:
+        for call in (runtime.converse, runtime.converse_stream):
+            with pytest.raises(ClientError) as e:
+                call(modelId=US_HAIKU, messages=messages, toolConfig=WEATHER_TOOLS)
+            assert e.value.response["Error"]["Code"] == "ValidationException"
+        return str(e.value.response["Error"]["Message"])
+
+    calls = [*USER_HELLO, {"role": "assistant", "content": [use("a"), use("b")]}]
+    assert refused([*calls, {"role": "user", "content": [result("a")]}]) == (
+        "Expected toolResult blocks at messages.2.content for the following Ids: b")
+    assert refused([*calls, {"role": "user", "content": [{"text": "and?"}]}]) == (
+        "Expected toolResult blocks at messages.2.content for the following Ids: a, b")
+    assert refused([*calls, {"role": "user", "content": [result("a"), result("b"), result("c")]}]) == (
+        "The number of toolResult blocks at messages.2.content exceeds the number of toolUse blocks of previous turn.")
+    assert refused([{"role": "user", "content": [result("a")]}]) == (
+        "The number of toolResult blocks at messages.0.content exceeds the number of toolUse blocks of previous turn.")
+    answered = [*calls, {"role": "user", "content": [result("b"), result("a")]}]
+    assert runtime.converse(modelId=US_HAIKU, messages=answered, toolConfig=WEATHER_TOOLS)["stopReason"] == "end_turn"

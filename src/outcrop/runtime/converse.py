@@ -50,6 +50,8 @@ ALTERNATE = (
 # usual cause), naming where it is. One of only whitespace passes Bedrock's check, and Claude refuses it.
 BLANK_TEXT = "The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."
 WHITESPACE_TEXT_CLAUDE = "The model returned the following errors: messages: text content blocks must contain non-whitespace text"
+TOO_MANY_RESULTS = "The number of toolResult blocks at messages.{i}.content exceeds the number of toolUse blocks of previous turn."
+MISSING_RESULTS = "Expected toolResult blocks at messages.{i}.content for the following Ids: {ids}"
 TOOL_CONFIG_NEEDED = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
 EXTRA_FIELDS_NOT_OBJECT = (
     "The format of the value at additionalModelRequestFields is invalid. Provide a json object for the field and try again."
@@ -237,6 +239,8 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
         raise ValidationError(CONVERSATION_START)
     if any(a.role == b.role for a, b in pairwise(messages)):
         raise ValidationError(ALTERNATE)
+    if uses_tools:
+        _check_tool_turns(messages)
     config = params.get("inferenceConfig") or {}
     tool_config = params.get("toolConfig")
     if uses_tools and not tool_config:
@@ -291,6 +295,21 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
         extra=extra,
         metadata=params.get("requestMetadata"),
     )
+
+
+def _check_tool_turns(messages: list[Message]) -> None:
+    """Bedrock's pairing of tool calls and results: each turn answers the previous turn's toolUse blocks with
+    toolResult blocks, all of them and no more (the agent-loop bugs it reports most)."""
+    for i, message in enumerate(messages):
+        if message.role != "user":
+            continue
+        results = [b.tool_use_id for b in message.content if isinstance(b, ToolResult)]
+        uses = [b.id for b in messages[i - 1].content if isinstance(b, ToolUse)] if i else []
+        if len(results) > len(uses):
+            raise ValidationError(TOO_MANY_RESULTS.format(i=i))
+        missing = [u for u in uses if u not in results]
+        if missing:
+            raise ValidationError(MISSING_RESULTS.format(i=i, ids=", ".join(missing)))
 
 
 def cache_ttl(point: Mapping[str, Any]) -> Literal["5m", "1h"]:
