@@ -565,3 +565,23 @@ def test_each_turn_answers_the_previous_turns_tool_calls_all_of_them_and_no_more
         "The number of toolResult blocks at messages.0.content exceeds the number of toolUse blocks of previous turn.")
     answered = [*calls, {"role": "user", "content": [result("b"), result("a")]}]
     assert runtime.converse(modelId=US_HAIKU, messages=answered, toolConfig=WEATHER_TOOLS)["stopReason"] == "end_turn"
+
+
+def test_claude_takes_at_most_four_cache_checkpoints(runtime):
+    """Agent loops that add a checkpoint per step pass four and fail on Claude, through Converse (Bedrock's
+    wrapping of the model's error) and in Claude's own body alike."""
+    point = {"cachePoint": {"type": "default"}}
+    system = [{"text": "Be brief."}, point, {"text": "Really."}, point, {"text": "Truly."}, point]
+    messages = [{"role": "user", "content": [{"text": "hi"}, point]}]
+    assert runtime.converse(modelId=US_HAIKU, messages=messages, system=system[:4])["stopReason"] == "end_turn"
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId=US_HAIKU, messages=[{"role": "user", "content": [{"text": "hi"}, point, {"text": "x"}, point]}],
+                         system=system)
+    assert e.value.response["Error"]["Message"] == (
+        "The model returned the following errors: A maximum of 4 blocks with cache_control may be provided. Found 5.")
+    runtime.converse(modelId="us.amazon.nova-lite-v1:0", messages=messages, system=system)  # not Claude's limit
+
+    marked = {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}
+    with pytest.raises(ClientError) as e:
+        runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=[{"role": "user", "content": [marked] * 5}]))
+    assert e.value.response["Error"]["Message"] == "A maximum of 4 blocks with cache_control may be provided. Found 5."

@@ -50,6 +50,7 @@ ALTERNATE = (
 # usual cause), naming where it is. One of only whitespace passes Bedrock's check, and Claude refuses it.
 BLANK_TEXT = "The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."
 WHITESPACE_TEXT_CLAUDE = "The model returned the following errors: messages: text content blocks must contain non-whitespace text"
+MAX_CACHE_POINTS_CLAUDE = 4
 TOO_MANY_RESULTS = "The number of toolResult blocks at messages.{i}.content exceeds the number of toolUse blocks of previous turn."
 MISSING_RESULTS = "Expected toolResult blocks at messages.{i}.content for the following Ids: {ids}"
 TOOL_CONFIG_NEEDED = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
@@ -277,6 +278,8 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
             system.append(entry["text"])
         elif "cachePoint" in entry:
             points.append(CachePoint("system", len(system), 0, cache_ttl(entry["cachePoint"])))
+    if model_id.startswith("anthropic.") and len(points) > MAX_CACHE_POINTS_CLAUDE:
+        raise ValidationError(f"The model returned the following errors: {too_many_cache_points(len(points))}")
     return ChatRequest(
         messages=tuple(messages),
         system=tuple(system),
@@ -295,6 +298,11 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
         extra=extra,
         metadata=params.get("requestMetadata"),
     )
+
+
+def too_many_cache_points(found: int) -> str:
+    """Claude's refusal of more checkpoints than it takes (cachePoint blocks, or ``cache_control`` in its body)."""
+    return f"A maximum of {MAX_CACHE_POINTS_CLAUDE} blocks with cache_control may be provided. Found {found}."
 
 
 def _check_tool_turns(messages: list[Message]) -> None:

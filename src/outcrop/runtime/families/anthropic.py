@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
+from outcrop.errors import ValidationError
 from outcrop.providers.messages import (
     Block,
     BlockDelta,
@@ -30,7 +31,12 @@ from outcrop.providers.messages import (
     ToolUse,
     Usage,
 )
-from outcrop.runtime.converse import cache_ttl, reasoning_budget
+from outcrop.runtime.converse import (
+    MAX_CACHE_POINTS_CLAUDE,
+    cache_ttl,
+    reasoning_budget,
+    too_many_cache_points,
+)
 from outcrop.runtime.families.base import NUMBER, decode_base64, malformed, optional, require
 from outcrop.runtime.families.schema import (
     BOOLEAN,
@@ -177,6 +183,8 @@ class Anthropic:
         points += [CachePoint("tools", j + 1, 0, ttl) for j, t in enumerate(raw_tools)
                    if (ttl := _cache_ttl(t)) is not None]
         choice = None
+        if len(points) > MAX_CACHE_POINTS_CLAUDE:
+            raise ValidationError(too_many_cache_points(len(points)))
         raw_choice = optional(body, "tool_choice", dict)
         if raw_choice is not None:
             choice = ToolChoice(raw_choice.get("type", "auto"), raw_choice.get("name"))
