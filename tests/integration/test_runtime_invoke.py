@@ -506,6 +506,10 @@ WEATHER_TOOLS = {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {
      "This model doesn't support tool use in streaming mode."),
     ("mistral.mistral-large-2402-v1:0", {"toolConfig": WEATHER_TOOLS}, True,
      "This model doesn't support tool use in streaming mode."),
+    ("mistral.mistral-large-2402-v1:0", {"toolConfig": {**WEATHER_TOOLS, "toolChoice": {"tool": {"name": "get_weather"}}}},
+     False, "This model doesn't support the toolConfig.toolChoice.tool field. Remove toolConfig.toolChoice.tool and try again."),
+    ("cohere.command-r-v1:0", {"toolConfig": {**WEATHER_TOOLS, "toolChoice": {"any": {}}}}, False,
+     "This model doesn't support the toolConfig.toolChoice.any field. Remove toolConfig.toolChoice.any and try again."),
 ])
 def test_converse_refuses_a_feature_the_model_lacks_as_bedrock_does(runtime, model_id, kwargs, stream, message):
     """Converse's features by model, from Bedrock's table: code that sends a system prompt to Titan Text or
@@ -516,7 +520,7 @@ def test_converse_refuses_a_feature_the_model_lacks_as_bedrock_does(runtime, mod
     assert (e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]) == ("ValidationException", message)
     if stream and "toolConfig" in kwargs:  # tools without streaming are served
         assert runtime.converse(modelId=model_id, messages=USER_HELLO, **kwargs)["stopReason"] == "tool_use"
-    for other in ("us.anthropic.claude-3-haiku-20240307-v1:0", "cohere.command-r-v1:0"):
+    for other in ("us.anthropic.claude-3-haiku-20240307-v1:0", "us.amazon.nova-lite-v1:0"):
         call(modelId=other, messages=USER_HELLO, **kwargs)
 
 

@@ -188,6 +188,10 @@ NO_TOOL_USE = (*NO_SYSTEM_PROMPTS, "meta.llama3-8b-", "meta.llama3-70b-", "meta.
                "deepseek.r1-")
 NO_STREAMING_TOOL_USE = (*NO_TOOL_USE, "meta.llama3-1-", "meta.llama3-2-", "meta.llama3-3-", "meta.llama4-",
                          "mistral.mistral-large-")
+# toolChoice beyond auto (Bedrock's ToolChoice reference: ``tool`` is Claude's and Nova's, ``any`` also
+# Mistral Large's), by the model-ID prefixes known to lack it.
+NO_TOOL_CHOICE = {"any": ("meta.", "cohere.", "mistral.mistral-small-"),
+                  "tool": ("meta.", "cohere.", "mistral.")}
 # Models whose turns Converse writes into a prompt template: a turn may hold tool results or conversation
 # blocks (text, images, documents), not both.
 SEPARATE_TOOL_RESULTS = ("meta.", "mistral.")
@@ -207,6 +211,10 @@ def refuse_unsupported_features(params: Mapping[str, Any], model_id: str, stream
             raise ValidationError(NO_TOOLS)
         if stream and model_id.startswith(NO_STREAMING_TOOL_USE):
             raise ValidationError(NO_STREAMING_TOOLS)
+        for choice, lacking in NO_TOOL_CHOICE.items():
+            if choice in (params["toolConfig"].get("toolChoice") or {}) and model_id.startswith(lacking):
+                raise ValidationError(f"This model doesn't support the toolConfig.toolChoice.{choice} field. "
+                                      f"Remove toolConfig.toolChoice.{choice} and try again.")
     if model_id.startswith(SEPARATE_TOOL_RESULTS):
         for i, message in enumerate(params.get("messages") or ()):
             kinds = {next(iter(block), "") for block in message.get("content") or ()} - {"cachePoint"}
