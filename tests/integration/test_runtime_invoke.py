@@ -280,6 +280,7 @@ def test_extended_thinking_from_the_builtin_model(runtime):
 
     body = json.loads(anthropic_body())
     body["thinking"] = thinking["thinking"]
+    body["max_tokens"] = 2048  # above the budget, as Claude requires
     native = json.loads(runtime.invoke_model(modelId=US_HAIKU, body=json.dumps(body))["body"].read())
     assert native["content"][0] == {"type": "thinking", "thinking": text["text"], "signature": text["signature"]}
     chunks = [json.loads(e["chunk"]["bytes"]) for e in
@@ -589,3 +590,37 @@ def test_claude_takes_at_most_four_cache_checkpoints(runtime):
     with pytest.raises(ClientError) as e:
         runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=[{"role": "user", "content": [marked] * 5}]))
     assert e.value.response["Error"]["Message"] == "A maximum of 4 blocks with cache_control may be provided. Found 5."
+
+
+def test_claude_thinking_keeps_claudes_rules(runtime):
+    """Thinking with a budget under 1,024, max_tokens not above the budget, or a temperature other than 1 is
+    refused in the words Bedrock passes on from Claude (Converse wraps them); thinking off, all are fine."""
+    def refused(call: Any, **kwargs: Any) -> str:
+        with pytest.raises(ClientError) as e:
+            call(**kwargs)
+        assert e.value.response["Error"]["Code"] == "ValidationException"
+        return str(e.value.response["Error"]["Message"])
+
+    wrap = "The model returned the following errors: "
+    think = {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    for call in (runtime.converse, runtime.converse_stream):
+        assert refused(call, modelId=US_HAIKU, messages=USER_HELLO, inferenceConfig={"maxTokens": 2048},
+                       additionalModelRequestFields=think) == wrap + (
+            "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at "
+            "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size")
+        assert refused(call, modelId=US_HAIKU, messages=USER_HELLO, inferenceConfig={"temperature": 0.2},
+                       additionalModelRequestFields=think) == wrap + (
+            "temperature may only be set to 1 when thinking is enabled.")
+        assert refused(call, modelId=US_HAIKU, messages=USER_HELLO,
+                       additionalModelRequestFields={"thinking": {"type": "enabled", "budget_tokens": 512}}) == wrap + (
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, inferenceConfig={"maxTokens": 4096, "temperature": 1},
+                     additionalModelRequestFields=think)
+    runtime.converse(modelId=US_HAIKU, messages=USER_HELLO, inferenceConfig={"maxTokens": 10, "temperature": 0.2})
+
+    body = json.loads(anthropic_body(temperature=0.5, thinking=think["thinking"]))
+    body["max_tokens"] = 4096
+    assert refused(runtime.invoke_model, modelId=HAIKU, body=json.dumps(body)) == (
+        "`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at "
+        "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#important-considerations-when-using-"
+        "extended-thinking")

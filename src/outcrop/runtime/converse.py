@@ -280,6 +280,9 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     extra = dict(extra)
     top_k = extra.get("top_k", extra.get("topK"))
     thinking = extra.get("thinking")
+    if model_id.startswith("anthropic.") and (
+            problem := claude_thinking_error(thinking, config.get("maxTokens"), config.get("temperature"), converse=True)):
+        raise ValidationError(f"The model returned the following errors: {problem}")
     system: list[str] = []
     for entry in params.get("system") or ():
         if "text" in entry:
@@ -334,6 +337,30 @@ def cache_ttl(point: Mapping[str, Any]) -> Literal["5m", "1h"]:
 
 
 DEFAULT_REASONING_BUDGET = 1024  # Claude's smallest budget_tokens
+
+
+THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+
+
+def claude_thinking_error(thinking: Any, max_tokens: Any, temperature: Any, converse: bool) -> str | None:
+    """What Claude says of a request that enables thinking against its rules (a budget under 1,024 tokens,
+    ``max_tokens`` not above the budget, a temperature other than 1), in the words Bedrock passes on for
+    Converse (``converse``) or InvokeModel; None when it keeps them."""
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        if budget < DEFAULT_REASONING_BUDGET:
+            return f"thinking.enabled.budget_tokens: Input should be greater than or equal to {DEFAULT_REASONING_BUDGET}"
+        if isinstance(max_tokens, int) and max_tokens <= budget:
+            return ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at "
+                    f"{THINKING_DOCS}#max-tokens-and-context-window-size")
+    if temperature is not None and temperature != 1:
+        if converse:
+            return "temperature may only be set to 1 when thinking is enabled."
+        return ("`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at "
+                f"{THINKING_DOCS}#important-considerations-when-using-extended-thinking")
+    return None
 
 
 def reasoning_budget(thinking: Any) -> int | None:

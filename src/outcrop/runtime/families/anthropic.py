@@ -34,6 +34,7 @@ from outcrop.providers.messages import (
 from outcrop.runtime.converse import (
     MAX_CACHE_POINTS_CLAUDE,
     cache_ttl,
+    claude_thinking_error,
     reasoning_budget,
     too_many_cache_points,
 )
@@ -185,6 +186,8 @@ class Anthropic:
         choice = None
         if len(points) > MAX_CACHE_POINTS_CLAUDE:
             raise ValidationError(too_many_cache_points(len(points)))
+        if problem := claude_thinking_error(body.get("thinking"), max_tokens, body.get("temperature"), converse=False):
+            raise ValidationError(problem)
         raw_choice = optional(body, "tool_choice", dict)
         if raw_choice is not None:
             choice = ToolChoice(raw_choice.get("type", "auto"), raw_choice.get("name"))
