@@ -624,3 +624,39 @@ def test_claude_thinking_keeps_claudes_rules(runtime):
         "`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation at "
         "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#important-considerations-when-using-"
         "extended-thinking")
+
+
+def test_claudes_own_body_is_refused_where_claude_refuses_it(runtime):
+    """Claude's conversation rules through InvokeModel, in the words Bedrock passes on: empty content or text,
+    whitespace-only text, a tool call the next turn does not answer first, a result for a call never made."""
+    tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+
+    def result(i: str) -> dict[str, Any]:
+        return {"type": "tool_result", "tool_use_id": i, "content": "sunny"}
+
+    def refused(messages: list[dict[str, Any]]) -> str:
+        for call in (runtime.invoke_model, runtime.invoke_model_with_response_stream):
+            with pytest.raises(ClientError) as e:
+                call(modelId=HAIKU, body=anthropic_body(messages=messages, tools=tools))
+            assert e.value.response["Error"]["Code"] == "ValidationException"
+        return str(e.value.response["Error"]["Message"])
+
+    hi = {"role": "user", "content": "hi"}
+    assert refused([hi, {"role": "assistant", "content": ""}, hi]) == (
+        "messages.1: all messages must have non-empty content except for the optional final assistant message")
+    assert refused([{"role": "user", "content": [{"type": "text", "text": ""}]}]) == (
+        "messages: text content blocks must be non-empty")
+    assert refused([{"role": "user", "content": " \n"}]) == "messages: text content blocks must contain non-whitespace text"
+    assert refused([hi, {"role": "assistant", "content": [use]}, {"role": "user", "content": [
+        {"type": "text", "text": "here"}, result("toolu_1")]}]) == (
+        "messages.2: Did not find 1 `tool_result` block(s) at the beginning of this message. Messages following "
+        "`tool_use` blocks must begin with a matching number of `tool_result` blocks.")
+    assert refused([hi, {"role": "assistant", "content": [use]}, {"role": "user", "content": [result("toolu_9")]}]) == (
+        "messages.2.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_9. Each `tool_result` "
+        "block must have a corresponding `tool_use` block in the previous message.")
+    answered = [hi, {"role": "assistant", "content": [use]},
+                {"role": "user", "content": [result("toolu_1"), {"type": "text", "text": "so?"}]}]
+    assert json.loads(runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=answered, tools=tools))[
+        "body"].read())["stop_reason"] == "end_turn"
+    runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=[hi, {"role": "assistant", "content": ""}]))

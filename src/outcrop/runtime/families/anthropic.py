@@ -148,6 +148,42 @@ def _output_format(body: Mapping[str, Any]) -> OutputSchema | None:
     return OutputSchema(fmt["schema"])
 
 
+def _check_turns(raw_messages: list[Any]) -> None:
+    """What Claude refuses in a conversation, in its words (which Bedrock passes on): empty content or text,
+    and tool calls a next turn does not answer first, or answers it never made."""
+    previous_uses: list[str] = []
+    for i, m in enumerate(raw_messages):
+        content = m.get("content", "")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        final_assistant = i == len(raw_messages) - 1 and m.get("role") == "assistant"
+        if not content and not final_assistant:
+            raise ValidationError(f"messages.{i}: all messages must have non-empty content except for the optional "
+                                  "final assistant message")
+        texts = [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text" and "text" in b]
+        if content and any(not t for t in texts) and not final_assistant:
+            raise ValidationError("messages: text content blocks must be non-empty")
+        if any(t and not t.strip() for t in texts):
+            raise ValidationError("messages: text content blocks must contain non-whitespace text")
+        if m.get("role") == "user":
+            leading = 0
+            for j, b in enumerate(blocks):
+                if not (isinstance(b, dict) and b.get("type") == "tool_result"):
+                    continue
+                if b.get("tool_use_id") not in previous_uses:
+                    raise ValidationError(
+                        f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{b.get('tool_use_id')}. Each `tool_result` block must have a corresponding `tool_use` block "
+                        "in the previous message.")
+                leading += leading == j
+            if leading < len(previous_uses):
+                raise ValidationError(
+                    f"messages.{i}: Did not find {len(previous_uses)} `tool_result` block(s) at the beginning of this "
+                    "message. Messages following `tool_use` blocks must begin with a matching number of `tool_result` "
+                    "blocks.")
+        previous_uses = [b.get("id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"] \
+            if m.get("role") == "assistant" else []
+
+
 class Anthropic:
     name = "anthropic"
     schema = SCHEMA
@@ -156,6 +192,7 @@ class Anthropic:
         require(body, "anthropic_version", str)
         max_tokens = require(body, "max_tokens", int)
         raw_messages = require(body, "messages", list)
+        _check_turns(raw_messages)
         messages = []
         points: list[CachePoint] = []  # where blocks carry cache_control: the prefix up to and with them
         for i, m in enumerate(raw_messages):
