@@ -511,18 +511,23 @@ WEATHER_TOOLS = {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {
      False, "This model doesn't support the toolConfig.toolChoice.tool field. Remove toolConfig.toolChoice.tool and try again."),
     ("cohere.command-r-v1:0", {"toolConfig": {**WEATHER_TOOLS, "toolChoice": {"any": {}}}}, False,
      "This model doesn't support the toolConfig.toolChoice.any field. Remove toolConfig.toolChoice.any and try again."),
+    ("us.anthropic.claude-3-5-haiku-20241022-v1:0", {"messages": [{"role": "user", "content": [
+        {"text": "What is this?"}, {"image": {"format": "png", "source": {"bytes": b"\x89PNG"}}}]}]}, True,
+     "This model doesn't support the image content block that you provided. Update the content block and try again."),
 ])
 def test_converse_refuses_a_feature_the_model_lacks_as_bedrock_does(runtime, model_id, kwargs, stream, message):
     """Converse's features by model, from Bedrock's table: code that sends a system prompt to Titan Text or
     tools to Llama 3 fails here as it would on AWS. What the model has still works."""
     call = runtime.converse_stream if stream else runtime.converse
+    kwargs = dict(kwargs)
+    messages = kwargs.pop("messages", USER_HELLO)
     with pytest.raises(ClientError) as e:
-        call(modelId=model_id, messages=USER_HELLO, **kwargs)
+        call(modelId=model_id, messages=messages, **kwargs)
     assert (e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]) == ("ValidationException", message)
     if stream and "toolConfig" in kwargs:  # tools without streaming are served
         assert runtime.converse(modelId=model_id, messages=USER_HELLO, **kwargs)["stopReason"] == "tool_use"
     for other in ("us.anthropic.claude-3-haiku-20240307-v1:0", "us.amazon.nova-lite-v1:0"):
-        call(modelId=other, messages=USER_HELLO, **kwargs)
+        call(modelId=other, messages=messages, **kwargs)
 
 
 def test_llama_and_mistral_take_tool_results_and_text_in_separate_turns(runtime):

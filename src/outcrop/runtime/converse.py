@@ -7,7 +7,7 @@ Accepts what real clients send: empty ``system: []`` and ``inferenceConfig: {}``
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -201,9 +201,15 @@ NO_TOOLS = "This model doesn't support tool use."
 NO_STREAMING_TOOLS = "This model doesn't support tool use in streaming mode."
 
 
-def refuse_unsupported_features(params: Mapping[str, Any], model_id: str, stream: bool) -> None:
+def refuse_unsupported_features(params: Mapping[str, Any], model_id: str, inputs: Iterable[str], stream: bool) -> None:
     """Bedrock's ValidationException for a Converse feature the model lacks: a system prompt to Titan Text or
-    Mistral 7B, tools to Llama 3 8B, tools in ConverseStream to Llama 3.1 or Mistral Large …"""
+    Mistral 7B, tools to Llama 3 8B, tools in ConverseStream to Llama 3.1 or Mistral Large, an image to a model
+    whose input modalities (``inputs``, the catalogue's) have none …"""
+    for kind, modality in (("image", "IMAGE"), ("video", "VIDEO")):
+        if modality not in inputs and any(kind in block for m in params.get("messages") or ()
+                                          for block in m.get("content") or ()):
+            raise ValidationError(f"This model doesn't support the {kind} content block that you provided. "
+                                  "Update the content block and try again.")
     if params.get("system") and model_id.startswith(NO_SYSTEM_PROMPTS):
         raise ValidationError(NO_SYSTEM)
     if params.get("toolConfig"):

@@ -152,7 +152,7 @@ class Runtime:
     async def converse(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
-        refuse_unsupported_features(params, resolution.model.model_id, stream=False)
+        refuse_unsupported_features(params, resolution.model.model_id, resolution.model.input_modalities, stream=False)
         request = chat_request(params, resolution.model.model_id)
         request.cache_scope = ctx.account
         paths = response_field_paths(params)
@@ -175,7 +175,7 @@ class Runtime:
     async def converse_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
         _require_chat(resolution.model)
-        refuse_unsupported_features(params, resolution.model.model_id, stream=True)
+        refuse_unsupported_features(params, resolution.model.model_id, resolution.model.input_modalities, stream=True)
         request = chat_request(params, resolution.model.model_id)
         request.cache_scope = ctx.account
         paths = response_field_paths(params)
