@@ -665,3 +665,19 @@ def test_claudes_own_body_is_refused_where_claude_refuses_it(runtime):
     assert json.loads(runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=answered, tools=tools))[
         "body"].read())["stop_reason"] == "end_turn"
     runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=[hi, {"role": "assistant", "content": ""}]))
+
+
+def test_a_document_name_bedrock_would_refuse_is_refused(runtime):
+    """The document name Bedrock users trip on most ("report.pdf": the period), in Bedrock's words."""
+    def ask(name: str) -> Any:
+        document = {"document": {"format": "txt", "name": name, "source": {"bytes": b"Quarterly figures."}}}
+        return runtime.converse(modelId=US_HAIKU, messages=[{"role": "user", "content": [
+            {"text": "Summarize this."}, document]}])
+
+    for name in ("report.pdf", "my_report", "two  spaces"):
+        with pytest.raises(ClientError) as e:
+            ask(name)
+        assert e.value.response["Error"]["Message"].startswith(
+            "The document file name can only contain alphanumeric characters, whitespace characters, hyphens, "
+            "parentheses, and square brackets.")
+    assert ask("Q3 report (final) [v2]")["stopReason"] == "end_turn"

@@ -6,6 +6,7 @@ Accepts what real clients send: empty ``system: []`` and ``inferenceConfig: {}``
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from itertools import pairwise
@@ -51,6 +52,14 @@ ALTERNATE = (
 BLANK_TEXT = "The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."
 WHITESPACE_TEXT_CLAUDE = "The model returned the following errors: messages: text content blocks must contain non-whitespace text"
 MAX_CACHE_POINTS_CLAUDE = 4
+# A document's name (which the model sees): the characters Bedrock allows, no two whitespace characters in a
+# row. "report.pdf" fails for its period, the usual surprise.
+DOCUMENT_NAME = re.compile(r"(?!.*\s\s)[A-Za-z0-9\s\-()\[\]]+")
+BAD_DOCUMENT_NAME = (
+    "The document file name can only contain alphanumeric characters, whitespace characters, hyphens, parentheses, "
+    "and square brackets. The name can't contain more than one consecutive whitespace character. Check that the file "
+    "name conforms to these restrictions and retry your request."
+)
 TOO_MANY_RESULTS = "The number of toolResult blocks at messages.{i}.content exceeds the number of toolUse blocks of previous turn."
 MISSING_RESULTS = "Expected toolResult blocks at messages.{i}.content for the following Ids: {ids}"
 TOOL_CONFIG_NEEDED = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
@@ -238,6 +247,8 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     for i, raw in enumerate(params.get("messages") or ()):
         kept: list[Block] = []
         for j, c in enumerate(raw.get("content", ())):
+            if "document" in c and not DOCUMENT_NAME.fullmatch(c["document"].get("name", "")):
+                raise ValidationError(BAD_DOCUMENT_NAME)
             if "text" in c and not c["text"].strip():
                 if not c["text"]:
                     raise ValidationError(BLANK_TEXT.format(i=i, j=j))
