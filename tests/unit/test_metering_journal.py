@@ -244,3 +244,24 @@ def test_interval_mode_writes_lines_where_blocks_cannot_be_reserved(tmp_path: Pa
     (segment,) = _segments(tmp_path)
     assert segment.read_bytes() == b"".join(_line(n) for n in range(5))  # no zeros: written line by line
     journal.close()
+
+
+def test_close_is_not_lost_between_a_timed_out_wait_and_the_clear(tmp_path: Path) -> None:
+    """The interval syncer took "closing" from its wake-up: a close() landing after a wait had timed out but
+    before the event was cleared was lost, and close() then waited on the syncer forever (a test run hung on
+    it at shutdown). Here the close lands exactly there, every time."""
+    import threading
+
+    journal = Journal(tmp_path, fsync="interval", interval=0.02)
+
+    class CloseLandsBeforeClear(threading.Event):
+        def clear(self) -> None:
+            with journal._mutex:  # what close() does: mark closed, then wake the syncer
+                journal._closed = True
+            self.set()
+            super().clear()
+
+    journal._wake = CloseLandsBeforeClear()
+    journal._flusher.join(timeout=5)
+    assert not journal._flusher.is_alive(), "the syncer missed the close and would keep close() waiting"
+    journal.close()

@@ -227,9 +227,12 @@ class Journal:
     def _run_syncer(self) -> None:
         """``"interval"`` mode: make what was written durable every ``interval`` seconds, and at close."""
         while True:
-            closing = self._wake.wait(self._interval)
+            self._wake.wait(self._interval)
             self._wake.clear()
             with self._mutex:
+                # Read under the lock, not from the wake-up: a close that set the event between a timed-out
+                # wait and the clear above would otherwise be lost, and close() would wait on this thread forever.
+                closing = self._closed
                 target = self.written
                 dirty = [(s, s.size) for s in self._segments if s.size > s.synced_size]
                 sync_dir, self._dir_dirty = self._dir_dirty, False
@@ -251,7 +254,7 @@ class Journal:
                 self._segments = [s for s in self._segments if s not in done]
             for segment in done:
                 segment.close()
-            if closing and self._closed:
+            if closing:
                 return
 
     def _write(self, data: bytes) -> None:
