@@ -214,9 +214,11 @@ def refuse_unsupported_features(params: Mapping[str, Any], model_id: str, inputs
     """Bedrock's ValidationException for a Converse feature the model lacks: a system prompt to Titan Text or
     Mistral 7B, tools to Llama 3 8B, tools in ConverseStream to Llama 3.1 or Mistral Large, an image to a model
     whose input modalities (``inputs``, the catalogue's) have none …"""
+    # The kinds of content block in each turn, read once for every check below.
+    turns = [{key for block in m.get("content") or () for key in block} for m in params.get("messages") or ()]
+    present = set().union(*turns)
     for kind, modality in (("image", "IMAGE"), ("video", "VIDEO")):
-        if modality not in inputs and any(kind in block for m in params.get("messages") or ()
-                                          for block in m.get("content") or ()):
+        if kind in present and modality not in inputs:
             raise ValidationError(f"This model doesn't support the {kind} content block that you provided. "
                                   "Update the content block and try again.")
     if params.get("system") and model_id.startswith(NO_SYSTEM_PROMPTS):
@@ -230,10 +232,9 @@ def refuse_unsupported_features(params: Mapping[str, Any], model_id: str, inputs
             if choice in (params["toolConfig"].get("toolChoice") or {}) and model_id.startswith(lacking):
                 raise ValidationError(f"This model doesn't support the toolConfig.toolChoice.{choice} field. "
                                       f"Remove toolConfig.toolChoice.{choice} and try again.")
-    if model_id.startswith(SEPARATE_TOOL_RESULTS):
-        for i, message in enumerate(params.get("messages") or ()):
-            kinds = {next(iter(block), "") for block in message.get("content") or ()} - {"cachePoint"}
-            if "toolResult" in kinds and kinds - {"toolResult"}:
+    if "toolResult" in present and model_id.startswith(SEPARATE_TOOL_RESULTS):
+        for i, kinds in enumerate(turns):
+            if "toolResult" in kinds and kinds - {"toolResult", "cachePoint"}:
                 raise ValidationError(
                     f"messages.{i}.content: Conversation blocks and tool result blocks cannot be provided in the same turn.")
 
