@@ -206,3 +206,28 @@ def test_stream_cut_short_ends_with_an_exception_frame(runtime):
             seen.append(next(iter(event)))
     assert seen and seen[0] == "messageStart"
     assert e.value.response["Error"]["Code"] == "modelStreamErrorException"
+
+
+def test_a_malformed_answer_from_the_backend_is_a_model_error_not_an_internal_one(runtime):
+    # Before: an answer of the wrong shape, or a stream line that is not JSON, was a 500 / internalServerException.
+    with pytest.raises(ClientError) as e:
+        runtime.converse(modelId=HAIKU, messages=_said("GARBLE please"))
+    assert e.value.response["Error"]["Code"] == "ModelErrorException"
+    assert "malformed" in e.value.response["Error"]["Message"]
+    for stream in (
+        runtime.converse_stream(modelId=HAIKU, messages=_said("GARBLE please"))["stream"],
+        runtime.invoke_model_with_response_stream(
+            modelId=LLAMA, body=json.dumps({"prompt": "GARBLE please"}))["body"],
+    ):
+        with pytest.raises(EventStreamError) as e:
+            for _ in stream:
+                pass
+        assert e.value.response["Error"]["Code"] == "modelStreamErrorException"
+        assert "malformed stream event" in e.value.response["Error"]["Message"]
+
+
+def test_token_counts_the_backend_garbles_are_counted_by_outcrops_rule(runtime):
+    answer = runtime.converse(modelId=HAIKU, messages=_said("ODDUSAGE please"))
+    usage = answer["usage"]
+    assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]

@@ -4,7 +4,8 @@
 ``data:`` lines, ``[DONE]``, tool calls and a usage chunk) and ``GET /requests`` (the bodies received).
 The reply is ``echo: <last user text>``; with tools and no tool result yet, it calls the first tool.
 Words in the last user message trigger failures: ``FAIL429``, ``FAIL500``, ``FAIL503``, ``SLOW``
-(sleeps 3 s), ``DROP`` (a stream cut off mid-way). Usage: prompt_tokens = 100 + number of messages,
+(sleeps 3 s), ``DROP`` (a stream cut off mid-way), ``GARBLE`` (an answer of the wrong shape; in a stream, a
+``data:`` line that is not JSON after two deltas), ``ODDUSAGE`` (token counts that are not numbers). Usage: prompt_tokens = 100 + number of messages,
 completion_tokens = number of reply words (deliberately unlike outcrop's own rule).
 """
 
@@ -60,7 +61,10 @@ class Handler(BaseHTTPRequestHandler):
                 return
         if "SLOW" in said:
             time.sleep(3)
-        usage = {"prompt_tokens": 100 + len(body["messages"])}
+        if "GARBLE" in said and not body.get("stream"):
+            self._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"message": "oops"}]})
+            return
+        usage: dict[str, Any] = {"prompt_tokens": 100 + len(body["messages"])}
         last = body["messages"][-1]
         if body.get("tools") and last["role"] != "tool":
             tool = body["tools"][0]["function"]
@@ -88,6 +92,8 @@ class Handler(BaseHTTPRequestHandler):
             words, finish = words[:limit], "length"
         usage["completion_tokens"] = len(words)
         usage["total_tokens"] = usage["prompt_tokens"] + len(words)
+        if "ODDUSAGE" in said:
+            usage = {"prompt_tokens": "many", "completion_tokens": None, "prompt_tokens_details": []}
         # A reasoning model (vLLM's reasoning parser): its thinking in reasoning_content, before the answer.
         thought = ["Let", " me", " think."] if "THINK" in said else []
         if body.get("stream"):
@@ -95,7 +101,7 @@ class Handler(BaseHTTPRequestHandler):
             deltas += [{"delta": {"reasoning_content": t}} for t in thought]
             deltas += [{"delta": {"content": (" " if i else "") + w}} for i, w in enumerate(words)]
             deltas.append({"delta": {}, "finish_reason": finish})
-            self._stream(deltas, usage, drop="DROP" in said)
+            self._stream(deltas, usage, drop="DROP" in said, garble="GARBLE" in said)
         else:
             message = {"role": "assistant", "content": " ".join(words)}
             if thought:
@@ -103,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
                              "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
 
-    def _stream(self, deltas: list[dict[str, Any]], usage: dict[str, Any], drop: bool) -> None:
+    def _stream(self, deltas: list[dict[str, Any]], usage: dict[str, Any], drop: bool, garble: bool = False) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
@@ -120,6 +126,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.close_connection = True
                 return
+            if garble and i == 2:
+                send("{not json")
             choice = {"index": 0, "finish_reason": None, **d}
             send(json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [choice]}))
         send(json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": usage}))

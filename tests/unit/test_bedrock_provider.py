@@ -196,3 +196,43 @@ def test_upstream_calls_leave_no_reference_cycle() -> None:
                        if type(o).__module__.split(".")[0] in ("httpx", "httpcore", "outcrop")})
 
     assert asyncio.run(main()) == []
+
+
+@pytest.mark.parametrize("answer", [
+    b"not json",
+    b"[1, 2]",
+    b'{"output": {"message": {"content": [{"toolUse": "oops"}]}}}',
+    b'{"output": {"message": {"content": [{"text": "hi"}]}}, "usage": {"inputTokens": "many"}}',
+])
+def test_a_malformed_upstream_answer_is_a_model_error(answer: bytes) -> None:
+    """Before: an answer of the wrong shape from the upstream raised AttributeError or ValueError: a 500."""
+    import asyncio
+
+    import httpx
+
+    from outcrop.providers.base import Target
+    from outcrop.runtime.converse import chat_request
+
+    frames = encode_frame({":message-type": "event", ":event-type": "messageStart"}, b'{"role":"assistant"}') + \
+        encode_frame({":message-type": "event", ":event-type": "contentBlockDelta"}, answer)
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=frames if request.url.path.endswith("/converse-stream") else answer)
+
+    async def main() -> None:
+        provider = bedrock.BedrockProvider()
+        provider.client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+        target = Target("us-east-1", "anthropic.claude-3-haiku-20240307-v1:0",
+                        Deployment(backend="bedrock", url=ENDPOINT, aws_access_key_id=KEY, aws_secret_access_key=SECRET))
+        request = chat_request({"messages": [{"role": "user", "content": [{"text": "x"}]}]})
+        try:
+            with pytest.raises(ModelError, match="malformed"):
+                await provider.chat(target, request)
+            if not answer.startswith(b"{"):  # as a stream event's payload too
+                with pytest.raises(ModelStreamError, match="malformed"):
+                    async for _ in provider.chat_stream(target, request):
+                        pass
+        finally:
+            await provider.close()
+
+    asyncio.run(main())

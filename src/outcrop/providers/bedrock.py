@@ -90,6 +90,11 @@ STOP_REASONS: dict[str, StopReason] = {
 
 
 # -- the upstream call: URL, signature, errors ----------------------------------------------------------
+# What reading an upstream answer of the wrong shape raises (orjson's JSONDecodeError is a ValueError): the
+# caller's ModelErrorException (a stream's modelStreamErrorException), never a 500.
+MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+
+
 def endpoint(deployment: Deployment, region: str) -> str:
     """The upstream bedrock-runtime endpoint: the deployment's ``url``, else AWS's for the Region."""
     return (deployment.url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
@@ -384,11 +389,10 @@ class BedrockProvider:
     async def chat(self, target: Target, request: ChatRequest) -> ChatResponse:
         response = await self._invoke(target, "converse", converse_body(request))
         try:
-            payload = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
+            return chat_response(orjson.loads(response.content))
+        except MALFORMED:  # not JSON, or a member of the wrong type
             raise ModelError("The upstream Bedrock endpoint returned a malformed response.",
                              originalStatusCode=200) from None
-        return chat_response(payload)
 
     async def chat_stream(self, target: Target, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         body = orjson.dumps(converse_body(request))
@@ -405,7 +409,12 @@ class BedrockProvider:
                     if kind != "event":
                         raise _message_error(message)
                     name = str(message.headers.get(":event-type"))
-                    for event in translator.events(name, orjson.loads(message.payload or b"{}")):
+                    try:
+                        events = translator.events(name, orjson.loads(message.payload or b"{}"))
+                    except MALFORMED:
+                        raise ModelStreamError("The upstream Bedrock stream sent a malformed event.", originalStatusCode=200,
+                                               originalMessage=bytes(message.payload[:500]).decode("utf-8", "replace")) from None
+                    for event in events:
                         finished = finished or isinstance(event, Metadata)
                         yield event
         except httpx.TimeoutException:
@@ -428,12 +437,12 @@ class BedrockProvider:
             response = await self._invoke(target, "invoke", body)
             try:
                 payload = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
+                vectors += embed_vectors(payload)
+                counted = response.headers.get("x-amzn-bedrock-input-token-count") or payload.get("inputTextTokenCount")
+                texts = body.get("texts") or [body.get("inputText", "")]
+                input_tokens += int(counted) if counted is not None else sum(count_text(t) for t in texts)
+            except MALFORMED:
                 raise ModelError("The upstream model returned a malformed response.", originalStatusCode=200) from None
-            vectors += embed_vectors(payload)
-            counted = response.headers.get("x-amzn-bedrock-input-token-count") or payload.get("inputTextTokenCount")
-            texts = body.get("texts") or [body.get("inputText", "")]
-            input_tokens += int(counted) if counted is not None else sum(count_text(t) for t in texts)
         return EmbedResponse(tuple(vectors), Usage(input_tokens, 0))
 
     async def close(self) -> None:

@@ -120,12 +120,96 @@ def _arguments(raw: str | None) -> Any:
 
 
 def _usage(raw: dict[str, Any] | None, request: ChatRequest, output_text: str) -> Usage:
-    if raw:
-        # OpenAI's prompt_tokens include the cached ones; Bedrock's inputTokens do not.
-        cached = int((raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        prompt = int(raw.get("prompt_tokens") or 0)
-        return Usage(max(prompt - cached, 0), int(raw.get("completion_tokens") or 0), min(cached, prompt))
-    return Usage(count_request(request), count_text(output_text))
+    """The backend's token counts; a count it leaves out (or sends as anything but a whole number) is
+    counted here, by the rule CountTokens uses."""
+    raw = raw or {}
+    details = raw.get("prompt_tokens_details")
+    cached = _tokens(details.get("cached_tokens") if isinstance(details, dict) else None) or 0
+    prompt = _tokens(raw.get("prompt_tokens"))
+    completion = _tokens(raw.get("completion_tokens"))
+    if prompt is None:
+        prompt = count_request(request) + cached
+    if completion is None:
+        completion = count_text(output_text)
+    # OpenAI's prompt_tokens include the cached ones; Bedrock's inputTokens do not.
+    return Usage(max(prompt - cached, 0), completion, min(cached, prompt))
+
+
+def _tokens(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def _completion(payload: Any, request: ChatRequest) -> ChatResponse:
+    """A chat completion's answer, neutral. A member of the wrong JSON type raises TypeError (or KeyError,
+    IndexError, AttributeError, ValueError), which the caller turns into ModelErrorException."""
+    choice = _object(payload["choices"][0])
+    message = _object(choice.get("message") or {})
+    content: list[Text | ToolUse | Reasoning] = []
+    reasoning = _reasoning_of(message)
+    if reasoning:
+        content.append(Reasoning(reasoning))
+    text = _text(message.get("content"))
+    if text:
+        content.append(Text(text))
+    for call in _array(message.get("tool_calls")):
+        fn = _object(_object(call).get("function") or {})
+        content.append(ToolUse(_string(call.get("id")), _string(fn.get("name")), _arguments(_string(fn.get("arguments")))))
+    stop = FINISH.get(_string(choice.get("finish_reason")) or "stop", "end_turn")
+    if any(isinstance(b, ToolUse) for b in content):
+        stop = "tool_use"
+    return ChatResponse(tuple(content), stop, _usage(_object(payload.get("usage") or {}), request, text))
+
+
+def _stream_chunk(chunk: Any) -> tuple[dict[str, Any] | None, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """A ``chat.completion.chunk``'s usage and its (choice, delta) pairs, each checked to be a JSON object
+    with string text (TypeError if not: the stream then ends with ModelStreamErrorException)."""
+    chunk = _object(chunk)
+    usage = chunk.get("usage")
+    pairs = []
+    for choice in _array(chunk.get("choices")):
+        delta = _object(_object(choice).get("delta") or {})
+        delta["content"] = _text(delta.get("content"))
+        for call in _array(delta.get("tool_calls")):
+            fn = _object(_object(call).get("function") or {})
+            _string(fn.get("name")), _string(fn.get("arguments")), _string(call.get("id"))
+            if not isinstance(call.get("index", 0), int):
+                raise TypeError("tool call index")
+        _string(choice.get("finish_reason"))
+        pairs.append((choice, delta))
+    return (_object(usage) if usage else None), pairs
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _array(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"expected a JSON array, found {type(value).__name__}")
+    return value
+
+
+def _string(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, found {type(value).__name__}")
+    return value
+
+
+def _text(value: Any) -> str:
+    """A message's ``content``: a string, or (as some servers send) a list of ``{"type": "text"}`` parts."""
+    if isinstance(value, list):
+        return "".join(_string(_object(part).get("text")) for part in value if _object(part).get("type") == "text")
+    return _string(value)
 
 
 def _error(status: int, text: str) -> ServiceError:
@@ -178,25 +262,9 @@ class OpenAIProvider:
         if r.status != 200:
             raise _error(r.status, raw.decode("utf-8", "replace"))
         try:
-            payload = orjson.loads(raw)
-            choice = payload["choices"][0]
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+            return _completion(orjson.loads(raw), request)
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError, ValueError):
             raise ModelError("The model backend returned a malformed response.", originalStatusCode=200) from None
-        message = choice.get("message") or {}
-        content: list[Text | ToolUse | Reasoning] = []
-        reasoning = _reasoning_of(message)
-        if reasoning:
-            content.append(Reasoning(reasoning))
-        if message.get("content"):
-            content.append(Text(message["content"]))
-        for call in message.get("tool_calls") or ():
-            fn = call.get("function") or {}
-            content.append(ToolUse(call.get("id", ""), fn.get("name", ""), _arguments(fn.get("arguments"))))
-        stop = FINISH.get(choice.get("finish_reason") or "stop", "end_turn")
-        if any(isinstance(b, ToolUse) for b in content):
-            stop = "tool_use"
-        text = message.get("content") or ""
-        return ChatResponse(tuple(content), stop, _usage(payload.get("usage"), request, text))
 
     async def chat_stream(self, target: Target, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         timeout = target.deployment.timeout_seconds
@@ -291,10 +359,13 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
         data = line[5:].strip()
         if data == "[DONE]":
             break
-        chunk = orjson.loads(data)
-        usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
+        try:
+            chunk_usage, choices = _stream_chunk(orjson.loads(data))
+        except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
+            raise ModelStreamError("The model backend sent a malformed stream event.", originalStatusCode=200,
+                                   originalMessage=data[:500]) from None
+        usage = chunk_usage or usage
+        for choice, delta in choices:
             reasoning = _reasoning_of(delta)
             if reasoning:
                 if kind != "reasoning":
