@@ -665,6 +665,40 @@ def test_claudes_own_body_is_refused_where_claude_refuses_it(runtime):
     assert json.loads(runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=answered, tools=tools))[
         "body"].read())["stop_reason"] == "end_turn"
     runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=[hi, {"role": "assistant", "content": ""}]))
+    # A prefill (the final assistant turn) may not end in whitespace.
+    for prefill in ("Sure ", [{"type": "text", "text": "Sure\n"}]):
+        assert refused([hi, {"role": "assistant", "content": prefill}]) == (
+            "messages: final assistant content cannot end with trailing whitespace")
+    runtime.invoke_model(modelId=HAIKU, body=anthropic_body(messages=[hi, {"role": "assistant", "content": "Sure"}]))
+
+
+def test_converse_refuses_empty_turns_documents_without_text_and_claude_prefills_ending_in_whitespace(runtime):
+    """Three refusals Bedrock users report, in Bedrock's words, by Converse, ConverseStream and CountTokens."""
+    document = {"document": {"format": "txt", "name": "notes", "source": {"bytes": b"Quarterly figures."}}}
+
+    def refused(model_id: str, messages: list[dict[str, Any]]) -> set[str]:
+        said = set()
+        for call in (lambda: runtime.converse(modelId=model_id, messages=messages),
+                     lambda: runtime.converse_stream(modelId=model_id, messages=messages),
+                     lambda: runtime.count_tokens(modelId=model_id, input={"converse": {"messages": messages}})):
+            with pytest.raises(ClientError) as e:
+                call()
+            assert e.value.response["Error"]["Code"] == "ValidationException"
+            said.add(str(e.value.response["Error"]["Message"]))
+        return said
+
+    for model_id in (HAIKU, "amazon.nova-lite-v1:0"):
+        assert refused(model_id, [*USER_HELLO, {"role": "assistant", "content": []}]) == {
+            "The content field in the Message object at messages.1 is empty. Add a ContentBlock object to the "
+            "content field and try again."}
+        assert refused(model_id, [{"role": "user", "content": [document]}]) == {
+            "A text block must be included when using documents. Add a text block and retry your request."}
+        runtime.converse(modelId=model_id, messages=[{"role": "user", "content": [document, {"text": "Summarize."}]}])
+    prefill = [*USER_HELLO, {"role": "assistant", "content": [{"text": "Sure "}]}]
+    assert refused(HAIKU, prefill) == {
+        "The model returned the following errors: messages: final assistant content cannot end with trailing whitespace"}
+    runtime.converse(modelId="amazon.nova-lite-v1:0", messages=prefill)  # Claude's rule, not Bedrock's
+    runtime.converse(modelId=HAIKU, messages=[*USER_HELLO, {"role": "assistant", "content": [{"text": "Sure"}]}])
 
 
 def test_a_document_name_bedrock_would_refuse_is_refused(runtime):
@@ -681,3 +715,20 @@ def test_a_document_name_bedrock_would_refuse_is_refused(runtime):
             "The document file name can only contain alphanumeric characters, whitespace characters, hyphens, "
             "parentheses, and square brackets.")
     assert ask("Q3 report (final) [v2]")["stopReason"] == "end_turn"
+
+
+def test_max_tokens_above_the_models_limit_is_refused_in_bedrocks_words(runtime):
+    """Bedrock refuses a maxTokens above the model's output limit (vercel/ai#2772: 4096 for Claude 3.5 Sonnet);
+    the limit itself is accepted, and a model with no known limit takes any."""
+    for call in (runtime.converse, runtime.converse_stream):
+        for model_id, limit in ((HAIKU, 4096), ("us.meta.llama3-2-11b-instruct-v1:0", 8192),
+                                ("amazon.titan-text-premier-v1:0", 3000)):
+            with pytest.raises(ClientError) as e:
+                call(modelId=model_id, messages=USER_HELLO, inferenceConfig={"maxTokens": limit + 1})
+            assert e.value.response["Error"]["Code"] == "ValidationException"
+            assert e.value.response["Error"]["Message"] == (
+                f"The maximum tokens you requested exceeds the model limit of {limit}. Try again with a maximum "
+                f"tokens value that is lower than {limit}.")
+            call(modelId=model_id, messages=USER_HELLO, inferenceConfig={"maxTokens": limit})
+    runtime.converse(modelId="us.anthropic.claude-opus-4-1-20250805-v1:0", messages=USER_HELLO,
+                     inferenceConfig={"maxTokens": 1_000_000})

@@ -56,6 +56,7 @@ class FoundationModel:
     regions: frozenset[str]
     inference_types_by_region: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     price: Price | None = None
+    max_output_tokens: int | None = None  # Converse's largest maxTokens (data/output_limits.json); None: no limit
 
     def arn(self, region: str) -> str:
         return foundation_model_arn(region, self.model_id)
@@ -156,6 +157,7 @@ def _model_from_record(rec: Mapping[str, Any]) -> FoundationModel:
         )
         if price
         else None,
+        max_output_tokens=rec.get("max_output_tokens") or None,
     )
 
 
@@ -182,7 +184,9 @@ class Catalog:
         data = resources.files("outcrop.data")
         models = json.loads((data / "foundation_models.json").read_text())
         profiles = json.loads((data / "system_profiles.json").read_text())
-        by_id = {m["model_id"]: m for m in models}
+        limits = json.loads((data / "output_limits.json").read_text())
+        by_id = {m["model_id"]: {**m, "max_output_tokens": limits.get(m["model_id"], {}).get("max_output_tokens")}
+                 for m in models}
         for m in extra_models:
             by_id[m["model_id"]] = {**by_id.get(m["model_id"], {}), **m}
         prof_by_id = {p["id"]: p for p in profiles}

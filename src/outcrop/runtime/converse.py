@@ -51,6 +51,10 @@ ALTERNATE = (
 # usual cause), naming where it is. One of only whitespace passes Bedrock's check, and Claude refuses it.
 BLANK_TEXT = "The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."
 WHITESPACE_TEXT_CLAUDE = "The model returned the following errors: messages: text content blocks must contain non-whitespace text"
+EMPTY_CONTENT = ("The content field in the Message object at messages.{i} is empty. Add a ContentBlock object to the "
+                 "content field and try again.")
+DOCUMENT_WITHOUT_TEXT = "A text block must be included when using documents. Add a text block and retry your request."
+TRAILING_WHITESPACE_CLAUDE = "messages: final assistant content cannot end with trailing whitespace"
 MAX_CACHE_POINTS_CLAUDE = 4
 # A document's name (which the model sees): the characters Bedrock allows, no two whitespace characters in a
 # row. "report.pdf" fails for its period, the usual surprise.
@@ -245,11 +249,18 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     messages: list[Message] = []
     points: list[CachePoint] = []
     uses_tools = False
-    for i, raw in enumerate(params.get("messages") or ()):
+    raw_messages = params.get("messages") or ()
+    for i, raw in enumerate(raw_messages):
         kept: list[Block] = []
-        for j, c in enumerate(raw.get("content", ())):
-            if "document" in c and not DOCUMENT_NAME.fullmatch(c["document"].get("name", "")):
-                raise ValidationError(BAD_DOCUMENT_NAME)
+        content = raw.get("content", ())
+        if not content:
+            raise ValidationError(EMPTY_CONTENT.format(i=i))
+        documents = False
+        for j, c in enumerate(content):
+            if "document" in c:
+                if not DOCUMENT_NAME.fullmatch(c["document"].get("name", "")):
+                    raise ValidationError(BAD_DOCUMENT_NAME)
+                documents = True
             if "text" in c and not c["text"].strip():
                 if not c["text"]:
                     raise ValidationError(BLANK_TEXT.format(i=i, j=j))
@@ -259,9 +270,15 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
                 points.append(CachePoint("messages", i, len(kept), cache_ttl(c["cachePoint"])))
             elif (b := _block(c)) is not None:
                 kept.append(b)
+        if documents and not any("text" in c and c["text"].strip() for c in content):
+            raise ValidationError(DOCUMENT_WITHOUT_TEXT)
         blocks = tuple(kept)
         uses_tools = uses_tools or any(isinstance(b, ToolUse | ToolResult) for b in blocks)
         messages.append(Message(raw["role"], blocks))
+    if model_id.startswith("anthropic.") and messages and messages[-1].role == "assistant":
+        last = [c for c in raw_messages[-1]["content"] if "cachePoint" not in c][-1:]
+        if last and "text" in last[0] and last[0]["text"] != last[0]["text"].rstrip():
+            raise ValidationError(f"The model returned the following errors: {TRAILING_WHITESPACE_CLAUDE}")
     if not messages or messages[0].role != "user":
         raise ValidationError(CONVERSATION_START)
     if any(a.role == b.role for a, b in pairwise(messages)):

@@ -151,10 +151,7 @@ class Runtime:
     # -- operations ------------------------------------------------------------------------------------
     async def converse(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
-        _require_chat(resolution.model)
-        refuse_unsupported_features(params, resolution.model.model_id, resolution.model.input_modalities, stream=False)
-        request = chat_request(params, resolution.model.model_id)
-        request.cache_scope = ctx.account
+        request = _converse_request(params, resolution.model, ctx, stream=False)
         paths = response_field_paths(params)
         record = self._record(ctx, "Converse", resolution, params["modelId"])
         record.metadata = request.metadata
@@ -174,10 +171,7 @@ class Runtime:
 
     async def converse_stream(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         resolution = await self.resolver.resolve(ctx, params["modelId"])
-        _require_chat(resolution.model)
-        refuse_unsupported_features(params, resolution.model.model_id, resolution.model.input_modalities, stream=True)
-        request = chat_request(params, resolution.model.model_id)
-        request.cache_scope = ctx.account
+        request = _converse_request(params, resolution.model, ctx, stream=True)
         paths = response_field_paths(params)
         record = self._record(ctx, "ConverseStream", resolution, params["modelId"])
         record.metadata = request.metadata
@@ -427,6 +421,20 @@ def _parsed(family: ChatFamily | EmbeddingFamily, body: Mapping[str, Any], model
     except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
         log.warning("InvokeModel body passed the %s schema but not its parser: %r", family.name, e)
         raise malformed(f"#: a value in the body is not of the type {model_id}'s request schema gives it") from None
+
+
+def _converse_request(params: dict[str, Any], model: FoundationModel, ctx: RequestContext, stream: bool) -> ChatRequest:
+    """Converse's request for ``model``, refused first where Bedrock refuses it for that model."""
+    _require_chat(model)
+    refuse_unsupported_features(params, model.model_id, model.input_modalities, stream=stream)
+    limit = model.max_output_tokens
+    requested = (params.get("inferenceConfig") or {}).get("maxTokens")
+    if limit is not None and requested is not None and requested > limit:
+        raise ValidationError(f"The maximum tokens you requested exceeds the model limit of {limit}. Try again with a "
+                              f"maximum tokens value that is lower than {limit}.")
+    request = chat_request(params, model.model_id)
+    request.cache_scope = ctx.account
+    return request
 
 
 def _require_chat(model: FoundationModel) -> None:

@@ -33,6 +33,7 @@ from outcrop.providers.messages import (
 )
 from outcrop.runtime.converse import (
     MAX_CACHE_POINTS_CLAUDE,
+    TRAILING_WHITESPACE_CLAUDE,
     cache_ttl,
     claude_thinking_error,
     reasoning_budget,
@@ -164,6 +165,9 @@ def _check_turns(raw_messages: list[Any]) -> None:
             raise ValidationError("messages: text content blocks must be non-empty")
         if any(t and not t.strip() for t in texts):
             raise ValidationError("messages: text content blocks must contain non-whitespace text")
+        if final_assistant and blocks and isinstance(last := blocks[-1], dict) and last.get("type") == "text" \
+                and isinstance(last.get("text"), str) and last["text"] != last["text"].rstrip():
+            raise ValidationError(TRAILING_WHITESPACE_CLAUDE)
         if m.get("role") == "user":
             leading = 0
             for j, b in enumerate(blocks):
