@@ -116,6 +116,40 @@ def test_cohere_embeddings(runtime):
     assert body["response_type"] == "embeddings_floats" and body["texts"] == ["a", "b c"]
 
 
+def test_embeddings_in_the_encodings_asked_for(runtime):
+    """Titan v2 ``embeddingTypes`` and Cohere ``embedding_types``: each encoding asked for, made from the
+    same float vector (AWS user guide, Titan Text Embeddings V2 and Cohere Embed parameters)."""
+    titan = json.loads(runtime.invoke_model(modelId="amazon.titan-embed-text-v2:0", body=json.dumps(
+        {"inputText": "Hello there", "dimensions": 256, "embeddingTypes": ["float", "binary"]}))["body"].read())
+    assert set(titan["embeddingsByType"]) == {"float", "binary"}
+    assert titan["embeddingsByType"]["float"] == titan["embedding"]
+    assert titan["embeddingsByType"]["binary"] == [int(v > 0) for v in titan["embedding"]]
+    default = json.loads(runtime.invoke_model(modelId="amazon.titan-embed-text-v2:0", body=json.dumps(
+        {"inputText": "Hello there", "dimensions": 256}))["body"].read())
+    assert list(default["embeddingsByType"]) == ["float"]
+
+    body = {"texts": ["a", "b c"], "input_type": "search_document"}
+    floats = json.loads(runtime.invoke_model(modelId="cohere.embed-english-v3", body=json.dumps(body))["body"].read())
+    cohere = json.loads(runtime.invoke_model(modelId="cohere.embed-english-v3", body=json.dumps(
+        {**body, "embedding_types": ["float", "int8", "uint8", "binary", "ubinary"]}))["body"].read())
+    assert cohere["response_type"] == "embeddings_by_type"
+    by_type = cohere["embeddings"]
+    assert by_type["float"] == floats["embeddings"]
+    first = by_type["float"][0]
+    assert len(by_type["int8"][0]) == len(by_type["uint8"][0]) == 1024
+    assert all(-128 <= v <= 127 for v in by_type["int8"][0]) and all(0 <= v <= 255 for v in by_type["uint8"][0])
+    assert [v > 0 for v in by_type["int8"][0]] == [round(f * 127) > 0 for f in first]
+    assert len(by_type["ubinary"][0]) == len(by_type["binary"][0]) == 128  # one bit per dimension
+    assert by_type["ubinary"][0][0] >> 7 == int(first[0] > 0)
+    assert [b % 256 for b in by_type["binary"][0]] == by_type["ubinary"][0]
+
+    for model_id, bad in (("cohere.embed-english-v3", {**body, "embedding_types": ["float", "int4"]}),
+                          ("amazon.titan-embed-text-v2:0", {"inputText": "x", "embeddingTypes": ["int8"]})):
+        with pytest.raises(ClientError) as e:
+            runtime.invoke_model(modelId=model_id, body=json.dumps(bad))
+        assert "is not a valid enum value" in e.value.response["Error"]["Message"]
+
+
 WEATHER_TOOL = {"toolSpec": {"name": "get_weather", "description": "Weather in a city",
                              "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}},
                                                       "required": ["city"]}}}}

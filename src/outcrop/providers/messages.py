@@ -226,6 +226,7 @@ class EmbedRequest:
     dimensions: int
     normalize: bool = True
     input_type: str | None = None
+    types: tuple[str, ...] = ()  # the encodings asked for (Titan ``embeddingTypes``, Cohere ``embedding_types``)
 
 
 @dataclass(slots=True)
