@@ -732,3 +732,15 @@ def test_max_tokens_above_the_models_limit_is_refused_in_bedrocks_words(runtime)
             call(modelId=model_id, messages=USER_HELLO, inferenceConfig={"maxTokens": limit})
     runtime.converse(modelId="us.anthropic.claude-opus-4-1-20250805-v1:0", messages=USER_HELLO,
                      inferenceConfig={"maxTokens": 1_000_000})
+
+
+def test_claude_refuses_additional_fields_that_converse_already_sets(runtime):
+    """``additionalModelRequestFields`` holding ``system`` beside Converse's own system prompt (or holding
+    ``messages``): Bedrock's words (danny-avila/LibreChat#14246). Fields Converse does not set pass."""
+    for fields, system in (({"system": "Be terse."}, [{"text": "Be brief."}]), ({"messages": []}, [])):
+        with pytest.raises(ClientError) as e:
+            runtime.converse(modelId=HAIKU, messages=USER_HELLO, system=system, additionalModelRequestFields=fields)
+        assert e.value.response["Error"]["Message"] == (
+            f"The additional field {next(iter(fields))} conflicts with an existing field.")
+    runtime.converse(modelId=HAIKU, messages=USER_HELLO, system=[{"text": "Be brief."}],
+                     additionalModelRequestFields={"top_k": 5})

@@ -88,3 +88,13 @@ def test_a_parameter_left_null_is_not_given_but_a_required_one_must_be_there() -
 def test_a_schema_using_a_keyword_the_checks_do_not_know_is_refused_when_built() -> None:
     with pytest.raises(ValueError, match="additionalProperties"):
         BodySchema({"type": "object", "additionalProperties": False})
+
+
+def test_claudes_body_refuses_a_null_parameter_where_other_families_take_it_as_not_given() -> None:
+    """Bedrock's Claude schema: ``#/temperature: expected type: Number, found: Null`` (x3n0cr4735/celi#91)."""
+    claude = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    assert _verdict(_family_of("anthropic.claude-3-haiku-20240307-v1:0").schema, {**claude, "temperature": None}) == (
+        "Malformed input request: #/temperature: expected type: Number, found: Null, please reformat your input and "
+        "try again.")
+    llama = {"prompt": "hi", "temperature": None}
+    assert _verdict(_family_of("meta.llama3-8b-instruct-v1:0").schema, llama) is None

@@ -313,6 +313,11 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     if not isinstance(extra, dict):  # a document member: any JSON value passes the shape
         raise ValidationError(EXTRA_FIELDS_NOT_OBJECT)
     extra = dict(extra)
+    if model_id.startswith("anthropic."):
+        # Claude's request made from Converse's own fields already holds these (danny-avila/LibreChat#14246).
+        for key in ("messages", "system"):
+            if key in extra and (key == "messages" or params.get("system")):
+                raise ValidationError(f"The additional field {key} conflicts with an existing field.")
     top_k = extra.get("top_k", extra.get("topK"))
     thinking = extra.get("thinking")
     if model_id.startswith("anthropic.") and (

@@ -51,7 +51,6 @@ from outcrop.runtime.families.schema import (
     array,
     obj,
     one_of_types,
-    params,
 )
 
 # The Messages API body: every member outcrop reads, typed at every depth. One block schema serves every
@@ -64,7 +63,9 @@ _BLOCK = one_of_types("string", "object", required=["type"], properties={
     "is_error": BOOLEAN, "thinking": STRING, "signature": STRING, "data": STRING,
     "source": obj(type=STRING, media_type=STRING, data=STRING), "cache_control": _CACHE_CONTROL,
 })
-SCHEMA = BodySchema(params(
+# Claude's schema takes no ``null`` for a parameter (``#/temperature: expected type: Number, found: Null``,
+# x3n0cr4735/celi#91), unlike the families whose SDKs send an unset parameter as null.
+SCHEMA = BodySchema(obj(
     ("anthropic_version", "max_tokens", "messages"),
     anthropic_version=STRING,
     max_tokens=INTEGER,
