@@ -744,3 +744,18 @@ def test_claude_refuses_additional_fields_that_converse_already_sets(runtime):
             f"The additional field {next(iter(fields))} conflicts with an existing field.")
     runtime.converse(modelId=HAIKU, messages=USER_HELLO, system=[{"text": "Be brief."}],
                      additionalModelRequestFields={"top_k": 5})
+
+
+def test_models_whose_invokemodel_body_outcrop_lacks_say_what_to_do_instead(runtime):
+    """A text model whose own body outcrop does not implement points to Converse, which serves it; an image
+    model (which Converse refuses too) is said to be outside what outcrop serves."""
+    with pytest.raises(ClientError) as e:
+        runtime.invoke_model(modelId="us.deepseek.r1-v1:0", body=json.dumps({"prompt": "hi"}))
+    assert e.value.response["Error"]["Message"].endswith("use Converse for this model.")
+    assert runtime.converse(modelId="us.deepseek.r1-v1:0", messages=USER_HELLO)["stopReason"] == "end_turn"
+    with pytest.raises(ClientError) as e:
+        runtime.invoke_model(modelId="us.stability.stable-image-erase-object-v1:0", body=json.dumps({"image": "x"}))
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert e.value.response["Error"]["Message"] == (
+        "outcrop does not serve stability.stable-image-erase-object-v1:0: it makes image, and outcrop serves "
+        "text and embedding models.")

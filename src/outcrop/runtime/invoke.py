@@ -445,10 +445,13 @@ def _require_chat(model: FoundationModel) -> None:
 def _chat_family(model: FoundationModel) -> ChatFamily:
     family = CHAT_FAMILIES.get(model.family)
     if family is None:
-        raise ValidationError(
-            f"outcrop does not implement the InvokeModel body of {model.model_id} (family {model.family}); "
-            "use Converse for this model."
-        )
+        if "TEXT" in model.output_modalities and model.family not in EMBEDDING_FAMILIES:
+            raise ValidationError(
+                f"outcrop does not implement the InvokeModel body of {model.model_id} (family {model.family}); "
+                "use Converse for this model.")
+        made = " and ".join(m.lower() for m in model.output_modalities) or "other output"
+        raise ValidationError(f"outcrop does not serve {model.model_id}: it makes {made}, and outcrop serves text "
+                              "and embedding models.")
     return family
 
 
