@@ -119,12 +119,14 @@ def _arguments(raw: str | None) -> Any:
         return {"arguments": raw}
 
 
-def _usage(raw: dict[str, Any] | None, request: ChatRequest, output_text: str) -> Usage:
+def _usage(raw: Any, request: ChatRequest, output_text: str) -> Usage:
     """The backend's token counts; a count it leaves out (or sends as anything but a whole number) is
     counted here, by the rule CountTokens uses."""
-    raw = raw or {}
+    if raw.__class__ is not dict:
+        raw = {}
     details = raw.get("prompt_tokens_details")
-    cached = _tokens(details.get("cached_tokens") if isinstance(details, dict) else None) or 0
+    cached = _tokens(details.get("cached_tokens")) if details.__class__ is dict else None
+    cached = cached or 0
     prompt = _tokens(raw.get("prompt_tokens"))
     completion = _tokens(raw.get("completion_tokens"))
     if prompt is None:
@@ -136,79 +138,71 @@ def _usage(raw: dict[str, Any] | None, request: ChatRequest, output_text: str) -
 
 
 def _tokens(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+    if value.__class__ is int and value >= 0:  # not a bool: its class is bool
+        return value  # type: ignore[no-any-return]
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
     return None
 
 
+# Reading a backend's answer checks each member's JSON type only where a wrong one would not fail on its own
+# (a value that is not an object or a list fails at ``.get`` or at iteration: AttributeError or TypeError,
+# which the callers turn into ModelErrorException / modelStreamErrorException).
 def _completion(payload: Any, request: ChatRequest) -> ChatResponse:
-    """A chat completion's answer, neutral. A member of the wrong JSON type raises TypeError (or KeyError,
-    IndexError, AttributeError, ValueError), which the caller turns into ModelErrorException."""
-    choice = _object(payload["choices"][0])
-    message = _object(choice.get("message") or {})
+    """A chat completion's answer, neutral (raises TypeError and the like on one of the wrong shape)."""
+    choice = payload["choices"][0]
+    message = choice.get("message") or {}
     content: list[Text | ToolUse | Reasoning] = []
     reasoning = _reasoning_of(message)
     if reasoning:
         content.append(Reasoning(reasoning))
-    text = _text(message.get("content"))
+    text = message.get("content") or ""
+    if text.__class__ is not str:
+        text = _text(text)
     if text:
         content.append(Text(text))
-    for call in _array(message.get("tool_calls")):
-        fn = _object(_object(call).get("function") or {})
+    stop = FINISH.get(choice.get("finish_reason") or "stop", "end_turn")
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") or {}
         content.append(ToolUse(_string(call.get("id")), _string(fn.get("name")), _arguments(_string(fn.get("arguments")))))
-    stop = FINISH.get(_string(choice.get("finish_reason")) or "stop", "end_turn")
-    if any(isinstance(b, ToolUse) for b in content):
         stop = "tool_use"
-    return ChatResponse(tuple(content), stop, _usage(_object(payload.get("usage") or {}), request, text))
+    return ChatResponse(tuple(content), stop, _usage(payload.get("usage"), request, text))
 
 
-def _stream_chunk(chunk: Any) -> tuple[dict[str, Any] | None, list[tuple[dict[str, Any], dict[str, Any]]]]:
-    """A ``chat.completion.chunk``'s usage and its (choice, delta) pairs, each checked to be a JSON object
-    with string text (TypeError if not: the stream then ends with ModelStreamErrorException)."""
-    chunk = _object(chunk)
-    usage = chunk.get("usage")
-    pairs = []
-    for choice in _array(chunk.get("choices")):
-        delta = _object(_object(choice).get("delta") or {})
-        delta["content"] = _text(delta.get("content"))
-        for call in _array(delta.get("tool_calls")):
-            fn = _object(_object(call).get("function") or {})
+def _stream_chunk(chunk: Any) -> tuple[Any, Any]:
+    """A ``chat.completion.chunk``'s usage and choices, their text made strings (raises TypeError and the
+    like on one of the wrong shape)."""
+    choices = chunk.get("choices") or ()
+    for choice in choices:
+        delta = choice.get("delta")
+        if delta is None:
+            choice["delta"] = delta = {}
+        content = delta.get("content")
+        if content is not None and content.__class__ is not str:
+            delta["content"] = _text(content)
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") or {}
             _string(fn.get("name")), _string(fn.get("arguments")), _string(call.get("id"))
-            if not isinstance(call.get("index", 0), int):
-                raise TypeError("tool call index")
-        _string(choice.get("finish_reason"))
-        pairs.append((choice, delta))
-    return (_object(usage) if usage else None), pairs
-
-
-def _object(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"expected a JSON object, found {type(value).__name__}")
-    return value
-
-
-def _array(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TypeError(f"expected a JSON array, found {type(value).__name__}")
-    return value
+            if call.get("index", 0).__class__ is not int:
+                raise TypeError("a tool call's index is not an integer")
+        finish = choice.get("finish_reason")
+        if finish is not None and finish.__class__ is not str:
+            raise TypeError("finish_reason is not a string")
+    return chunk.get("usage"), choices
 
 
 def _string(value: Any) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str):
+    if value.__class__ is not str:
         raise TypeError(f"expected a string, found {type(value).__name__}")
-    return value
+    return value  # type: ignore[no-any-return]
 
 
 def _text(value: Any) -> str:
     """A message's ``content``: a string, or (as some servers send) a list of ``{"type": "text"}`` parts."""
-    if isinstance(value, list):
-        return "".join(_string(_object(part).get("text")) for part in value if _object(part).get("type") == "text")
+    if value.__class__ is list:
+        return "".join(_string(part.get("text")) for part in value if part.get("type") == "text")
     return _string(value)
 
 
@@ -365,7 +359,8 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
             raise ModelStreamError("The model backend sent a malformed stream event.", originalStatusCode=200,
                                    originalMessage=data[:500]) from None
         usage = chunk_usage or usage
-        for choice, delta in choices:
+        for choice in choices:
+            delta = choice["delta"]
             reasoning = _reasoning_of(delta)
             if reasoning:
                 if kind != "reasoning":

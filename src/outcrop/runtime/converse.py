@@ -249,33 +249,32 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     messages: list[Message] = []
     points: list[CachePoint] = []
     uses_tools = False
+    claude = model_id.startswith("anthropic.")
     raw_messages = params.get("messages") or ()
     for i, raw in enumerate(raw_messages):
         kept: list[Block] = []
         content = raw.get("content", ())
         if not content:
             raise ValidationError(EMPTY_CONTENT.format(i=i))
-        documents = False
         for j, c in enumerate(content):
             if "document" in c:
                 if not DOCUMENT_NAME.fullmatch(c["document"].get("name", "")):
                     raise ValidationError(BAD_DOCUMENT_NAME)
-                documents = True
+                if not any("text" in other and other["text"].strip() for other in content):
+                    raise ValidationError(DOCUMENT_WITHOUT_TEXT)
             if "text" in c and not c["text"].strip():
                 if not c["text"]:
                     raise ValidationError(BLANK_TEXT.format(i=i, j=j))
-                if model_id.startswith("anthropic."):
+                if claude:
                     raise ValidationError(WHITESPACE_TEXT_CLAUDE)
             if "cachePoint" in c:
                 points.append(CachePoint("messages", i, len(kept), cache_ttl(c["cachePoint"])))
             elif (b := _block(c)) is not None:
                 kept.append(b)
-        if documents and not any("text" in c and c["text"].strip() for c in content):
-            raise ValidationError(DOCUMENT_WITHOUT_TEXT)
         blocks = tuple(kept)
         uses_tools = uses_tools or any(isinstance(b, ToolUse | ToolResult) for b in blocks)
         messages.append(Message(raw["role"], blocks))
-    if model_id.startswith("anthropic.") and messages and messages[-1].role == "assistant":
+    if claude and messages and messages[-1].role == "assistant":
         last = [c for c in raw_messages[-1]["content"] if "cachePoint" not in c][-1:]
         if last and "text" in last[0] and last[0]["text"] != last[0]["text"].rstrip():
             raise ValidationError(f"The model returned the following errors: {TRAILING_WHITESPACE_CLAUDE}")
@@ -313,14 +312,13 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     if not isinstance(extra, dict):  # a document member: any JSON value passes the shape
         raise ValidationError(EXTRA_FIELDS_NOT_OBJECT)
     extra = dict(extra)
-    if model_id.startswith("anthropic."):
+    if claude and extra and ("messages" in extra or ("system" in extra and params.get("system"))):
         # Claude's request made from Converse's own fields already holds these (danny-avila/LibreChat#14246).
-        for key in ("messages", "system"):
-            if key in extra and (key == "messages" or params.get("system")):
-                raise ValidationError(f"The additional field {key} conflicts with an existing field.")
+        key = "messages" if "messages" in extra else "system"
+        raise ValidationError(f"The additional field {key} conflicts with an existing field.")
     top_k = extra.get("top_k", extra.get("topK"))
     thinking = extra.get("thinking")
-    if model_id.startswith("anthropic.") and (
+    if claude and (
             problem := claude_thinking_error(thinking, config.get("maxTokens"), config.get("temperature"), converse=True)):
         raise ValidationError(f"The model returned the following errors: {problem}")
     system: list[str] = []
@@ -329,7 +327,7 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
             system.append(entry["text"])
         elif "cachePoint" in entry:
             points.append(CachePoint("system", len(system), 0, cache_ttl(entry["cachePoint"])))
-    if model_id.startswith("anthropic.") and len(points) > MAX_CACHE_POINTS_CLAUDE:
+    if claude and len(points) > MAX_CACHE_POINTS_CLAUDE:
         raise ValidationError(f"The model returned the following errors: {too_many_cache_points(len(points))}")
     return ChatRequest(
         messages=tuple(messages),
