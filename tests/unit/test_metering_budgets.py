@@ -40,3 +40,16 @@ def test_a_profile_first_checked_counts_its_events_not_yet_stored_then_follows_n
 
     asyncio.run(check())
     assert asked == [RED, BLUE]  # the backlog is read once per profile, on its first check
+
+
+def test_a_budget_tag_that_is_not_a_finite_amount_is_no_budget() -> None:
+    """TagResource takes any value; before, ``NaN`` made every invocation through the profile a 500 (the
+    comparison raised) and ``-Infinity`` refused them all as spent."""
+    from decimal import Decimal
+
+    from outcrop.metering.budgets import budgets_in
+
+    tags = {f"outcrop:budget-tokens-{p}": v for p, v in (("daily", "NaN"), ("monthly", "-Infinity"))}
+    assert budgets_in({**tags, "outcrop:budget-usd-daily": "sNaN"}) == []
+    assert budgets_in({"outcrop:budget-usd-monthly": "-1"}) == []
+    assert [b.limit for b in budgets_in({"outcrop:budget-usd-monthly": " 12.5 "})] == [Decimal("12.5")]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from outcrop.metering.queries import QueryError, parse_query, run_query
+from outcrop.metering.queries import QueryError, iso, parse_query, run_query
 from outcrop.metering.rollups import DAY_US, HOUR_US, MINUTE_US, ingest
 from outcrop.store.engine import Store
 
@@ -125,8 +125,26 @@ def test_times_are_rounded_out_to_whole_minutes_and_default_to_this_month() -> N
     ("2026-01-01", "2026-02-01", "week", [], "granularity"),
     ("2026-01-01", "2026-02-01", None, ["colour"], "groupBy"),
     ("2026-01-01", "2026-02-01", None, ["tag:a,tag:b"], "tag:KEY"),
+    ("2026-01-01", "2026-02-01", None, ["tag:\x00"], "a tag key is"),  # before: a 500 on PostgreSQL
+    ("2026-01-01", "2026-02-01", None, ["metadata:"], "a requestMetadata key is"),
 ])
 def test_bad_parameters_are_refused_naming_the_parameter(since: str, until: str | None, granularity: str | None,
                                                          group_by: list[str], names: str) -> None:
     with pytest.raises(QueryError, match=names):
         parse_query(ACCOUNT, since, until, granularity, group_by, now=NOW)
+
+
+def test_times_beyond_what_a_report_can_span_are_clamped_not_a_500() -> None:
+    """Before: until=9999-12-31T23:59:30Z rounded up past year 9999 (a 500), and since=0001-01-01 was
+    echoed as '1-01-01T00:00:00Z'."""
+    q = parse_query(ACCOUNT, "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:30Z", None, [], now=NOW)
+    assert (iso(q.since_us), iso(q.until_us)) == ("1970-01-01T00:00:00Z", "9999-12-31T23:59:00Z")
+
+
+def test_a_metadata_key_may_hold_a_comma_and_a_tag_key_whitespace() -> None:
+    """AWS allows a comma in a requestMetadata key and whitespace in both kinds of key: a comma separates
+    groupBy names only where a dimension follows it."""
+    q = parse_query(ACCOUNT, "2026-01-01", "2026-02-01", None, ["profile, metadata:cost,center", "tag:team a"], now=NOW)
+    assert q.group_by == ("profile", "metadata:cost,center", "tag:team a")
+    assert parse_query(ACCOUNT, "2026-01-01", "2026-02-01", None, [" model ,region"], now=NOW).group_by == (
+        "model", "region")

@@ -67,6 +67,8 @@ def budgets_in(tags: dict[str, str]) -> list[Budget]:
             limit = Decimal(value.strip())
         except InvalidOperation:
             continue  # not a number: not a budget (TagResource accepts any value)
+        if not limit.is_finite() or limit < 0:
+            continue  # NaN, infinities and negative amounts are not budgets either
         found.append(Budget(key, parts[0], parts[1], limit))
     return found
 

@@ -18,6 +18,7 @@ tests hold the rollups to.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,17 @@ def to_us(value: dt.datetime) -> int:
 
 
 def iso(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# The times a report can span: no usage event is older than the epoch, and the last whole minute that
+# ``datetime`` can hold rounds up to one it can still print.
+EARLIEST_US = 0
+LATEST_US = to_us(dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.UTC))
+# groupBy keys as AWS allows them: a tag key (bedrock's TagKey) and a requestMetadata key
+# (bedrock-runtime's RequestMetadataKeyString); a comma inside one is kept (see ``_group_names``).
+TAG_KEY = re.compile(r"[a-zA-Z0-9\s._:/=+@-]{1,128}")
+METADATA_KEY = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,\-.]{1,256}")
 
 
 def parse_time(name: str, text: str) -> int:
@@ -88,6 +99,8 @@ def parse_query(account: str, since: str | None, until: str | None, granularity:
     now = now or dt.datetime.now(dt.UTC)
     since_us = parse_time("since", since) if since else to_us(dt.datetime(now.year, now.month, 1, tzinfo=dt.UTC))
     until_us = parse_time("until", until) if until else to_us(now)
+    since_us = max(since_us, EARLIEST_US)
+    until_us = min(until_us, LATEST_US)
     since_us -= since_us % MINUTE_US
     until_us += -until_us % MINUTE_US
     if until_us <= since_us:
@@ -96,11 +109,15 @@ def parse_query(account: str, since: str | None, until: str | None, granularity:
         raise QueryError(f"granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
     groups: list[str] = []
     for g in group_by:
-        for name in (p.strip() for p in g.split(",")):
-            if not name:
-                continue
-            if name not in DIMENSIONS and not (name.startswith("tag:") and len(name) > 4) \
-                    and not (name.startswith(METADATA) and len(name) > len(METADATA)):
+        for name in _group_names(g):
+            if name.startswith("tag:"):
+                if not TAG_KEY.fullmatch(name[4:]):
+                    raise QueryError(f"groupBy {name!r}: a tag key is 1 to 128 letters, digits, whitespace or . _ : / = + @ -")
+            elif name.startswith(METADATA):
+                if not METADATA_KEY.fullmatch(name[len(METADATA):]):
+                    raise QueryError(f"groupBy {name!r}: a requestMetadata key is 1 to 256 letters, digits, whitespace "
+                                     "or : _ @ $ # = / + , - .")
+            elif name not in DIMENSIONS:
                 raise QueryError(f"groupBy {name!r} is not one of {', '.join(DIMENSIONS)}, tag:KEY or metadata:KEY")
             if name not in groups:
                 groups.append(name)
@@ -109,6 +126,20 @@ def parse_query(account: str, since: str | None, until: str | None, granularity:
     if sum(g.startswith(METADATA) for g in groups) > 1:
         raise QueryError("groupBy takes at most one metadata:KEY")
     return UsageQuery(account, since_us, until_us, granularity, tuple(groups))
+
+
+def _group_names(text: str) -> list[str]:
+    """The names in one groupBy value: separated by commas, except that a comma followed by anything but a
+    dimension (``profile``, ``tag:…`` …) belongs to the key before it (``metadata:cost,center``). A key keeps
+    its whitespace (AWS allows it in tag and metadata keys); a dimension's name is read without."""
+    names: list[str] = []
+    for part in text.split(","):
+        head = part.strip()
+        if names and not (head in DIMENSIONS or head.startswith(("tag:", METADATA))):
+            names[-1] += "," + part
+        elif head:
+            names.append(head if head in DIMENSIONS else part.lstrip())
+    return names
 
 
 def period_of(us: int, granularity: str) -> int:
