@@ -336,7 +336,23 @@ def test_admin_endpoints_need_outcrop_admin(strict, tmp_path):
     assert code == "AccessDeniedException" and "outcrop:Admin" in message
 
 
-def _signed_get(srv: ServerProcess, key: dict[str, str], path: str) -> None:
+def test_a_key_without_a_policy_reads_its_usage_but_not_what_spans_every_account(strict, tmp_path):
+    """Before: a key with no policy (everything in its own account) could set chaos rules that failed other
+    accounts' calls, and read their profiles' figures in /metrics. The server-wide endpoints now need a
+    policy that allows outcrop:Admin; /_outcrop/usage answers for the caller's account, so it stays open."""
+    plain = new_key(strict)
+    for path in ("/_outcrop/chaos", "/metrics", "/_outcrop/metrics", "/_outcrop/routing"):
+        code, status, message = error_of(lambda p=path: _signed_get(strict, plain, p))
+        assert (code, status) == ("AccessDeniedException", 403)
+        assert "outcrop:Admin" in message and "spans every account" in message
+    assert _signed_get(strict, plain, "/_outcrop/usage").status_code == 200
+    admin = new_key(strict, policy=policy({"Effect": "Allow", "Action": "outcrop:Admin", "Resource": "*"}),
+                    tmp=tmp_path)
+    for path in ("/_outcrop/chaos", "/metrics", "/_outcrop/routing", "/_outcrop/usage"):
+        assert _signed_get(strict, admin, path).status_code == 200
+
+
+def _signed_get(srv: ServerProcess, key: dict[str, str], path: str) -> httpx.Response:
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -347,6 +363,7 @@ def _signed_get(srv: ServerProcess, key: dict[str, str], path: str) -> None:
     if r.status_code >= 400:
         raise ClientError({"Error": {"Code": r.headers.get("x-amzn-errortype", ""), "Message": r.json()["message"]},
                            "ResponseMetadata": {"HTTPStatusCode": r.status_code}}, "GET")
+    return r
 
 
 # ----------------------------------------------------------------------------------------- accounts

@@ -15,7 +15,10 @@ InvokeModel, Converse (``bedrock:InvokeModel``), InvokeModelWithResponseStream, 
 (``bedrock:InvokeModelWithResponseStream``), CountTokens: the ``modelId`` as an ARN (profile or
 foundation model); then, through ``authorize_invocation``, the foundation model in the Region that
 serves the call, with ``bedrock:InferenceProfileArn`` set when a profile was invoked.
-``/_outcrop/…`` endpoints other than health    ``outcrop:Admin`` on ``*``
+``/_outcrop/…`` endpoints other than health    ``outcrop:Admin`` on ``*``; those that act on the whole
+and ``/metrics``                           server (chaos, metrics, routing) need a policy that
+                                           allows it (``/_outcrop/usage`` reports the caller's
+                                           own account)
 ========================================  ====================================================
 
 Condition keys supplied: ``aws:RequestedRegion``, ``aws:PrincipalAccount``, ``aws:PrincipalArn``,
@@ -23,7 +26,8 @@ Condition keys supplied: ``aws:RequestedRegion``, ``aws:PrincipalAccount``, ``aw
 ``aws:TagKeys`` (create and tag operations), and ``aws:ResourceTag/<key>`` (application profiles;
 read from the store only when the caller's policy mentions a resource tag).
 
-A caller without a policy (open mode, or a key issued without one) is allowed everything.
+A caller without a policy (open mode, or a key issued without one) is allowed everything in its account,
+but not what reaches other accounts: the server-wide endpoints.
 """
 
 from __future__ import annotations
@@ -171,6 +175,16 @@ def _tag_context(operation: str, params: Mapping[str, Any], context: Context) ->
         context["aws:tagkeys"] = [str(k) for k in params.get("tagKeys") or ()]
 
 
+ACCOUNT_SCOPED_ADMIN = frozenset({"/_outcrop/usage"})  # answers for the caller's own account only
+
+
 def admin_check(identity: Identity | None, path: str) -> None:
-    """``/_outcrop/…`` endpoints (other than health) in strict mode: ``outcrop:Admin`` on ``*``."""
+    """``/_outcrop/…`` endpoints (other than health) and ``/metrics`` in strict mode: ``outcrop:Admin`` on
+    ``*``. A key without a policy may do everything in its own account, so it may read its usage; chaos
+    rules, metrics and routing state span every account, and need a policy that allows ``outcrop:Admin``."""
+    if identity is not None and identity.policy is None and path not in ACCOUNT_SCOPED_ADMIN:
+        raise AccessDenied(
+            f"User: {identity.principal_arn} is not authorized to perform: {ADMIN_ACTION} on resource: {path} "
+            "because no identity-based policy allows the outcrop:Admin action (a key without a policy acts only "
+            "in its own account; this endpoint spans every account)")
     check(identity, ADMIN_ACTION, "*", {})
