@@ -198,6 +198,30 @@ _ENV = {
 }
 
 
+_SCALARS: dict[str, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,),
+                                         "Path": (str,)}
+
+
+def _typed(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` for ``cls``'s fields, each of its field's TOML type (an integer serves for a float);
+    anything else is a ConfigError naming the setting (a string where a number belongs used to crash
+    later, comparing the two)."""
+    kinds = {f.name: str(f.type) for f in fields(cls)}
+    for key, value in values.items():
+        kind = kinds.get(key)
+        if kind is None:
+            continue  # the dataclass itself refuses an unknown name
+        optional = kind.endswith(" | None")
+        allowed = _SCALARS.get(kind.removesuffix(" | None"))
+        if allowed is None or (optional and value is None):
+            continue
+        if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
+            expected = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(
+                kind.removesuffix(" | None"), "a string")
+            raise ConfigError(f"{where}: {key} = {value!r} must be {expected}")
+    return values
+
+
 def _from_file(path: Path) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text())
@@ -215,12 +239,13 @@ def _from_file(path: Path) -> dict[str, Any]:
             )
         elif key == "deployments":
             try:
-                out["deployments"] = tuple(Deployment(**d) for d in value)
+                out["deployments"] = tuple(
+                    Deployment(**_typed(Deployment, d, f"config file {path}: [[deployments]]")) for d in value)
             except TypeError as e:
                 raise ConfigError(f"config file {path}: [[deployments]]: {e}") from e
         elif key == "routing":
             try:
-                out["routing"] = Routing(**value)
+                out["routing"] = Routing(**_typed(Routing, value, f"config file {path}: [routing]"))
             except TypeError as e:
                 raise ConfigError(f"config file {path}: [routing]: {e}") from e
         elif key == "prices":
@@ -228,6 +253,7 @@ def _from_file(path: Path) -> dict[str, Any]:
         elif key == "accounts":
             out["accounts"] = {str(k): str(v) for k, v in value.items()}
         elif key in known:
+            _typed(Config, {key: value}, f"config file {path}")
             out[key] = Path(value) if key == "data_dir" else value
         else:
             raise ConfigError(f"config file {path}: unknown setting {key!r}")

@@ -1,0 +1,37 @@
+"""The config file: a setting of the wrong TOML type is a ConfigError naming it, not a crash later on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from outcrop.config import ConfigError, load_config
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('port = "abc"', "port = 'abc' must be an integer"),
+    ('workers = "2"', "workers = '2' must be an integer"),
+    ("metering = 1", "metering = 1 must be true or false"),
+    ("port = true", "port = True must be an integer"),
+    ("[routing]\nmax_wait_ms = 1.5", "[routing]: max_wait_ms = 1.5 must be an integer"),
+    ('[[deployments]]\nmodel = "*"\nbackend = "openai"\nurl = "http://x"\ntimeout_seconds = "30"',
+     "[[deployments]]: timeout_seconds = '30' must be a number"),
+    ('[[deployments]]\nmodel = 5', "[[deployments]]: model = 5 must be a string"),
+])
+def test_a_setting_of_the_wrong_type_is_refused_by_name(tmp_path: Path, text: str, message: str) -> None:
+    # Before: port = "abc" crashed with TypeError ('<=' not supported between 'int' and 'str').
+    path = tmp_path / "outcrop.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).endswith(message)
+
+
+def test_an_integer_serves_where_a_number_is_asked_and_optional_settings_take_their_type(tmp_path: Path) -> None:
+    path = tmp_path / "outcrop.toml"
+    path.write_text('port = 9000\nheader_read_timeout_seconds = 5\n[[deployments]]\nmodel = "*"\nbackend = "openai"\n'
+                    'url = "http://x"\ntimeout_seconds = 30\napi_key = "k"\n')
+    config = load_config(path)
+    assert config.port == 9000 and config.header_read_timeout_seconds == 5
+    assert config.deployments[0].timeout_seconds == 30 and config.deployments[0].api_key == "k"
