@@ -7,9 +7,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from outcrop import logs
 from outcrop.config import DEFAULT_PORT, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from outcrop.config import Config
+    from outcrop.store.engine import Store
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -50,12 +57,36 @@ def _redact(url: str) -> str:
     return url
 
 
+def _store(config: Config, *, must_exist: bool) -> Store:
+    """The database of a command other than ``serve``, migrated to this version (quietly). With
+    ``must_exist`` a SQLite file that is not there is an error, not a new empty database: a report read
+    from a mistyped path would say "no spend"."""
+    import logging
+
+    from sqlalchemy.engine import make_url
+
+    from outcrop.store.engine import Store
+
+    url = config.resolved_database_url
+    parsed = make_url(url)  # an ill-formed URL raises ArgumentError, which main() reports
+    if must_exist and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        raise ConfigError(f"the database {url} does not exist (outcrop serve creates it)")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    store = Store(url)
+    try:
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def _identities(args: argparse.Namespace) -> int:
     """``outcrop keys …`` and ``outcrop api-keys …``: issue, list and delete credentials in the database."""
     import json
 
     from outcrop.auth.identities import Identities, IdentityError
-    from outcrop.store.engine import Store
 
     config = load_config(args.config, database_url=args.database)
     policy = None
@@ -69,9 +100,8 @@ def _identities(args: argparse.Namespace) -> int:
             print(f"outcrop: policy {args.policy}: {e}", file=sys.stderr)
             return 2
         policy = json.dumps(json.loads(text), separators=(",", ":"))
-    store = Store(config.resolved_database_url)
+    store = _store(config, must_exist=False)
     try:
-        store.migrate()
         identities = Identities(store)
         api = args.command == "api-keys"
         if args.action == "create":
@@ -120,18 +150,19 @@ def _usage(args: argparse.Namespace) -> int:
     """``outcrop usage`` / ``outcrop costs``: the report of ``GET /_outcrop/usage``, read from the database."""
     from outcrop.metering.queries import QueryError, parse_query, run_query
     from outcrop.metering.report import render
-    from outcrop.store.engine import Store
 
     config = load_config(args.config, database_url=args.database)
     account = args.account or config.default_account
+    if not (len(account) == 12 and account.isdigit()):
+        print(f"outcrop: --account {account!r} is not a 12-digit account ID", file=sys.stderr)
+        return 2
     try:
         query = parse_query(account, args.since, args.until, args.granularity, args.group_by or [])
     except QueryError as e:
         print(f"outcrop: {e}", file=sys.stderr)
         return 2
-    store = Store(config.resolved_database_url)
+    store = _store(config, must_exist=True)
     try:
-        store.migrate()
         report = store.read_sync(lambda conn: run_query(conn, query, args.source))
     finally:
         store.close()
@@ -181,6 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"outcrop: {e}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as e:  # the database cannot be opened: a URL of no known kind, a server not reached
+        url = getattr(args, "database", None) or "(the configured database)"
+        detail = str(e.orig if getattr(e, "orig", None) is not None else e).strip().splitlines()[0]
+        print(f"outcrop: the database {_hide_password(url)} cannot be used: {detail}", file=sys.stderr)
+        return 2
+
+
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
 
 
 if __name__ == "__main__":

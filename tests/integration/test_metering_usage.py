@@ -225,3 +225,21 @@ def test_usage_grouped_by_request_metadata(server: ServerProcess) -> None:
         [sys.executable, "-m", "outcrop", "costs", "--group-by", "metadata:tenant", "--format", "json",
          "--database", server.database_url], capture_output=True, text=True, check=True)
     assert {row["metadata:tenant"] for row in json.loads(cli.stdout)["rows"]} == {"acme", "globex", None}
+
+
+def test_the_cli_report_refuses_a_database_it_cannot_use_instead_of_inventing_one(tmp_path):
+    """Before: a mistyped SQLite path created (and migrated) an empty database and reported $0; a URL of
+    no known kind or an unreachable PostgreSQL printed a traceback; --account abc was taken."""
+    missing = tmp_path / "nowhere" / "outcrop.db"
+    cases = [
+        (["--database", f"sqlite:///{missing}"], "does not exist"),
+        (["--database", "foo://bar"], "cannot be used"),
+        (["--database", "postgresql://u:secret@127.0.0.1:1/x"], "cannot be used"),
+        (["--account", "abc", "--database", f"sqlite:///{missing}"], "not a 12-digit account ID"),
+    ]
+    for argv, said in cases:
+        cli = subprocess.run([sys.executable, "-m", "outcrop", "costs", *argv], capture_output=True, text=True)
+        assert cli.returncode == 2, cli.stderr
+        assert said in cli.stderr and "Traceback" not in cli.stderr
+        assert "secret" not in cli.stderr
+    assert not missing.parent.exists()
