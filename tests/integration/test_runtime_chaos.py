@@ -77,5 +77,8 @@ def test_latency_rule_delays_and_zero_probability_never_fires(runtime, chaos):
 def test_invalid_rule_is_rejected_with_every_problem(chaos):
     r = httpx.post(chaos, json={"fault": "meteor", "probability": 2})
     assert r.status_code == 400
+    assert r.headers["x-amzn-errortype"] == r.json()["__type"] == "ValidationException"
     message = r.json()["message"]
     assert "region" in message and "fault" in message and "probability" in message
+    r = httpx.post(chaos, json={"region": "x" * 300, "fault": "latency", "latencyMs": 9223372036854775808})
+    assert r.status_code == 400 and "at most 256" in r.json()["message"] and "600000" in r.json()["message"]

@@ -66,20 +66,24 @@ class ChaosRule:
         return out
 
 
+MAX_PATTERN = 256  # characters of a region or model glob
+MAX_LATENCY_MS = 600_000  # ten minutes: longer than any routing deadline outcrop allows to be useful
+
+
 def parse_rule(raw: Mapping[str, Any], rule_id: str | None = None) -> ChaosRule:
     problems = []
     region, fault, model = raw.get("region"), raw.get("fault"), raw.get("model")
     probability, latency = raw.get("probability", 1.0), raw.get("latencyMs", 0)
-    if not isinstance(region, str) or not region:
-        problems.append("region: a Region name (or glob) is required")
+    if not isinstance(region, str) or not region or len(region) > MAX_PATTERN:
+        problems.append(f"region: a Region name (or glob) of at most {MAX_PATTERN} characters is required")
     if fault not in FAULTS:
         problems.append(f"fault: must be one of {', '.join(FAULTS)}")
-    if model is not None and not isinstance(model, str):
-        problems.append("model: must be a model ID (or glob)")
+    if model is not None and (not isinstance(model, str) or len(model) > MAX_PATTERN):
+        problems.append(f"model: must be a model ID (or glob) of at most {MAX_PATTERN} characters")
     if not isinstance(probability, int | float) or isinstance(probability, bool) or not 0 <= probability <= 1:
         problems.append("probability: must be a number from 0 to 1")
-    if not isinstance(latency, int) or isinstance(latency, bool) or latency < 0:
-        problems.append("latencyMs: must be a whole number of milliseconds, 0 or more")
+    if not isinstance(latency, int) or isinstance(latency, bool) or not 0 <= latency <= MAX_LATENCY_MS:
+        problems.append(f"latencyMs: must be a whole number of milliseconds from 0 to {MAX_LATENCY_MS}")
     if fault == "latency" and not latency:
         problems.append("latencyMs: a latency rule needs latencyMs")
     unknown = set(raw) - {"region", "model", "fault", "probability", "latencyMs"}
