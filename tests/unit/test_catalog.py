@@ -71,3 +71,16 @@ def test_config_can_add_models_and_profiles():
     assert catalog.model_in("us-east-1", "acme.local-v1:0") is not None
     profile = catalog.system_profile("us-east-1", "us.acme.local-v1:0")
     assert profile is not None and profile.description == "Routes requests to Acme Local in us-east-1 and us-west-2."
+
+
+def test_output_limits_come_with_their_source_and_a_config_entry_may_set_or_lift_one():
+    limits = json.loads((resources.files("outcrop.data") / "output_limits.json").read_text())
+    assert all(isinstance(v["max_output_tokens"], int) and v["evidence"] for v in limits.values())
+    shipped = Catalog.load()
+    assert shipped.models["anthropic.claude-3-haiku-20240307-v1:0"].max_output_tokens == 4096
+    assert shipped.models["anthropic.claude-opus-4-1-20250805-v1:0"].max_output_tokens is None  # no trustworthy figure
+    assert set(limits) <= set(shipped.models)
+    changed = Catalog.load([{"model_id": "anthropic.claude-3-haiku-20240307-v1:0", "max_output_tokens": 0},
+                            {"model_id": "acme.local-v1:0", "regions": ["us-east-1"], "max_output_tokens": 2000}])
+    assert changed.models["anthropic.claude-3-haiku-20240307-v1:0"].max_output_tokens is None
+    assert changed.models["acme.local-v1:0"].max_output_tokens == 2000
