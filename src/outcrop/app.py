@@ -253,14 +253,13 @@ class Outcrop:
             except ServiceError as e:
                 await _respond(send, *error_response(None, e), request_id)
                 return
-            status, body = await chaos_endpoint(self.chaos, method, raw_path, body)
-            await _respond(send, status, _own_headers(status, body), body, request_id)
+            await _respond(send, *await chaos_endpoint(self.chaos, method, raw_path, body), request_id)
             return
         if raw_path == "/_outcrop/usage" and self.store is not None:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             account = self._identify(headers, request_id, caller).account
-            status, body = await usage_endpoint(self.meter, self.store, account, method, scope.get("query_string", b""))
-            await _respond(send, status, _own_headers(status, body), body, request_id)
+            query = scope.get("query_string", b"")
+            await _respond(send, *await usage_endpoint(self.meter, self.store, account, method, query), request_id)
             return
         if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":
             await self._admin(method, raw_path, request_id, send)
@@ -366,15 +365,6 @@ class Outcrop:
             return
         status, headers, body = error_response(None, UnknownOperation(f"No outcrop endpoint at {method} {path}."))
         await _respond(send, status, headers, body, request_id)
-
-
-def _own_headers(status: int, body: bytes) -> list[tuple[bytes, bytes]]:
-    """The headers of an answer of outcrop's own JSON endpoints: a refusal (``{"__type", "message"}``) also
-    names its error in ``x-amzn-ErrorType``, as AWS's do, for clients that read the header."""
-    headers = [(b"content-type", b"application/json")]
-    if status >= 400:
-        headers.append((b"x-amzn-errortype", str(orjson.loads(body).get("__type", "")).encode("latin-1", "replace")))
-    return headers
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -16,10 +16,12 @@ from outcrop.errors import ServiceError, UnknownOperation, ValidationError
 from outcrop.metering.meter import Meter
 from outcrop.metering.queries import QueryError, parse_query, run_query
 from outcrop.store.engine import Store
+from outcrop.wire.restjson import JSON_CONTENT_TYPE, own_error_response
 
 
-async def usage_endpoint(meter: Meter | None, store: Store, account: str, method: str, query: bytes) -> tuple[int, bytes]:
-    """Status and JSON body; errors as ``{"__type", "message"}``."""
+async def usage_endpoint(meter: Meter | None, store: Store, account: str, method: str,
+                         query: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and JSON body; errors as ``{"__type", "message"}`` (``own_error_response``)."""
     try:
         if method != "GET":
             raise UnknownOperation(f"No outcrop endpoint at {method} /_outcrop/usage.")
@@ -39,6 +41,6 @@ async def usage_endpoint(meter: Meter | None, store: Store, account: str, method
         if meter is not None:
             await meter.flush()
         report = await store.read(lambda conn: run_query(conn, q, source))
-        return 200, orjson.dumps(report)
+        return 200, [(b"content-type", JSON_CONTENT_TYPE)], orjson.dumps(report)
     except ServiceError as e:
-        return e.status, orjson.dumps({"__type": e.code, "message": e.message})
+        return own_error_response(e)

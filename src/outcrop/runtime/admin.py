@@ -9,14 +9,16 @@ import orjson
 
 from outcrop.errors import NotFound, ServiceError, UnknownOperation, ValidationError
 from outcrop.runtime.chaos import Chaos
+from outcrop.wire.restjson import JSON_CONTENT_TYPE, own_error_response
 
 
-async def chaos_endpoint(chaos: Chaos, method: str, path: str, body: bytes) -> tuple[int, bytes]:
-    """Status and JSON body; errors as ``{"__type", "message"}``."""
+async def chaos_endpoint(chaos: Chaos, method: str, path: str, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and JSON body; errors as ``{"__type", "message"}`` (``own_error_response``)."""
     try:
-        return await _handle(chaos, method, path, body)
+        status, answer = await _handle(chaos, method, path, body)
     except ServiceError as e:
-        return e.status, orjson.dumps({"__type": e.code, "message": e.message})
+        return own_error_response(e)
+    return status, [(b"content-type", JSON_CONTENT_TYPE)], answer
 
 
 async def _handle(chaos: Chaos, method: str, path: str, body: bytes) -> tuple[int, bytes]:

@@ -502,6 +502,13 @@ def _header_text(value: Any, shape: Shape) -> str:
     return str(value)
 
 
+def own_error_response(error: ServiceError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A refusal of one of outcrop's own JSON endpoints (``/_outcrop/chaos``, ``/_outcrop/usage``): AWS's
+    ``x-amzn-ErrorType`` header, and ``{"__type", "message"}`` in the body."""
+    headers = [(b"x-amzn-errortype", error.code.encode("latin-1")), (b"content-type", JSON_CONTENT_TYPE)]
+    return error.status, headers, orjson.dumps({"__type": error.code, "message": error.message})
+
+
 def error_response(op: Operation | None, error: ServiceError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """AWS's error shape: ``x-amzn-ErrorType``, ``{"message": …}``, and the status the model gives it."""
     status = error.status
