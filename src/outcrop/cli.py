@@ -215,17 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SQLAlchemyError as e:  # the database cannot be opened: a URL of no known kind, a server not reached
         url = getattr(args, "database", None) or "(the configured database)"
         detail = str(e.orig if getattr(e, "orig", None) is not None else e).strip().splitlines()[0]
-        print(f"outcrop: the database {_hide_password(url)} cannot be used: {detail}", file=sys.stderr)
+        print(f"outcrop: the database {_redact(url)} cannot be used: {detail}", file=sys.stderr)
         return 2
-
-
-def _hide_password(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
 
 
 if __name__ == "__main__":

@@ -211,13 +211,12 @@ def _typed(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
         kind = kinds.get(key)
         if kind is None:
             continue  # the dataclass itself refuses an unknown name
-        optional = kind.endswith(" | None")
-        allowed = _SCALARS.get(kind.removesuffix(" | None"))
-        if allowed is None or (optional and value is None):
+        base = kind.removesuffix(" | None")
+        allowed = _SCALARS.get(base)
+        if allowed is None or (base != kind and value is None):
             continue
         if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
-            expected = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(
-                kind.removesuffix(" | None"), "a string")
+            expected = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(base, "a string")
             raise ConfigError(f"{where}: {key} = {value!r} must be {expected}")
     return values
 

@@ -183,8 +183,6 @@ def admin_check(identity: Identity | None, path: str) -> None:
     ``*``. A key without a policy may do everything in its own account, so it may read its usage; chaos
     rules, metrics and routing state span every account, and need a policy that allows ``outcrop:Admin``."""
     if identity is not None and identity.policy is None and path not in ACCOUNT_SCOPED_ADMIN:
-        raise AccessDenied(
-            f"User: {identity.principal_arn} is not authorized to perform: {ADMIN_ACTION} on resource: {path} "
-            "because no identity-based policy allows the outcrop:Admin action (a key without a policy acts only "
-            "in its own account; this endpoint spans every account)")
+        raise AccessDenied(denied_message(identity.principal_arn, ADMIN_ACTION, path, Decision.IMPLICIT_DENY)
+                           + " (a key without a policy acts only in its own account; this endpoint spans every account)")
     check(identity, ADMIN_ACTION, "*", {})

@@ -14,6 +14,10 @@ from typing import Protocol
 from outcrop.config import Deployment
 from outcrop.providers.messages import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, StreamEvent
 
+# What reading a backend's answer of the wrong shape raises (orjson's JSONDecodeError is a ValueError): each
+# provider turns it into ModelErrorException (mid-stream, modelStreamErrorException), never a 500.
+MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+
 
 @dataclass(frozen=True)
 class Target:

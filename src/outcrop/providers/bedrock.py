@@ -45,7 +45,7 @@ from outcrop.errors import (
     Throttled,
     ValidationError,
 )
-from outcrop.providers.base import Target
+from outcrop.providers.base import MALFORMED, Target
 from outcrop.providers.messages import (
     Block,
     BlockDelta,
@@ -90,11 +90,6 @@ STOP_REASONS: dict[str, StopReason] = {
 
 
 # -- the upstream call: URL, signature, errors ----------------------------------------------------------
-# What reading an upstream answer of the wrong shape raises (orjson's JSONDecodeError is a ValueError): the
-# caller's ModelErrorException (a stream's modelStreamErrorException), never a 500.
-MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError)
-
-
 def endpoint(deployment: Deployment, region: str) -> str:
     """The upstream bedrock-runtime endpoint: the deployment's ``url``, else AWS's for the Region."""
     return (deployment.url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")

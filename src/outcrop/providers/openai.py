@@ -28,7 +28,7 @@ from outcrop.errors import (
     Throttled,
     ValidationError,
 )
-from outcrop.providers.base import Target
+from outcrop.providers.base import MALFORMED, Target
 from outcrop.providers.http11 import Client, HTTPError, Response
 from outcrop.providers.messages import (
     BlockDelta,
@@ -125,8 +125,7 @@ def _usage(raw: Any, request: ChatRequest, output_text: str) -> Usage:
     if raw.__class__ is not dict:
         raw = {}
     details = raw.get("prompt_tokens_details")
-    cached = _tokens(details.get("cached_tokens")) if details.__class__ is dict else None
-    cached = cached or 0
+    cached = (_tokens(details.get("cached_tokens")) if details.__class__ is dict else None) or 0
     prompt = _tokens(raw.get("prompt_tokens"))
     completion = _tokens(raw.get("completion_tokens"))
     if prompt is None:
@@ -257,7 +256,7 @@ class OpenAIProvider:
             raise _error(r.status, raw.decode("utf-8", "replace"))
         try:
             return _completion(orjson.loads(raw), request)
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError, ValueError):
+        except MALFORMED:
             raise ModelError("The model backend returned a malformed response.", originalStatusCode=200) from None
 
     async def chat_stream(self, target: Target, request: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -355,7 +354,7 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
             break
         try:
             chunk_usage, choices = _stream_chunk(orjson.loads(data))
-        except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
+        except MALFORMED:
             raise ModelStreamError("The model backend sent a malformed stream event.", originalStatusCode=200,
                                    originalMessage=data[:500]) from None
         usage = chunk_usage or usage

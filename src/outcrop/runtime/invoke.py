@@ -437,15 +437,19 @@ def _converse_request(params: dict[str, Any], model: FoundationModel, ctx: Reque
     return request
 
 
+def _is_chat(model: FoundationModel) -> bool:
+    return model.family not in EMBEDDING_FAMILIES and "TEXT" in model.output_modalities
+
+
 def _require_chat(model: FoundationModel) -> None:
-    if model.family in EMBEDDING_FAMILIES or "TEXT" not in model.output_modalities:
+    if not _is_chat(model):
         raise ValidationError(UNSUPPORTED_ACTION)
 
 
 def _chat_family(model: FoundationModel) -> ChatFamily:
     family = CHAT_FAMILIES.get(model.family)
     if family is None:
-        if "TEXT" in model.output_modalities and model.family not in EMBEDDING_FAMILIES:
+        if _is_chat(model):
             raise ValidationError(
                 f"outcrop does not implement the InvokeModel body of {model.model_id} (family {model.family}); "
                 "use Converse for this model.")

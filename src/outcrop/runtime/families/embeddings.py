@@ -31,10 +31,11 @@ def _bits(vector: list[float]) -> list[int]:
     """One bit per dimension (set where positive), eight to a byte, the first dimension in the high bit."""
     out = []
     for start in range(0, len(vector), 8):
+        chunk = vector[start:start + 8]
         byte = 0
-        for value in vector[start:start + 8]:
+        for value in chunk:
             byte = byte << 1 | (value > 0)
-        out.append(byte << (8 - len(vector[start:start + 8])))
+        out.append(byte << (8 - len(chunk)))
     return out
 
 
