@@ -116,6 +116,33 @@ def test_cohere_embeddings(runtime):
     assert body["response_type"] == "embeddings_floats" and body["texts"] == ["a", "b c"]
 
 
+def test_embedding_bodies_outside_the_models_documented_limits_are_refused(runtime):
+    """AWS user guide, Cohere Embed v3 and v4 and Titan Text Embeddings V2: at most 96 texts, of at most 2,048
+    characters each for v3 (Bedrock's words for a longer one, ScrapeGraphAI/Scrapegraph-ai#400), an
+    ``input_type`` of the documented ones, v4's ``output_dimension`` and Titan v2's ``dimensions`` of their sizes;
+    Embed v3 has 1,024 dimensions only."""
+    ok = {"texts": ["a"], "input_type": "search_query"}
+    refused = [
+        ("cohere.embed-english-v3", {**ok, "texts": ["a" * 2049]}, "#/texts/0: expected maxLength: 2048, actual: 2049"),
+        ("cohere.embed-english-v3", {**ok, "texts": ["a"] * 97}, "#/texts: expected maximum item count: 96, found: 97"),
+        ("cohere.embed-english-v3", {**ok, "input_type": "query"}, "#/input_type: query is not a valid enum value"),
+        ("cohere.embed-v4:0", {**ok, "output_dimension": 7}, "#/output_dimension: 7 is not a valid enum value"),
+        ("cohere.embed-v4:0", {**ok, "output_dimension": 0}, "#/output_dimension: 0 is not a valid enum value"),
+        ("amazon.titan-embed-text-v2:0", {"inputText": "a", "dimensions": 0}, "#/dimensions: 0 is not a valid enum value"),
+    ]
+    for model_id, body, words in refused:
+        with pytest.raises(ClientError) as e:
+            runtime.invoke_model(modelId=model_id, body=json.dumps(body))
+        assert e.value.response["Error"]["Code"] == "ValidationException"
+        assert e.value.response["Error"]["Message"] == f"Malformed input request: {words}, please reformat your input and try again."
+    v3 = json.loads(runtime.invoke_model(modelId="cohere.embed-english-v3", body=json.dumps(
+        {**ok, "texts": ["a" * 2048] * 96, "output_dimension": 256}))["body"].read())
+    assert {len(v) for v in v3["embeddings"]} == {1024}
+    v4 = json.loads(runtime.invoke_model(modelId="cohere.embed-v4:0", body=json.dumps(
+        {**ok, "texts": ["a" * 5000], "output_dimension": 256}))["body"].read())
+    assert [len(v) for v in v4["embeddings"]] == [256]
+
+
 def test_embeddings_in_the_encodings_asked_for(runtime):
     """Titan v2 ``embeddingTypes`` and Cohere ``embedding_types``: each encoding asked for, made from the
     same float vector (AWS user guide, Titan Text Embeddings V2 and Cohere Embed parameters)."""

@@ -20,6 +20,10 @@ from outcrop.runtime.families.schema import BOOLEAN, INTEGER, STRING, STRINGS, B
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 TITAN_TYPES = ("float", "binary")
 COHERE_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
+COHERE_V4_DIMENSIONS = (256, 512, 1024, 1536)
+COHERE_MAX_TEXTS = 96
+COHERE_V3_MAX_CHARACTERS = 2048  # per text; Embed v4 takes far longer texts (~128k tokens)
 
 
 def _types(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -60,7 +64,8 @@ class TitanEmbed:
         text = require(body, "inputText", str)
         if model_id.startswith("amazon.titan-embed-text-v1"):
             return EmbedRequest((text,), 1536, normalize=False)
-        dimensions = optional(body, "dimensions", int) or 1024
+        dimensions = optional(body, "dimensions", int)
+        dimensions = 1024 if dimensions is None else dimensions
         if dimensions not in TITAN_V2_DIMENSIONS:
             raise malformed(f"#/dimensions: {dimensions} is not a valid enum value")
         normalize = body.get("normalize")
@@ -77,7 +82,8 @@ class TitanEmbed:
 
 class CohereEmbed:
     name = "cohere-embed"
-    schema = BodySchema(params(("texts", "input_type"), texts=STRINGS, input_type=STRING, truncate=STRING,
+    schema = BodySchema(params(("texts", "input_type"), texts=STRINGS,
+                            input_type={"type": "string", "enum": list(COHERE_INPUT_TYPES)}, truncate=STRING,
                             embedding_types=array({"type": "string", "enum": list(COHERE_TYPES)}),
                             output_dimension=INTEGER))
 
@@ -85,9 +91,18 @@ class CohereEmbed:
         texts = require(body, "texts", list)
         if not all(isinstance(t, str) for t in texts):
             raise malformed("#/texts: expected type: String")
+        if len(texts) > COHERE_MAX_TEXTS:
+            raise malformed(f"#/texts: expected maximum item count: {COHERE_MAX_TEXTS}, found: {len(texts)}")
         input_type = require(body, "input_type", str)
-        default = 1536 if model_id.startswith("cohere.embed-v4") else 1024
-        dimensions = optional(body, "output_dimension", int) or default
+        if not model_id.startswith("cohere.embed-v4"):  # Embed v3: 1024 dimensions, no output_dimension
+            for i, text in enumerate(texts):
+                if len(text) > COHERE_V3_MAX_CHARACTERS:
+                    raise malformed(f"#/texts/{i}: expected maxLength: {COHERE_V3_MAX_CHARACTERS}, actual: {len(text)}")
+            return EmbedRequest(tuple(texts), 1024, True, input_type, types=_types(body, "embedding_types"))
+        dimensions = optional(body, "output_dimension", int)
+        dimensions = 1536 if dimensions is None else dimensions
+        if dimensions not in COHERE_V4_DIMENSIONS:
+            raise malformed(f"#/output_dimension: {dimensions} is not a valid enum value")
         return EmbedRequest(tuple(texts), dimensions, True, input_type,
                             types=_types(body, "embedding_types"))
 
