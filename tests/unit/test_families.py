@@ -128,6 +128,20 @@ def test_stream_chunks_reassemble_to_the_rendered_text(family):
     assert "".join(text_of(c) for c in chunks) == response.text()
 
 
+def test_llama_stream_reports_the_prompt_size_once_even_when_nothing_is_generated():
+    """Bedrock's Llama chunks carry ``prompt_token_count`` on the first chunk only; with ``max_gen_len`` 0 the
+    closing chunk is the first, so it carries it."""
+    async def chunks(body: dict) -> list[dict]:
+        request = CHAT_FAMILIES["llama"].parse(body, "m")
+        events = BuiltinProvider().chat_stream(TARGET, request)
+        return [c async for c in CHAT_FAMILIES["llama"].stream(events, request, "m", "req")]
+
+    for max_gen_len in (0, 3):
+        out = asyncio.run(chunks({"prompt": "Hello there", "max_gen_len": max_gen_len}))
+        assert [c["prompt_token_count"] for c in out] == [2] + [None] * (len(out) - 1)
+        assert out[-1]["stop_reason"] == "length" and out[-1]["generation_token_count"] == max_gen_len
+
+
 def test_titan_v2_embedding_has_the_requested_dimension_and_unit_length():
     family = EMBEDDING_FAMILIES["titan-embed"]
     request = family.parse({"inputText": "hello", "dimensions": 256}, "amazon.titan-embed-text-v2:0")

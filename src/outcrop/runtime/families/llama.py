@@ -59,5 +59,6 @@ class Llama:
             elif isinstance(event, MessageStop):
                 stop = STOP.get(event.stop_reason, "stop")
             elif isinstance(event, Metadata):
-                yield {"generation": "", "prompt_token_count": None,
+                # The last chunk is the first when nothing was generated (max_gen_len 0): it reports the prompt.
+                yield {"generation": "", "prompt_token_count": event.usage.input_tokens if generated == 0 else None,
                        "generation_token_count": event.usage.output_tokens, "stop_reason": stop}
