@@ -151,8 +151,10 @@ def _output_format(body: Mapping[str, Any]) -> OutputSchema | None:
 
 
 def _check_turns(raw_messages: list[Any]) -> None:
-    """What Claude refuses in a conversation, in its words (which Bedrock passes on): empty content or text,
-    and tool calls a next turn does not answer first, or answers it never made."""
+    """What Claude refuses in a conversation, in its words (which Bedrock passes on): no messages, empty content or
+    text, and tool calls a next turn does not answer first, or answers it never made."""
+    if not raw_messages:
+        raise ValidationError("messages: at least one message is required")
     previous_uses: list[str] = []
     for i, m in enumerate(raw_messages):
         content = m.get("content", "")
