@@ -67,6 +67,14 @@ def test_anthropic_rejects_a_body_without_max_tokens_as_bedrock_does():
         CHAT_FAMILIES["anthropic"].parse(body, "m")
 
 
+def test_anthropic_takes_bedrocks_one_api_version_only():
+    """Bedrock refuses any other ``anthropic_version`` (boto/boto3#4218: ``Invalid API version: <it>``)."""
+    for version in ("claude-3-sonnet-20240229-v1:0", "2023-06-01", ""):
+        with pytest.raises(ValidationError, match=r"^Invalid API version: "):
+            CHAT_FAMILIES["anthropic"].parse({**BODIES["anthropic"], "anthropic_version": version}, "m")
+    CHAT_FAMILIES["anthropic"].parse(BODIES["anthropic"], "m")
+
+
 def test_builtin_is_deterministic_and_depends_on_the_input():
     a = ChatRequest((Message("user", (Text("one"),)),))
     b = ChatRequest((Message("user", (Text("two"),)),))

@@ -81,6 +81,9 @@ SCHEMA = BodySchema(obj(
 ))
 
 
+ANTHROPIC_VERSION = "bedrock-2023-05-31"  # the one version Bedrock's Claude takes
+
+
 def _model_name(model_id: str) -> str:
     """``anthropic.claude-3-haiku-20240307-v1:0`` → ``claude-3-haiku-20240307``, as the body's ``model``."""
     name = model_id.split(".", 1)[-1]
@@ -151,10 +154,8 @@ def _output_format(body: Mapping[str, Any]) -> OutputSchema | None:
 
 
 def _check_turns(raw_messages: list[Any]) -> None:
-    """What Claude refuses in a conversation, in its words (which Bedrock passes on): no messages, empty content or
-    text, and tool calls a next turn does not answer first, or answers it never made."""
-    if not raw_messages:
-        raise ValidationError("messages: at least one message is required")
+    """What Claude refuses in a conversation, in its words (which Bedrock passes on): empty content or text,
+    and tool calls a next turn does not answer first, or answers it never made."""
     previous_uses: list[str] = []
     for i, m in enumerate(raw_messages):
         content = m.get("content", "")
@@ -196,9 +197,14 @@ class Anthropic:
     schema = SCHEMA
 
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
-        require(body, "anthropic_version", str)
+        version = require(body, "anthropic_version", str)
+        if version != ANTHROPIC_VERSION:
+            raise ValidationError(f"Invalid API version: {version}")  # boto/boto3#4218
         max_tokens = require(body, "max_tokens", int)
         raw_messages = require(body, "messages", list)
+        if not raw_messages:  # Bedrock's schema, in its words (promptfoo/promptfoo#2573)
+            raise malformed('#: subject must not be valid against schema {"required":["messages"]}'
+                            "#/messages: expected minimum item count: 1, found: 0")
         _check_turns(raw_messages)
         messages = []
         points: list[CachePoint] = []  # where blocks carry cache_control: the prefix up to and with them
