@@ -450,3 +450,22 @@ def test_a_value_of_the_wrong_type_deep_in_a_body_is_refused_with_its_path(runti
         err = e.value.response
         assert (err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]) == ("ValidationException", 400)
         assert err["Error"]["Message"] == f"Malformed input request: {detail}, please reformat your input and try again."
+
+
+def test_titan_text_stops_at_one_sequence_of_pipes_or_user(runtime):
+    """Titan Text takes one stop sequence, ``|``s or ``User:`` (AWS user guide); Bedrock refuses others in its
+    schema validator's words, without a pointer (boto/boto3#3993, langchain-ai/langchain#18565)."""
+    def body(*stop: str) -> str:
+        return json.dumps({"inputText": "User: hi\nBot:", "textGenerationConfig": {"stopSequences": list(stop)}})
+
+    for stop, detail in ((["Human:"], r"string [Human:] does not match pattern ^(\|+|User:)$"),
+                         (["User: "], r"string [User: ] does not match pattern ^(\|+|User:)$"),
+                         (["|", "User:"], "expected maximum item count: 1, found: 2")):
+        with pytest.raises(ClientError) as e:
+            runtime.invoke_model(modelId="amazon.titan-text-express-v1", body=body(*stop))
+        assert e.value.response["Error"]["Code"] == "ValidationException"
+        assert e.value.response["Error"]["Message"] == (
+            f"Malformed input request: {detail}, please reformat your input and try again.")
+    for stop in ("|", "|||", "User:"):
+        answer = json.loads(runtime.invoke_model(modelId="amazon.titan-text-express-v1", body=body(stop))["body"].read())
+        assert answer["results"][0]["completionReason"] == "FINISH"

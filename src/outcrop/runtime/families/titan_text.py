@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ from outcrop.providers.messages import (
     Metadata,
     StreamEvent,
 )
-from outcrop.runtime.families.base import optional, require
+from outcrop.runtime.families.base import malformed, optional, require
 from outcrop.runtime.families.prompt import prompt_request
 from outcrop.runtime.families.schema import INTEGER, NUMERIC, STRING, STRINGS, BodySchema, params
 
@@ -24,6 +25,7 @@ SCHEMA = BodySchema(params(
     textGenerationConfig=params(maxTokenCount=INTEGER, temperature=NUMERIC, topP=NUMERIC, stopSequences=STRINGS),
 ))
 
+STOP_SEQUENCE = re.compile(r"^(\|+|User:)$")
 COMPLETION = {"end_turn": "FINISH", "max_tokens": "LENGTH", "stop_sequence": "STOP_CRITERIA_MET",
               "content_filtered": "CONTENT_FILTERED"}
 
@@ -35,10 +37,16 @@ class TitanText:
     def parse(self, body: Mapping[str, Any], model_id: str) -> ChatRequest:
         text = require(body, "inputText", str)
         config = optional(body, "textGenerationConfig", dict) or {}
-        return prompt_request(
-            text, config.get("maxTokenCount"), config.get("temperature"), config.get("topP"),
-            stop=tuple(config.get("stopSequences") or ()),
-        )
+        stop = tuple(config.get("stopSequences") or ())
+        # Titan stops at one sequence, of pipes or "User:", and Bedrock's schema says so without a pointer
+        # (boto/boto3#3993, langchain-ai/langchain#18565; the user guide lists the two).
+        if len(stop) > 1:
+            raise malformed(f"expected maximum item count: 1, found: {len(stop)}")
+        for seq in stop:
+            if not STOP_SEQUENCE.fullmatch(seq):
+                raise malformed(f"string [{seq}] does not match pattern {STOP_SEQUENCE.pattern}")
+        return prompt_request(text, config.get("maxTokenCount"), config.get("temperature"), config.get("topP"),
+                              stop=stop)
 
     def render(self, response: ChatResponse, request: ChatRequest, model_id: str, request_id: str) -> dict[str, Any]:
         return {
