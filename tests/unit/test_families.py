@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -73,6 +74,21 @@ def test_anthropic_takes_bedrocks_one_api_version_only():
         with pytest.raises(ValidationError, match=r"^Invalid API version: "):
             CHAT_FAMILIES["anthropic"].parse({**BODIES["anthropic"], "anthropic_version": version}, "m")
     CHAT_FAMILIES["anthropic"].parse(BODIES["anthropic"], "m")
+
+
+def test_nova_takes_the_video_document_and_audio_blocks_of_its_schema_and_leaves_them_out():
+    """Nova's messages-v1 body holds video, document and (Nova 2) audio blocks besides text and images (Nova user
+    guide, complete request schema); as in Converse, outcrop's models do not read them. Other keys stay refused."""
+    data = base64.b64encode(b"\x00\x01").decode()
+    content = [{"video": {"format": "mp4", "source": {"bytes": data}}},
+               {"video": {"format": "mp4", "source": {"s3Location": {"uri": "s3://bucket/clip.mp4"}}}},
+               {"document": {"format": "txt", "name": "notes", "source": {"bytes": data}}},
+               {"audio": {"format": "mp3", "source": {"bytes": data}}},
+               {"text": "What is in these?"}]
+    request = CHAT_FAMILIES["nova"].parse({"messages": [{"role": "user", "content": content}]}, "amazon.nova-lite-v1:0")
+    assert [(m.role, m.content) for m in request.messages] == [("user", (Text("What is in these?"),))]
+    with pytest.raises(ValidationError, match=r"extraneous key \[sticker\] is not permitted"):
+        CHAT_FAMILIES["nova"].parse({"messages": [{"role": "user", "content": [{"sticker": {}}]}]}, "m")
 
 
 def test_builtin_is_deterministic_and_depends_on_the_input():

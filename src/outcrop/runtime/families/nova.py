@@ -70,7 +70,11 @@ SCHEMA = BodySchema(params(
 ))
 
 
-def _block(raw: Any, where: str) -> Block:
+# Content blocks of messages-v1 that outcrop's models do not read (as Converse leaves them out): accepted, left out.
+UNREAD_BLOCKS = ("video", "document", "audio")
+
+
+def _block(raw: Any, where: str) -> Block | None:
     if not isinstance(raw, dict):
         raise malformed(f"{where}: expected type: JSONObject")
     if "text" in raw:
@@ -89,6 +93,8 @@ def _block(raw: Any, where: str) -> Block:
     if "reasoningContent" in raw:  # Nova 2's earlier reasoning, sent back with the conversation
         text = (raw["reasoningContent"] or {}).get("reasoningText") or {}
         return Reasoning(str(text.get("text", "")))
+    if any(kind in raw for kind in UNREAD_BLOCKS):
+        return None
     raise malformed(f"{where}: extraneous key [{next(iter(raw), '')}] is not permitted")
 
 
@@ -115,8 +121,8 @@ class Nova:
             for j, c in enumerate(content):
                 if isinstance(c, dict) and isinstance(c.get("cachePoint"), dict):
                     points.append(CachePoint("messages", i, len(blocks), cache_ttl(c["cachePoint"])))
-                else:
-                    blocks.append(_block(c, f"#/messages/{i}/content/{j}"))
+                elif (block := _block(c, f"#/messages/{i}/content/{j}")) is not None:
+                    blocks.append(block)
             messages.append(Message(m["role"], tuple(blocks)))
         system: list[str] = []
         for entry in optional(body, "system", list) or ():
