@@ -633,8 +633,8 @@ def test_claude_thinking_keeps_claudes_rules(runtime):
 
 def test_claudes_own_body_is_refused_where_claude_refuses_it(runtime):
     """Claude's conversation rules through InvokeModel, in the words Bedrock passes on: empty content or text,
-    whitespace-only text, a tool call the next turn does not answer first, a result for a call never made; and
-    Bedrock's own refusal of no messages at all (promptfoo/promptfoo#2573)."""
+    whitespace-only text, a tool call the next turn does not answer first, a result for a call never made, a
+    tool_choice without tools; and Bedrock's own refusal of no messages at all (promptfoo/promptfoo#2573)."""
     tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
     use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
 
@@ -649,6 +649,10 @@ def test_claudes_own_body_is_refused_where_claude_refuses_it(runtime):
         return str(e.value.response["Error"]["Message"])
 
     hi = {"role": "user", "content": "hi"}
+    for tools_sent in ({}, {"tools": []}):
+        with pytest.raises(ClientError) as e:
+            runtime.invoke_model(modelId=HAIKU, body=anthropic_body(tool_choice={"type": "any"}, **tools_sent))
+        assert e.value.response["Error"]["Message"] == "tool_choice.any may only be specified while providing tools"
     assert refused([]) == ('Malformed input request: #: subject must not be valid against schema {"required":["messages"]}'
                            "#/messages: expected minimum item count: 1, found: 0, please reformat your input and try again.")
     assert refused([hi, {"role": "assistant", "content": ""}, hi]) == (

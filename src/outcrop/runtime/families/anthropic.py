@@ -240,6 +240,9 @@ class Anthropic:
             raise ValidationError(problem)
         raw_choice = optional(body, "tool_choice", dict)
         if raw_choice is not None:
+            if not tools:  # Claude's words, for a choice with nothing to choose from
+                raise ValidationError(f"tool_choice.{raw_choice.get('type', 'auto')} may only be specified while "
+                                      "providing tools")
             choice = ToolChoice(raw_choice.get("type", "auto"), raw_choice.get("name"))
         return ChatRequest(
             messages=tuple(messages),
