@@ -393,6 +393,28 @@ def test_prompt_caching_reads_what_an_earlier_call_wrote_and_meters_it(server, r
     assert (row["cacheWriteTokens"], row["cacheReadTokens"]) == (2500, 5000)
 
 
+def test_claudes_own_stream_reports_the_prompt_caches_part(runtime):
+    """Claude's stream through InvokeModelWithResponseStream tells the cache's part as its body does: in
+    message_start's usage (cache_creation_input_tokens, cache_read_input_tokens) and in the last chunk's
+    amazon-bedrock-invocationMetrics (cacheWriteInputTokenCount, cacheReadInputTokenCount; BerriAI/litellm#34373)."""
+    body = json.loads(anthropic_body())
+    body["system"] = [{"type": "text", "text": " ".join(f"ordinance{i}" for i in range(1200)),
+                       "cache_control": {"type": "ephemeral"}}]
+
+    def stream() -> list[dict[str, Any]]:
+        events = runtime.invoke_model_with_response_stream(modelId="us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+                                                           body=json.dumps(body))["body"]
+        return [json.loads(e["chunk"]["bytes"]) for e in events]
+
+    for written, read in ((1200, 0), (0, 1200)):
+        chunks = stream()
+        usage = chunks[0]["message"]["usage"]
+        assert (usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"]) == (written, read)
+        metrics = chunks[-1]["amazon-bedrock-invocationMetrics"]
+        assert (metrics["cacheWriteInputTokenCount"], metrics["cacheReadInputTokenCount"]) == (written, read)
+        assert metrics["inputTokenCount"] == usage["input_tokens"]
+
+
 def test_cache_writes_are_detailed_by_ttl_in_converse_and_its_stream(runtime):
     model = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"  # caches from 1,024 tokens
     system = [{"text": " ".join(f"rule{i}" for i in range(1200))}, {"cachePoint": {"type": "default", "ttl": "1h"}}]

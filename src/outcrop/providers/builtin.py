@@ -279,7 +279,8 @@ class BuiltinProvider:
         if d.ttft_ms > 0:
             await asyncio.sleep(d.ttft_ms / 1000)
         gap = 1 / d.tokens_per_second if d.tokens_per_second > 0 else 0.0
-        yield MessageStart("assistant", plan.usage.input_tokens)
+        yield MessageStart("assistant", plan.usage.input_tokens, plan.usage.cache_read_tokens,
+                           plan.usage.cache_write_tokens)
         at = 0
         if plan.reasoning:
             for i, piece in enumerate(plan.reasoning):

@@ -174,8 +174,11 @@ class ChatResponse:
 @dataclass(slots=True)
 class MessageStart:
     role: Role = "assistant"
-    # Known up front by some backends (builtin); Anthropic's message_start reports it.
+    # Known up front by some backends (builtin); Anthropic's message_start reports it, and the prompt cache's
+    # part, which ``input_tokens`` leaves out.
     input_tokens: int | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(slots=True)

@@ -384,12 +384,15 @@ async def _payload_parts(chunks: AsyncIterator[dict[str, Any]], record: Invocati
         previous = chunk
     if previous is not None:
         usage = record.usage or Usage(0, 0)
-        previous["amazon-bedrock-invocationMetrics"] = {
+        metrics = previous["amazon-bedrock-invocationMetrics"] = {
             "inputTokenCount": usage.input_tokens,
             "outputTokenCount": usage.output_tokens,
             "invocationLatency": int((time.monotonic() - record.started) * 1000),
             "firstByteLatency": first_byte or 0,
         }
+        if usage.cache_read_tokens or usage.cache_write_tokens:  # the prompt cache's part, as at Bedrock
+            metrics["cacheReadInputTokenCount"] = usage.cache_read_tokens
+            metrics["cacheWriteInputTokenCount"] = usage.cache_write_tokens
         yield {"chunk": {"bytes": orjson.dumps(previous)}}
 
 

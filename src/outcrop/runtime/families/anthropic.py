@@ -300,7 +300,8 @@ class Anthropic:
                         "id": _message_id(request_id), "type": "message", "role": "assistant",
                         "model": _model_name(model_id), "content": [], "stop_reason": None,
                         "stop_sequence": None,
-                        "usage": {"input_tokens": event.input_tokens or 0, "output_tokens": 1},
+                        "usage": _usage(Usage(event.input_tokens or 0, 1, event.cache_read_tokens,
+                                              event.cache_write_tokens)),
                     },
                 }
             elif isinstance(event, BlockStart):
