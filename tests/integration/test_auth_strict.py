@@ -240,6 +240,42 @@ def test_explicit_deny_wins(strict, tmp_path):
     assert bedrock.get_inference_profile(inferenceProfileIdentifier=arn)["inferenceProfileArn"] == arn
 
 
+def test_a_deny_on_a_profile_holds_for_every_form_of_its_arn(strict, tmp_path):
+    # Get, Delete and the tag operations accept an ARN with an empty account (and Get and Delete an empty
+    # Region too): each is authorized as the profile's own ARN, so a Deny on that ARN is not stepped round.
+    owner = new_key(strict)
+    arn = create_profile(client(strict, owner), "guarded", [{"key": "team", "value": "red"}])
+    region, account, profile_id = "us-east-1", owner["account"], arn.rsplit("/", 1)[1]
+    key = new_key(strict, account=account, policy=policy(
+        {"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "bedrock:*", "Resource": arn},
+    ), tmp=tmp_path)
+    bedrock = client(strict, key)
+    no_account = f"arn:aws:bedrock:{region}::application-inference-profile/{profile_id}"
+    no_region = f"arn:aws:bedrock:::application-inference-profile/{profile_id}"
+    for identifier in (arn, profile_id, no_account, no_region):
+        code, _, message = error_of(lambda i=identifier: bedrock.get_inference_profile(inferenceProfileIdentifier=i))
+        assert code == "AccessDeniedException" and f"on resource: {arn} with an explicit deny" in message
+        assert error_of(lambda i=identifier: bedrock.delete_inference_profile(inferenceProfileIdentifier=i))[0] \
+            == "AccessDeniedException"
+    tags = [{"key": "team", "value": "blue"}]
+    assert error_of(lambda: bedrock.tag_resource(resourceARN=no_account, tags=tags))[0] == "AccessDeniedException"
+    assert error_of(lambda: bedrock.untag_resource(resourceARN=no_account, tagKeys=["team"]))[0] \
+        == "AccessDeniedException"
+    assert error_of(lambda: bedrock.list_tags_for_resource(resourceARN=no_account))[0] == "AccessDeniedException"
+    # A resource-tag condition sees the profile's tags however it is named.
+    reader = new_key(strict, account=account, policy=policy(
+        {"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "bedrock:*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/team": "red"}}},
+    ), tmp=tmp_path)
+    as_reader = client(strict, reader)
+    assert error_of(lambda: as_reader.get_inference_profile(inferenceProfileIdentifier=no_account))[0] \
+        == "AccessDeniedException"
+    assert client(strict, owner).list_tags_for_resource(resourceARN=arn)["tags"] == [{"key": "team", "value": "red"}]
+    assert client(strict, owner).get_inference_profile(inferenceProfileIdentifier=no_region)["inferenceProfileArn"] == arn
+
+
 def test_request_tag_condition_on_create(strict, tmp_path):
     key = new_key(strict, policy=policy(
         {"Effect": "Allow", "Action": "bedrock:*", "Resource": "*",
