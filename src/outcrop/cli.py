@@ -96,7 +96,7 @@ def _identities(args: argparse.Namespace) -> int:
         try:
             text = Path(args.policy).read_text()
             parse_policy(text)
-        except (OSError, PolicyError) as e:
+        except (OSError, UnicodeDecodeError, PolicyError) as e:  # a file that is not UTF-8 text too
             print(f"outcrop: policy {args.policy}: {e}", file=sys.stderr)
             return 2
         policy = json.dumps(json.loads(text), separators=(",", ":"))
