@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from outcrop import logs
-from outcrop.auth.authenticate import Authenticator, AuthMode, Caller
+from outcrop.auth.authenticate import MISSING_AUTHORIZATION, Authenticator, AuthMode, Caller
 from outcrop.auth.authorize import Authorizer, admin_check
 from outcrop.auth.identities import Identities
 from outcrop.batching import Batches, aclose
@@ -36,8 +36,8 @@ from outcrop.control.profiles import InferenceProfiles
 from outcrop.control.tags import Tags
 from outcrop.deadlines import within
 from outcrop.errors import (
+    AccessDenied,
     InternalServer,
-    MissingAuthenticationToken,
     NotImplementedOperation,
     RequestTimeout,
     RequestTooLarge,
@@ -56,7 +56,7 @@ from outcrop.store.engine import Store
 from outcrop.wire.eventstream import stream_output
 from outcrop.wire.model import Operation, ServiceCatalog
 from outcrop.wire.restjson import error_response, parse_request, serialize_output
-from outcrop.wire.sigv4 import MISSING_TOKEN, RawRequest
+from outcrop.wire.sigv4 import RawRequest
 
 log = logging.getLogger("outcrop")
 
@@ -239,7 +239,7 @@ class Outcrop:
             try:
                 if not any(k.lower() == b"authorization" for k, _ in scope["headers"]) \
                         and b"X-Amz-Signature=" not in scope.get("query_string", b""):
-                    raise MissingAuthenticationToken(MISSING_TOKEN)  # before reading any body
+                    raise AccessDenied(MISSING_AUTHORIZATION)  # before reading any body
                 body = await self._read_body(scope, receive)
                 caller = await self._authenticate(scope, raw_path, body)
                 if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":

@@ -101,14 +101,19 @@ def test_health_needs_no_credentials(strict):
 def test_unsigned_requests_are_refused_everywhere(strict, method, path):
     r = httpx.request(method, strict.url + path, content=b"{}")
     assert r.status_code == 403
-    assert r.headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
-    assert r.json() == {"message": "Missing Authentication Token"}
+    # Bedrock's answer to a request with no Authorization header (karthink/gptel#1397,
+    # anthropics/claude-code#44910, #44963, #45000).
+    assert r.headers["x-amzn-errortype"] == "AccessDeniedException"
+    assert r.json() == {"message": "Authorization header is missing"}
 
 
-def test_unsigned_boto3_call_is_missing_authentication_token(strict):
-    unsigned = boto3.client("bedrock", region_name="us-east-1", endpoint_url=strict.url,
-                            config=BotoConfig(signature_version=UNSIGNED, retries={"max_attempts": 1}))
-    assert error_of(unsigned.list_inference_profiles)[:2] == ("MissingAuthenticationTokenException", 403)
+def test_unsigned_boto3_call_is_access_denied_for_its_missing_authorization(strict):
+    for service, call in (("bedrock", lambda c: c.list_inference_profiles()),
+                          ("bedrock-runtime", lambda c: c.converse(modelId=HAIKU, messages=USER_HELLO))):
+        unsigned = boto3.client(service, region_name="us-east-1", endpoint_url=strict.url,
+                                config=BotoConfig(signature_version=UNSIGNED, retries={"max_attempts": 1}))
+        assert error_of(lambda u=unsigned, c=call: c(u)) == ("AccessDeniedException", 403,
+                                                               "Authorization header is missing")
 
 
 def test_unknown_key_is_unrecognized_client(strict):
@@ -511,7 +516,7 @@ def test_expired_presigned_url_is_refused(strict):
 def test_incomplete_presigned_url_is_incomplete_signature(strict, query):
     r = httpx.get(f"{strict.url}/inference-profiles?{query}")
     assert r.status_code == 403
-    assert r.headers["x-amzn-errortype"] in ("IncompleteSignatureException", "MissingAuthenticationTokenException")
+    assert r.headers["x-amzn-errortype"] in ("IncompleteSignatureException", "AccessDeniedException")
 
 
 def test_session_tokens_are_refused_with_a_clear_message(strict):
