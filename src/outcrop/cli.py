@@ -217,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = str(e.orig if getattr(e, "orig", None) is not None else e).strip().splitlines()[0]
         print(f"outcrop: the database {_redact(url)} cannot be used: {detail}", file=sys.stderr)
         return 2
+    except OSError as e:  # the SQLite database's directory cannot be made (a data_dir not writable …)
+        print(f"outcrop: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
