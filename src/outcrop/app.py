@@ -18,12 +18,13 @@ import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from outcrop import logs
-from outcrop.auth.authenticate import Authenticator, AuthMode, Caller
+from outcrop.auth.authenticate import MISSING_AUTHORIZATION, Authenticator, AuthMode, Caller
 from outcrop.auth.authorize import Authorizer, admin_check
 from outcrop.auth.identities import Identities
 from outcrop.batching import Batches, aclose
@@ -36,8 +37,8 @@ from outcrop.control.profiles import InferenceProfiles
 from outcrop.control.tags import Tags
 from outcrop.deadlines import within
 from outcrop.errors import (
+    AccessDenied,
     InternalServer,
-    MissingAuthenticationToken,
     NotImplementedOperation,
     RequestTimeout,
     RequestTooLarge,
@@ -56,7 +57,7 @@ from outcrop.store.engine import Store
 from outcrop.wire.eventstream import stream_output
 from outcrop.wire.model import Operation, ServiceCatalog
 from outcrop.wire.restjson import error_response, parse_request, serialize_output
-from outcrop.wire.sigv4 import MISSING_TOKEN, RawRequest
+from outcrop.wire.sigv4 import RawRequest
 
 log = logging.getLogger("outcrop")
 
@@ -239,7 +240,7 @@ class Outcrop:
             try:
                 if not any(k.lower() == b"authorization" for k, _ in scope["headers"]) \
                         and b"X-Amz-Signature=" not in scope.get("query_string", b""):
-                    raise MissingAuthenticationToken(MISSING_TOKEN)  # before reading any body
+                    raise AccessDenied(MISSING_AUTHORIZATION)  # before reading any body
                 body = await self._read_body(scope, receive)
                 caller = await self._authenticate(scope, raw_path, body)
                 if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":
@@ -257,8 +258,8 @@ class Outcrop:
             return
         if raw_path == "/_outcrop/usage" and self.store is not None:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            account = self._identify(headers, request_id, caller).account
             query = scope.get("query_string", b"")
+            account = self._identify(headers, request_id, caller, query).account
             await _respond(send, *await usage_endpoint(self.meter, self.store, account, method, query), request_id)
             return
         if raw_path.startswith("/_outcrop/") or raw_path == "/metrics":
@@ -280,7 +281,7 @@ class Outcrop:
                 raise InternalServer("The server is starting; retry shortly.")
             body = await self._read_body(scope, receive) if body is None else body
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            ctx = self._identify(headers, request_id, caller)
+            ctx = self._identify(headers, request_id, caller, scope.get("query_string", b""))
             params = parse_request(op, labels, scope.get("query_string", b""), headers, body)
             if caller is not None and self.authorizer is not None:
                 await self.authorizer.authorize(ctx, op.name, params)
@@ -337,13 +338,17 @@ class Outcrop:
         query = scope.get("query_string", b"").decode("latin-1")
         return await self.authenticator.authenticate(RawRequest(scope["method"], raw_path, query, headers, body))
 
-    def _identify(self, headers: dict[str, str], request_id: str, caller: Caller | None = None) -> RequestContext:
+    def _identify(
+        self, headers: dict[str, str], request_id: str, caller: Caller | None = None, query: bytes = b""
+    ) -> RequestContext:
         if caller is not None:
             identity = caller.identity
             return RequestContext(request_id=request_id, account=identity.account, region=caller.region,
                                   access_key=identity.key_id, principal_arn=identity.principal_arn, identity=identity)
         account, region, key = self.config.default_account, self.config.default_region, None
         m = CREDENTIAL.search(headers.get("authorization", ""))
+        if m is None and b"X-Amz-Credential=" in query:  # a presigned URL: its scope is in the query
+            m = _presigned_credential(query)
         if m is not None:
             key, region = m.group(1), m.group(3)
             account = self.config.accounts.get(key, account)
@@ -365,6 +370,14 @@ class Outcrop:
             return
         status, headers, body = error_response(None, UnknownOperation(f"No outcrop endpoint at {method} {path}."))
         await _respond(send, status, headers, body, request_id)
+
+
+def _presigned_credential(query: bytes) -> re.Match[str] | None:
+    for part in query.decode("latin-1").split("&"):
+        name, _, value = part.partition("=")
+        if name == "X-Amz-Credential":
+            return CREDENTIAL.fullmatch("Credential=" + unquote(value))
+    return None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

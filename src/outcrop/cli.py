@@ -96,7 +96,7 @@ def _identities(args: argparse.Namespace) -> int:
         try:
             text = Path(args.policy).read_text()
             parse_policy(text)
-        except (OSError, PolicyError) as e:
+        except (OSError, UnicodeDecodeError, PolicyError) as e:  # a file that is not UTF-8 text too
             print(f"outcrop: policy {args.policy}: {e}", file=sys.stderr)
             return 2
         policy = json.dumps(json.loads(text), separators=(",", ":"))
@@ -216,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = getattr(args, "database", None) or "(the configured database)"
         detail = str(e.orig if getattr(e, "orig", None) is not None else e).strip().splitlines()[0]
         print(f"outcrop: the database {_redact(url)} cannot be used: {detail}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the SQLite database's directory cannot be made (a data_dir not writable …)
+        print(f"outcrop: {e}", file=sys.stderr)
         return 2
 
 

@@ -329,3 +329,10 @@ def _check(config: Config) -> None:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {config.log_level!r}")
     if config.log_format not in ("text", "json"):
         raise ConfigError("log_format must be 'text' or 'json'")
+    if config.database_url:
+        # Any other SQLAlchemy URL would fail later, at start, with a driver's ImportError and a traceback.
+        # (Only the scheme is named: the rest of a URL may hold a password.)
+        scheme = config.database_url.split("://", 1)[0] if "://" in config.database_url else ""
+        if scheme.partition("+")[0] not in ("sqlite", "postgresql", "postgres"):
+            raise ConfigError(f"database_url must be sqlite:///PATH or postgresql://…, not "
+                              f"{scheme + '://…' if scheme else 'a URL without a scheme'}")

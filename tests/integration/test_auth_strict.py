@@ -101,14 +101,19 @@ def test_health_needs_no_credentials(strict):
 def test_unsigned_requests_are_refused_everywhere(strict, method, path):
     r = httpx.request(method, strict.url + path, content=b"{}")
     assert r.status_code == 403
-    assert r.headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
-    assert r.json() == {"message": "Missing Authentication Token"}
+    # Bedrock's answer to a request with no Authorization header (karthink/gptel#1397,
+    # anthropics/claude-code#44910, #44963, #45000).
+    assert r.headers["x-amzn-errortype"] == "AccessDeniedException"
+    assert r.json() == {"message": "Authorization header is missing"}
 
 
-def test_unsigned_boto3_call_is_missing_authentication_token(strict):
-    unsigned = boto3.client("bedrock", region_name="us-east-1", endpoint_url=strict.url,
-                            config=BotoConfig(signature_version=UNSIGNED, retries={"max_attempts": 1}))
-    assert error_of(unsigned.list_inference_profiles)[:2] == ("MissingAuthenticationTokenException", 403)
+def test_unsigned_boto3_call_is_access_denied_for_its_missing_authorization(strict):
+    for service, call in (("bedrock", lambda c: c.list_inference_profiles()),
+                          ("bedrock-runtime", lambda c: c.converse(modelId=HAIKU, messages=USER_HELLO))):
+        unsigned = boto3.client(service, region_name="us-east-1", endpoint_url=strict.url,
+                                config=BotoConfig(signature_version=UNSIGNED, retries={"max_attempts": 1}))
+        assert error_of(lambda u=unsigned, c=call: c(u)) == ("AccessDeniedException", 403,
+                                                               "Authorization header is missing")
 
 
 def test_unknown_key_is_unrecognized_client(strict):
@@ -238,6 +243,42 @@ def test_explicit_deny_wins(strict, tmp_path):
     assert code == "AccessDeniedException"
     assert message.endswith(f"on resource: {arn} with an explicit deny in an identity-based policy")
     assert bedrock.get_inference_profile(inferenceProfileIdentifier=arn)["inferenceProfileArn"] == arn
+
+
+def test_a_deny_on_a_profile_holds_for_every_form_of_its_arn(strict, tmp_path):
+    # Get, Delete and the tag operations accept an ARN with an empty account (and Get and Delete an empty
+    # Region too): each is authorized as the profile's own ARN, so a Deny on that ARN is not stepped round.
+    owner = new_key(strict)
+    arn = create_profile(client(strict, owner), "guarded", [{"key": "team", "value": "red"}])
+    region, account, profile_id = "us-east-1", owner["account"], arn.rsplit("/", 1)[1]
+    key = new_key(strict, account=account, policy=policy(
+        {"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "bedrock:*", "Resource": arn},
+    ), tmp=tmp_path)
+    bedrock = client(strict, key)
+    no_account = f"arn:aws:bedrock:{region}::application-inference-profile/{profile_id}"
+    no_region = f"arn:aws:bedrock:::application-inference-profile/{profile_id}"
+    for identifier in (arn, profile_id, no_account, no_region):
+        code, _, message = error_of(lambda i=identifier: bedrock.get_inference_profile(inferenceProfileIdentifier=i))
+        assert code == "AccessDeniedException" and f"on resource: {arn} with an explicit deny" in message
+        assert error_of(lambda i=identifier: bedrock.delete_inference_profile(inferenceProfileIdentifier=i))[0] \
+            == "AccessDeniedException"
+    tags = [{"key": "team", "value": "blue"}]
+    assert error_of(lambda: bedrock.tag_resource(resourceARN=no_account, tags=tags))[0] == "AccessDeniedException"
+    assert error_of(lambda: bedrock.untag_resource(resourceARN=no_account, tagKeys=["team"]))[0] \
+        == "AccessDeniedException"
+    assert error_of(lambda: bedrock.list_tags_for_resource(resourceARN=no_account))[0] == "AccessDeniedException"
+    # A resource-tag condition sees the profile's tags however it is named.
+    reader = new_key(strict, account=account, policy=policy(
+        {"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "bedrock:*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/team": "red"}}},
+    ), tmp=tmp_path)
+    as_reader = client(strict, reader)
+    assert error_of(lambda: as_reader.get_inference_profile(inferenceProfileIdentifier=no_account))[0] \
+        == "AccessDeniedException"
+    assert client(strict, owner).list_tags_for_resource(resourceARN=arn)["tags"] == [{"key": "team", "value": "red"}]
+    assert client(strict, owner).get_inference_profile(inferenceProfileIdentifier=no_region)["inferenceProfileArn"] == arn
 
 
 def test_request_tag_condition_on_create(strict, tmp_path):
@@ -475,7 +516,7 @@ def test_expired_presigned_url_is_refused(strict):
 def test_incomplete_presigned_url_is_incomplete_signature(strict, query):
     r = httpx.get(f"{strict.url}/inference-profiles?{query}")
     assert r.status_code == 403
-    assert r.headers["x-amzn-errortype"] in ("IncompleteSignatureException", "MissingAuthenticationTokenException")
+    assert r.headers["x-amzn-errortype"] in ("IncompleteSignatureException", "AccessDeniedException")
 
 
 def test_session_tokens_are_refused_with_a_clear_message(strict):

@@ -245,6 +245,17 @@ def test_copy_from_malformed_is_validation_exception_with_exact_message(caller: 
     assert (err.code, err.status, err.message) == ("ValidationException", 400, COPY_FROM_MESSAGE)
 
 
+def test_copy_from_foundation_model_arn_with_an_account_is_validation_exception(caller: Caller) -> None:
+    # Bedrock's answer to a foundation-model ARN carrying the caller's account (awslabs/aws-solutions-constructs
+    # #1387, whose fix #1390 drops the account); a model belongs to no account, another's no more than one's own.
+    br = caller.client()
+    for account in (caller.account, "999999999999"):
+        err = error_of(br.create_inference_profile, inferenceProfileName=unique_name(),
+                       modelSource={"copyFrom": f"arn:aws:bedrock:us-east-1:{account}:foundation-model/{HAIKU}"})
+        assert (err.code, err.status, err.message) == ("ValidationException", 400, COPY_FROM_MESSAGE)
+    assert app_ids(br) == []
+
+
 def test_copy_from_accepts_account_less_and_own_account_arns(caller: Caller) -> None:
     br = caller.client()
     create(br, copy_from=US_HAIKU_USE1)

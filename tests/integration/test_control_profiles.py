@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
+from botocore.auth import SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from ctl_helpers import (
     DB_PARAMS,
     EU_HAIKU_ID,
@@ -157,6 +162,16 @@ def test_system_profile_is_rendered_with_callers_account_and_region(pool: Accoun
                 f"arn:aws:bedrock:{region}:{who.account}:inference-profile/{US_HAIKU_ID}")
             listed = [s for s in list_all(who.client(region)) if s["inferenceProfileId"] == US_HAIKU_ID]
             assert [s["inferenceProfileArn"] for s in listed] == [got["inferenceProfileArn"]]
+
+
+def test_a_presigned_url_acts_in_the_account_and_region_it_is_signed_for(caller: Caller) -> None:
+    # As a request signed in its Authorization header does: the scope is in X-Amz-Credential instead.
+    url = f"{caller.server.url}/inference-profiles/{quote(EU_HAIKU_ID, safe='')}"
+    request = AWSRequest(method="GET", url=url)
+    SigV4QueryAuth(Credentials(caller.access_key, "secret"), "bedrock", "eu-west-1", 60).add_auth(request)
+    got = httpx.get(request.prepare().url)
+    assert got.status_code == 200, got.text
+    assert got.json()["inferenceProfileArn"] == f"arn:aws:bedrock:eu-west-1:{caller.account}:inference-profile/{EU_HAIKU_ID}"
 
 
 def test_system_profile_models_depend_on_source_region(caller: Caller) -> None:

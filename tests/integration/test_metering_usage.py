@@ -233,7 +233,8 @@ def test_the_cli_report_refuses_a_database_it_cannot_use_instead_of_inventing_on
     missing = tmp_path / "nowhere" / "outcrop.db"
     cases = [
         (["--database", f"sqlite:///{missing}"], "does not exist"),
-        (["--database", "foo://bar"], "cannot be used"),
+        (["--database", "foo://bar"], "database_url must be sqlite:///PATH or postgresql://"),
+        (["--database", "mysql://u:secret@db/x"], "database_url must be sqlite:///PATH or postgresql://"),
         (["--database", "postgresql://u:secret@127.0.0.1:1/x"], "cannot be used"),
         (["--account", "abc", "--database", f"sqlite:///{missing}"], "not a 12-digit account ID"),
     ]

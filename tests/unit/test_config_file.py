@@ -35,3 +35,17 @@ def test_an_integer_serves_where_a_number_is_asked_and_optional_settings_take_th
     config = load_config(path)
     assert config.port == 9000 and config.header_read_timeout_seconds == 5
     assert config.deployments[0].timeout_seconds == 30 and config.deployments[0].api_key == "k"
+
+
+@pytest.mark.parametrize("url", ["mysql://outcrop:secret@db/outcrop", "garbage", "mssql+pyodbc://u:p@h/d"])
+def test_a_database_of_another_kind_is_refused_before_start_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(database_url=url)
+    assert str(e.value).startswith("database_url must be sqlite:///PATH or postgresql://")
+    assert "secret" not in str(e.value) and ":p@" not in str(e.value)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///x.db", "sqlite+pysqlite:///x.db", "postgresql://u@h/d", "postgres://u@h/d",
+                                 "postgresql+psycopg://u@h/d"])
+def test_sqlite_and_postgresql_urls_are_taken(url: str) -> None:
+    assert load_config(database_url=url).database_url == url

@@ -154,6 +154,21 @@ def test_cli_refuses_an_invalid_policy(tmp_path, capsys):
     assert code == 2 and "Resource" in err
 
 
+def test_cli_refuses_a_policy_file_that_is_not_text(tmp_path, capsys):
+    policy = tmp_path / "policy.json"
+    policy.write_bytes(b'\xff\xfe{"Version": "2012-10-17"}')
+    code, _, err = run_cli(capsys, "keys", "create", "--account", "111122223333", "--policy", str(policy),
+                           "--database", f"sqlite:///{tmp_path / 'cli.db'}")
+    assert code == 2 and f"policy {policy}: " in err and "decode" in err
+
+
+def test_cli_reports_a_database_directory_it_cannot_make(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run_cli(capsys, "keys", "list", "--database", f"sqlite:///{blocker / 'sub' / 'x.db'}")
+    assert code == 2 and err.startswith("outcrop: ") and str(blocker) in err and "Traceback" not in err
+
+
 def test_cli_refuses_a_bad_account(tmp_path, capsys):
     code, _, err = run_cli(capsys, "api-keys", "create", "--account", "1", "--database", f"sqlite:///{tmp_path / 'x.db'}")
     assert code == 2 and "12-digit" in err

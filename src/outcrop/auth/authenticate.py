@@ -15,8 +15,8 @@ credential scope. Nothing is verified and no policy applies.
   the query string): verified as the header form, and refused once ``X-Amz-Date + X-Amz-Expires`` is past.
 * temporary credentials (``X-Amz-Security-Token``, header or query): ``UnrecognizedClientException``
   with a message that says so; outcrop issues no session tokens and cannot verify STS's.
-* anything else, or nothing: ``MissingAuthenticationTokenException`` (no header) or the SigV4 parse
-  error.
+* no ``Authorization`` header (and no presigned query): ``AccessDeniedException`` "Authorization header is
+  missing", as Bedrock answers it (403); a header of any other form: the SigV4 parse error.
 
 Keys listed only in the config's ``accounts`` mapping carry no secret, so strict mode does not accept
 them: strict mode knows only keys made with ``outcrop keys create`` / ``outcrop api-keys create``.
@@ -29,12 +29,15 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 from outcrop.auth.identities import API_KEY_PREFIX, Identities, Identity
-from outcrop.errors import MissingAuthenticationToken, UnrecognizedClient
-from outcrop.wire.sigv4 import MISSING_TOKEN, RawRequest, SigV4Verifier
+from outcrop.errors import AccessDenied, UnrecognizedClient
+from outcrop.wire.sigv4 import RawRequest, SigV4Verifier
 
-__all__ = ["AuthMode", "Authenticator", "Caller"]
+__all__ = ["MISSING_AUTHORIZATION", "AuthMode", "Authenticator", "Caller"]
 
 INVALID_TOKEN = "The security token included in the request is invalid."
+# Bedrock's answer to a request with no Authorization header (403 AccessDeniedException, {"Message": …}), seen by
+# clients that dropped their bearer key: karthink/gptel#1397, anthropics/claude-code#44910, #44963, #45000.
+MISSING_AUTHORIZATION = "Authorization header is missing"
 # Observed in Bedrock's answers to bad API keys (403, {"Message": …}); the error code is not documented.
 API_KEY_FORMAT = "Invalid API Key format: Must start with pre-defined prefix"
 API_KEY_INVALID = "Authentication failed: Please make sure your API Key is valid."
@@ -74,7 +77,7 @@ class Authenticator:
         if request.presigned:
             authorization = ""
         elif authorization is None or not authorization.strip():
-            raise MissingAuthenticationToken(MISSING_TOKEN)
+            raise AccessDenied(MISSING_AUTHORIZATION)
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() == "bearer":
             return Caller(await self._api_key(token.strip()), self.default_region)

@@ -40,7 +40,7 @@ from outcrop.auth.identities import Identity
 from outcrop.auth.policy import Decision, Policy, denied_message, evaluate, parse_policy
 from outcrop.context import RequestContext
 from outcrop.control.catalog import Catalog, partition_of
-from outcrop.control.identifiers import APPLICATION_ID, PROFILE_ARN, application_arn
+from outcrop.control.identifiers import PROFILE_ARN, application_arn, parse_identifier
 from outcrop.control.tags import tags_of
 from outcrop.errors import AccessDenied
 from outcrop.store.engine import Store
@@ -133,7 +133,8 @@ class Authorizer:
         if operation == "CreateInferenceProfile":
             return f"arn:{partition_of(ctx.region)}:bedrock:{ctx.region}:{ctx.account}:application-inference-profile/*"
         if operation in ("TagResource", "UntagResource", "ListTagsForResource"):
-            return str(params.get("resourceARN", "*"))
+            arn = str(params.get("resourceARN", "*"))
+            return self.profile_arn(ctx, arn) if PROFILE_ARN.fullmatch(arn) else arn
         if operation == "GetFoundationModel":
             return self.model_arn(ctx, str(params.get("modelIdentifier", "")))
         if operation in INVOKE_ACTIONS:
@@ -141,11 +142,16 @@ class Authorizer:
         return "*"
 
     def profile_arn(self, ctx: RequestContext, identifier: str) -> str:
-        if PROFILE_ARN.fullmatch(identifier):
+        """The profile's own ARN, in the caller's account and Region, however the identifier names it: an
+        ARN with an empty account or Region (which the operations accept) must meet the same statements as
+        the full ARN, or a Deny on the full ARN could be stepped round. An ARN of another account or Region
+        names nothing the caller holds, and is authorized as written."""
+        ref = parse_identifier(identifier, ctx)
+        if not ref.visible:
             return identifier
-        if APPLICATION_ID.fullmatch(identifier):
-            return application_arn(ctx.region, ctx.account, identifier)
-        return f"arn:{partition_of(ctx.region)}:bedrock:{ctx.region}:{ctx.account}:inference-profile/{identifier}"
+        if ref.kind == "APPLICATION":
+            return application_arn(ctx.region, ctx.account, ref.profile_id)
+        return f"arn:{partition_of(ctx.region)}:bedrock:{ctx.region}:{ctx.account}:inference-profile/{ref.profile_id}"
 
     def model_arn(self, ctx: RequestContext, identifier: str) -> str:
         """A modelId as the ARN it names: a foundation model's, or a profile's."""

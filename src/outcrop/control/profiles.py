@@ -204,7 +204,11 @@ class InferenceProfiles:
 
     def _source_models(self, ctx: RequestContext, copy_from: str) -> list[str]:
         m = PROFILE_ARN.fullmatch(copy_from)
-        if m is None or m["kind"] == "application-inference-profile":
+        # A foundation model belongs to no account: Bedrock refuses its ARN with one, the caller's own too
+        # (awslabs/aws-solutions-constructs#1387, fixed there by dropping the account: #1390).
+        if m is None or m["kind"] == "application-inference-profile" or (
+            m["kind"] == "foundation-model" and m["account"]
+        ):
             raise ValidationError(COPY_FROM_MESSAGE)
         # A well-formed ARN of another partition, Region or account names a source that is not offered
         # here: not found, like any other source outside the caller's Region.
