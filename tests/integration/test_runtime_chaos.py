@@ -82,3 +82,6 @@ def test_invalid_rule_is_rejected_with_every_problem(chaos):
     assert "region" in message and "fault" in message and "probability" in message
     r = httpx.post(chaos, json={"region": "x" * 300, "fault": "latency", "latencyMs": 9223372036854775808})
     assert r.status_code == 400 and "at most 256" in r.json()["message"] and "600000" in r.json()["message"]
+    # 0 is a valid latencyMs for other faults, and the refusal of it for a latency rule says what is.
+    r = httpx.post(chaos, json={"region": "us-east-1", "fault": "latency", "latencyMs": 0})
+    assert r.status_code == 400 and "latency rule needs a latencyMs from 1 to 600000" in r.json()["message"]

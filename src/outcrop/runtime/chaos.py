@@ -85,7 +85,7 @@ def parse_rule(raw: Mapping[str, Any], rule_id: str | None = None) -> ChaosRule:
     if not isinstance(latency, int) or isinstance(latency, bool) or not 0 <= latency <= MAX_LATENCY_MS:
         problems.append(f"latencyMs: must be a whole number of milliseconds from 0 to {MAX_LATENCY_MS}")
     if fault == "latency" and not latency:
-        problems.append("latencyMs: a latency rule needs latencyMs")
+        problems.append(f"latencyMs: a latency rule needs a latencyMs from 1 to {MAX_LATENCY_MS}")
     unknown = set(raw) - {"region", "model", "fault", "probability", "latencyMs"}
     if unknown:
         problems.append(f"unknown fields: {', '.join(sorted(unknown))}")
