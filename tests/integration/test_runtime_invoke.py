@@ -763,6 +763,31 @@ def test_max_tokens_above_the_models_limit_is_refused_in_bedrocks_words(runtime)
                      inferenceConfig={"maxTokens": 1_000_000})
 
 
+def test_newer_claude_takes_a_temperature_or_a_top_p_not_both(runtime):
+    """Claude Opus 4.1 and the 4.5 models refuse a temperature beside a top_p, through Converse and in their own
+    body, in the words Bedrock passes on (BerriAI/litellm#15070, aws-samples/bedrock-access-gateway#191); either
+    one alone is served, and older Claude models take both."""
+    both = {"temperature": 0.5, "topP": 0.9}
+    for model_id in ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                     "us.anthropic.claude-opus-4-1-20250805-v1:0"):
+        for call in (runtime.converse, runtime.converse_stream):
+            with pytest.raises(ClientError) as e:
+                call(modelId=model_id, messages=USER_HELLO, inferenceConfig=both)
+            assert e.value.response["Error"]["Code"] == "ValidationException"
+            assert e.value.response["Error"]["Message"] == (
+                "The model returned the following errors: `temperature` and `top_p` cannot both be specified for this "
+                "model. Please use only one.")
+        for one in ({"temperature": 0.5}, {"topP": 0.9}):
+            assert runtime.converse(modelId=model_id, messages=USER_HELLO, inferenceConfig=one)["stopReason"]
+        with pytest.raises(ClientError) as e:
+            runtime.invoke_model(modelId=model_id, body=anthropic_body(temperature=0.5, top_p=0.9))
+        assert e.value.response["Error"]["Message"] == (
+            "`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
+        runtime.invoke_model(modelId=model_id, body=anthropic_body(top_p=0.9))
+    assert runtime.converse(modelId=HAIKU, messages=USER_HELLO, inferenceConfig=both)["stopReason"] == "end_turn"
+    runtime.invoke_model(modelId=HAIKU, body=anthropic_body(temperature=0.5, top_p=0.9))
+
+
 def test_claude_refuses_additional_fields_that_converse_already_sets(runtime):
     """``additionalModelRequestFields`` holding ``system`` beside Converse's own system prompt (or holding
     ``messages``): Bedrock's words (danny-avila/LibreChat#14246). Fields Converse does not set pass."""

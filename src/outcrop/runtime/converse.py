@@ -321,6 +321,8 @@ def chat_request(params: Mapping[str, Any], model_id: str = "") -> ChatRequest:
     if claude and (
             problem := claude_thinking_error(thinking, config.get("maxTokens"), config.get("temperature"), converse=True)):
         raise ValidationError(f"The model returned the following errors: {problem}")
+    if claude and (problem := claude_sampler_error(model_id, config.get("temperature"), config.get("topP"))):
+        raise ValidationError(f"The model returned the following errors: {problem}")
     system: list[str] = []
     for entry in params.get("system") or ():
         if "text" in entry:
@@ -378,6 +380,21 @@ DEFAULT_REASONING_BUDGET = 1024  # Claude's smallest budget_tokens
 
 
 THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+
+
+# Claude models that take a temperature or a top_p, not both (Anthropic's rule since Opus 4.1, which Bedrock
+# passes on: BerriAI/litellm#15070 for Sonnet 4.5, aws-samples/bedrock-access-gateway#191 for Haiku 4.5,
+# BoltAI/BoltAI#399 for Opus 4.1, skydiscover-ai/skydiscover#15 for Sonnet 4.6).
+ONE_SAMPLER_CLAUDE = ("anthropic.claude-opus-4-1", "anthropic.claude-sonnet-4-5", "anthropic.claude-haiku-4-5",
+                      "anthropic.claude-opus-4-5", "anthropic.claude-sonnet-4-6", "anthropic.claude-opus-4-6")
+ONE_SAMPLER = "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+
+
+def claude_sampler_error(model_id: str, temperature: Any, top_p: Any) -> str | None:
+    """Claude's refusal of a temperature beside a top_p, for the models that take one of them only."""
+    if temperature is not None and top_p is not None and model_id.startswith(ONE_SAMPLER_CLAUDE):
+        return ONE_SAMPLER
+    return None
 
 
 def claude_thinking_error(thinking: Any, max_tokens: Any, temperature: Any, converse: bool) -> str | None:

@@ -35,6 +35,7 @@ from outcrop.runtime.converse import (
     MAX_CACHE_POINTS_CLAUDE,
     TRAILING_WHITESPACE_CLAUDE,
     cache_ttl,
+    claude_sampler_error,
     claude_thinking_error,
     reasoning_budget,
     too_many_cache_points,
@@ -237,6 +238,8 @@ class Anthropic:
         if len(points) > MAX_CACHE_POINTS_CLAUDE:
             raise ValidationError(too_many_cache_points(len(points)))
         if problem := claude_thinking_error(body.get("thinking"), max_tokens, body.get("temperature"), converse=False):
+            raise ValidationError(problem)
+        if problem := claude_sampler_error(model_id, body.get("temperature"), body.get("top_p")):
             raise ValidationError(problem)
         raw_choice = optional(body, "tool_choice", dict)
         if raw_choice is not None:
