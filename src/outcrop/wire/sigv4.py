@@ -19,10 +19,11 @@ A presigned URL carries the same parts as ``X-Amz-*`` query parameters; its cano
 raw query without ``X-Amz-Signature``, and instead of the ±5-minute clock check it must not be past
 ``X-Amz-Date + X-Amz-Expires`` (at most 7 days).
 
-Errors are those AWS sends: ``MissingAuthenticationTokenException`` without an ``Authorization``
-header, ``IncompleteSignatureException`` for a header that is not a SigV4 header,
+Errors are those AWS sends: ``IncompleteSignatureException`` for a header that is not a SigV4 header,
 ``InvalidSignatureException`` for a wrong signature, a mis-scoped credential or a stale request
-("Signature expired: … is now earlier than … (… - 5 min.)").
+("Signature expired: … is now earlier than … (… - 5 min.)"). A request with no signature at all never
+gets here: the app answers it ``AccessDeniedException`` "Authorization header is missing", as Bedrock does
+(``MissingAuthenticationTokenException`` remains for a caller of ``check`` that did not look first).
 """
 
 from __future__ import annotations
