@@ -18,7 +18,6 @@ import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote
 
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
@@ -57,7 +56,7 @@ from outcrop.store.engine import Store
 from outcrop.wire.eventstream import stream_output
 from outcrop.wire.model import Operation, ServiceCatalog
 from outcrop.wire.restjson import error_response, parse_request, serialize_output
-from outcrop.wire.sigv4 import RawRequest
+from outcrop.wire.sigv4 import RawRequest, query_param
 
 log = logging.getLogger("outcrop")
 
@@ -281,8 +280,9 @@ class Outcrop:
                 raise InternalServer("The server is starting; retry shortly.")
             body = await self._read_body(scope, receive) if body is None else body
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            ctx = self._identify(headers, request_id, caller, scope.get("query_string", b""))
-            params = parse_request(op, labels, scope.get("query_string", b""), headers, body)
+            query = scope.get("query_string", b"")
+            ctx = self._identify(headers, request_id, caller, query)
+            params = parse_request(op, labels, query, headers, body)
             if caller is not None and self.authorizer is not None:
                 await self.authorizer.authorize(ctx, op.name, params)
             result = await handler(ctx, params)
@@ -373,11 +373,8 @@ class Outcrop:
 
 
 def _presigned_credential(query: bytes) -> re.Match[str] | None:
-    for part in query.decode("latin-1").split("&"):
-        name, _, value = part.partition("=")
-        if name == "X-Amz-Credential":
-            return CREDENTIAL.fullmatch("Credential=" + unquote(value))
-    return None
+    credential = query_param(query.decode("latin-1"), "X-Amz-Credential")
+    return None if credential is None else CREDENTIAL.fullmatch("Credential=" + credential)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -98,16 +98,21 @@ class RawRequest:
 
     def query_param(self, name: str) -> str | None:
         """The first value of query parameter ``name``, percent-decoded."""
-        for part in self.raw_query.split("&"):
-            key, _, value = part.partition("=")
-            if unquote(key) == name:
-                return unquote(value)
-        return None
+        return query_param(self.raw_query, name)
 
     @property
     def presigned(self) -> bool:
         """Signed in the query string (a presigned URL) rather than in an ``Authorization`` header."""
         return self.header("authorization") is None and self.query_param("X-Amz-Algorithm") is not None
+
+
+def query_param(raw_query: str, name: str) -> str | None:
+    """The first value of query parameter ``name`` in ``raw_query``, percent-decoded."""
+    for part in raw_query.split("&"):
+        key, _, value = part.partition("=")
+        if unquote(key) == name:
+            return unquote(value)
+    return None
 
 
 @dataclass(frozen=True)
