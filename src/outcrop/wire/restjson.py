@@ -505,8 +505,7 @@ def _header_text(value: Any, shape: Shape) -> str:
 def own_error_response(error: ServiceError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """A refusal of one of outcrop's own JSON endpoints (``/_outcrop/chaos``, ``/_outcrop/usage``): AWS's
     ``x-amzn-ErrorType`` header, and ``{"__type", "message"}`` in the body."""
-    headers = [(b"x-amzn-errortype", error.code.encode("latin-1")), (b"content-type", JSON_CONTENT_TYPE)]
-    return error.status, headers, orjson.dumps({"__type": error.code, "message": error.message})
+    return error.status, _error_headers(error), orjson.dumps({"__type": error.code, "message": error.message})
 
 
 def error_response(op: Operation | None, error: ServiceError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -515,8 +514,9 @@ def error_response(op: Operation | None, error: ServiceError) -> tuple[int, list
     if op is not None and error.code in op.errors:
         status = op.errors[error.code]
     body = {"message": error.message, **error.fields}
-    headers = [
-        (b"x-amzn-errortype", error.code.encode("latin-1")),
-        (b"content-type", JSON_CONTENT_TYPE),
-    ]
-    return status, headers, orjson.dumps(body)
+    return status, _error_headers(error), orjson.dumps(body)
+
+
+def _error_headers(error: ServiceError) -> list[tuple[bytes, bytes]]:
+    """The headers of every AWS-shaped refusal: its code in ``x-amzn-ErrorType``, and a JSON body."""
+    return [(b"x-amzn-errortype", error.code.encode("latin-1")), (b"content-type", JSON_CONTENT_TYPE)]
