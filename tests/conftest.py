@@ -104,7 +104,9 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        env = {**os.environ, "OUTCROP_DATA_DIR": str(self.data_dir), **self.extra_env}
+        # One worker unless a test asks for more (``--workers`` or its own OUTCROP_WORKERS): a test that reads
+        # a worker's own state (breakers, caches) must find it on the worker it calls.
+        env = {**os.environ, "OUTCROP_DATA_DIR": str(self.data_dir), "OUTCROP_WORKERS": "1", **self.extra_env}
         cmd = [sys.executable, "-m", "outcrop", "serve", "--port", str(self.port), "--database", self.database_url]
         if self.config_file is not None:
             cmd += ["--config", str(self.config_file)]

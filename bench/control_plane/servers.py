@@ -105,7 +105,9 @@ def start_outcrop(
     """``outcrop serve`` as users run it; ``source`` is a directory holding the ``outcrop`` package to use
     instead of the one installed in .venv (a snapshot of a commit)."""
     port = free_port()
-    cmd = [str(MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database", database_url, *(args or [])]
+    # One worker unless ``args`` say otherwise, as the figures recorded in bench/README.md were measured.
+    cmd = [str(MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database", database_url, "--workers", "1",
+           *(args or [])]
     env = {"OUTCROP_DATA_DIR": str(workdir), "OUTCROP_APPLICATION_PROFILE_QUOTA": QUOTA}
     if source is not None:
         env["PYTHONPATH"] = str(source)

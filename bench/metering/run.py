@@ -79,7 +79,8 @@ def start_server(
     env = {**os.environ, "OUTCROP_DATA_DIR": str(data_dir), "OUTCROP_METERING": "on" if metering else "off",
            "OUTCROP_METERING_FSYNC": fsync}
     database = database or f"sqlite:///{data_dir / 'o.db'}"
-    cmd = [sys.executable, "-m", "outcrop", "serve", "--port", str(port), "--database", database]
+    # One worker, as the figures recorded in bench/README.md were measured.
+    cmd = [sys.executable, "-m", "outcrop", "serve", "--port", str(port), "--database", database, "--workers", "1"]
     if backend_url is not None:
         config = data_dir / "outcrop.toml"
         config.write_text(backend_config(backend_url))

@@ -99,7 +99,7 @@ def start_server(tmp: Path, config: str) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "OUTCROP_DATA_DIR": str(tmp), "OUTCROP_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "outcrop", "serve", "--port", str(port), "--database", f"sqlite:///{tmp / 'o.db'}",
-         "--config", str(tmp / "outcrop.toml")],
+         "--config", str(tmp / "outcrop.toml"), "--workers", "1"],  # one worker's breakers, seen whole
         env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"),  # noqa: SIM115
     )
     url = f"http://127.0.0.1:{port}"

@@ -74,7 +74,7 @@ def measure(source: str, backend: rt.Server, work: Path, requests: int) -> int:
         config = work / "outcrop.toml"
         config.write_text(rt.backend_config(backend.url))
         cmd = [*valgrind, str(rt.MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database",
-               f"sqlite:///{work / 'outcrop.db'}", "--config", str(config)]
+               f"sqlite:///{work / 'outcrop.db'}", "--config", str(config), "--workers", "1"]  # valgrind follows one process
         env = {"OUTCROP_DATA_DIR": str(work), "OUTCROP_LOG_LEVEL": "warning",
                "PYTHONPATH": str(Path(source).resolve() / "src")}
         server = rt.spawn("outcrop", cmd, env, work, port, "/_outcrop/health", timeout=600)

@@ -1,7 +1,7 @@
 """The floor: a gateway that does nothing, to show what any Python gateway pays on this machine.
 
 A bare ASGI callable, started by ``run.py`` under uvicorn exactly as ``outcrop serve`` runs (same server,
-same event loop, 1 worker), that reads each request's body, sends one fixed chat completion to the
+same event loop, as many workers as its default), that reads each request's body, sends one fixed chat completion to the
 backend with outcrop's own HTTP/1.1 client (``outcrop.providers.http11``, keep-alive) and answers with
 the backend's bytes. No routing, no translation, no validation, no metering: the latency it adds over
 the direct call is the cost of the extra hop itself (two more loopback exchanges, the HTTP server's

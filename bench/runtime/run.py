@@ -129,25 +129,29 @@ def start_backend(workdir: Path) -> Server:
     return spawn("backend", backend_command(MAIN_PYTHON, port), {"PYTHONPATH": str(BACKEND_DIR)}, workdir, port, "/")
 
 
+CORES = len(os.sched_getaffinity(0))  # the workers ``outcrop serve`` runs by default: one per core
+
+
 def start_floor(backend: Server, workdir: Path, source: Path | None) -> Server:
-    """``proxy.py`` under the server ``outcrop serve`` runs on (1 worker)."""
+    """``proxy.py`` under the server ``outcrop serve`` runs on, with as many workers as its default."""
     port = free_port()
-    cmd = asgi_command(MAIN_PYTHON, "proxy:app", port)
+    cmd = asgi_command(MAIN_PYTHON, "proxy:app", port, workers=CORES)
     path = os.pathsep.join([str(HERE), *([str(source)] if source is not None else [])])
     return spawn("floor", cmd, {"PYTHONPATH": path, "BACKEND_URL": backend.url}, workdir, port, "/")
 
 
-def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering: bool, workers: int = 1,
+def start_outcrop(backend: Server, workdir: Path, source: Path | None, metering: bool, workers: int | None = None,
                   ingest: str = "process") -> Server:
+    """``outcrop serve`` with its default workers (one per core), or ``workers``."""
     port = free_port()
-    label = ("outcrop" if metering else "outcrop-nometer") + (f"-{workers}w" if workers > 1 else "")
+    label = ("outcrop" if metering else "outcrop-nometer") + (f"-{workers}w" if workers else "")
     label += "" if ingest == "process" else f"-{ingest}"
     data = workdir / label
     data.mkdir()
     config = data / "outcrop.toml"
     config.write_text(backend_config(backend.url))
     cmd = [str(MAIN_PYTHON), "-m", "outcrop", "serve", "--port", str(port), "--database",
-           f"sqlite:///{data / 'outcrop.db'}", "--config", str(config), "--workers", str(workers)]
+           f"sqlite:///{data / 'outcrop.db'}", "--config", str(config), *(["--workers", str(workers)] if workers else [])]
     env = {"OUTCROP_DATA_DIR": str(data), "OUTCROP_METERING": "on" if metering else "off",
            "OUTCROP_LOG_LEVEL": "warning", "OUTCROP_METERING_INGEST": ingest}
     if source is not None:
@@ -432,14 +436,14 @@ def render(cells: list[Cell], streams: list[StreamCell], facts: list[str], direc
         *[f"- {x}" for x in facts],
         "- backend: `bench/runtime/backend.py`, a bare ASGI OpenAI-compatible server under uvicorn (its httptools protocol, 1 worker), "
         "answering every chat completion after a fixed 20 ms (a stream: its first chunk after 20 ms, the rest at once).",
-        "- direct: the backend's `POST /v1/chat/completions`; outcrop: `outcrop serve` (1 worker unless the row says 2, SQLite, "
+        f"- direct: the backend's `POST /v1/chat/completions`; outcrop: `outcrop serve` (its default of one worker per core, {CORES} here, unless the row says 1, SQLite, "
         "`[[deployments]] backend = \"openai\"`), Converse on the foundation model and on an application profile "
         "made from it, with metering on (the default) and, to show metering's share, off; a row with metering's "
         "ingester on a thread of the server (`metering_ingest = \"thread\"`) instead of its own process, to show "
         "what the process buys; LiteLLM: its proxy "
-        "(1 worker, `LITELLM_LOCAL_MODEL_COST_MAP=True`, `num_retries: 0`, a master key sent as a bearer token, no database), `POST /chat/completions` to a model "
+        "(its default of 1 worker, `LITELLM_LOCAL_MODEL_COST_MAP=True`, `num_retries: 0`, a master key sent as a bearer token, no database), `POST /chat/completions` to a model "
         "routed to the same backend as `openai/bench`.",
-        "- floor: `bench/runtime/proxy.py`, a do-nothing proxy under the same server as outcrop (uvicorn with outcrop's HTTP/1.1 protocol, 1 worker): it reads "
+        f"- floor: `bench/runtime/proxy.py`, a do-nothing proxy under the same server as outcrop (uvicorn with outcrop's HTTP/1.1 protocol, {CORES} workers, as outcrop's default): it reads "
         "the request, sends one fixed completion to the backend with outcrop's own HTTP client and answers the "
         "backend's bytes. What it adds is the price of the extra hop on this machine; outcrop's own cost is what "
         "outcrop adds beyond it.",
@@ -511,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[Cell] = []
     streams: list[StreamCell] = []
     direct = "direct"
-    outcrops = ["outcrop, model", "outcrop, app profile", "outcrop, model, 2 workers"]
+    outcrops = ["outcrop, model", "outcrop, app profile", "outcrop, model, 1 worker"]
     litellm_name = None if args.no_litellm else "LiteLLM proxy"
     try:
         with ExitStack() as stack:
@@ -519,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
             outcrop = started(stack, lambda: start_outcrop(backend, scratch, source, True))
             bare = started(stack, lambda: start_outcrop(backend, scratch, source, False))
             floor = started(stack, lambda: start_floor(backend, scratch, source))
-            two = started(stack, lambda: start_outcrop(backend, scratch, source, True, workers=2))
+            one = started(stack, lambda: start_outcrop(backend, scratch, source, True, workers=1))
             threaded = started(stack, lambda: start_outcrop(backend, scratch, source, True, ingest="thread"))
             arn = create_profile(outcrop)
             arn_bare = create_profile(bare)
@@ -532,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"/model/{MODEL}/converse-stream", CONVERSE_BODY),
                 Target(outcrops[1], outcrop, f"/model/{quoted}/converse", CONVERSE_BODY,
                        f"/model/{quoted}/converse-stream", CONVERSE_BODY),
-                Target(outcrops[2], two, f"/model/{MODEL}/converse", CONVERSE_BODY,
+                Target(outcrops[2], one, f"/model/{MODEL}/converse", CONVERSE_BODY,
                        f"/model/{MODEL}/converse-stream", CONVERSE_BODY),
                 Target("outcrop, model, ingest on a thread", threaded, f"/model/{MODEL}/converse", CONVERSE_BODY,
                        None, ""),

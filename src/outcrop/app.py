@@ -44,7 +44,7 @@ from outcrop.errors import (
     ServiceError,
     UnknownOperation,
 )
-from outcrop.generations import PROFILES, TAGS, Generations, Watch
+from outcrop.generations import PROFILES, SNAPSHOT, TAGS, Generations, Watch
 from outcrop.ids import request_id as new_request_id
 from outcrop.metering import Meter, Prices
 from outcrop.metering.endpoint import usage_endpoint
@@ -57,6 +57,7 @@ from outcrop.wire.eventstream import stream_output
 from outcrop.wire.model import Operation, ServiceCatalog
 from outcrop.wire.restjson import error_response, parse_request, serialize_output
 from outcrop.wire.sigv4 import RawRequest, query_param
+from outcrop.workers import SharedLimits, Slot, Snapshots, merge_routing
 
 log = logging.getLogger("outcrop")
 
@@ -95,6 +96,11 @@ class Outcrop:
         self.authenticator: Authenticator | None = None
         self.authorizer: Authorizer | None = None
         self.generations: Generations | None = None
+        # With several workers (``outcrop serve --workers N``): this worker's place among them, the limits
+        # they share, and the state a scrape sums over them (``outcrop.workers``).
+        self.slot: Slot | None = None
+        self.shared_limits: SharedLimits | None = None
+        self.snapshots: Snapshots | None = None
         self.ready = False
         # Set by ``factory`` (the process is an ``outcrop serve`` worker): process-wide tuning applies.
         self.serving = False
@@ -107,8 +113,21 @@ class Outcrop:
         self.store = store
         # Shared by the workers of this server (they share the data directory): outcrop.generations.
         self.generations = Generations(self.config.data_dir / "generations")
+        if self.serving and self.config.worker_processes > 1:
+            self.slot = Slot(self.config.data_dir / "workers")
+            self.shared_limits = SharedLimits(self.config.data_dir / "workers" / "limits", self.slot)
         self._bind(store, PageTokens(key), self.generations)
+        if self.slot is not None:
+            generations = self.generations
+            self.snapshots = Snapshots(
+                self.slot, lambda: generations[SNAPSHOT], lambda: generations.bump(SNAPSHOT), self._state,
+            )
         self.ready = True
+
+    def _state(self) -> dict[str, Any]:
+        """What this worker adds to a scrape of the server."""
+        assert self.runtime is not None
+        return {"routing": self.runtime.router.status(), "metrics": self.metrics.families()}
 
     def stop(self) -> None:
         self.ready = False
@@ -124,6 +143,12 @@ class Outcrop:
             self.store = None
         if self.generations is not None:
             self.generations.close()
+        if self.shared_limits is not None:
+            self.shared_limits.close()
+            self.shared_limits = None
+        if self.slot is not None:
+            self.slot.close()
+            self.slot = None
 
     def _bind(self, store: Store, tokens: PageTokens, generations: Generations) -> None:
         profiles = InferenceProfiles(store, self.catalog, self.config, tokens)
@@ -144,7 +169,7 @@ class Outcrop:
             self.meter.start()
             self.metrics.before_render.append(self.meter.metrics.apply)
         self.runtime = Runtime(self.catalog, store, self.config, self.chaos, sink=self.meter,
-                               deletions=Watch(generations, PROFILES))
+                               deletions=Watch(generations, PROFILES), limits=self.shared_limits)
         self.metrics.registry.register(RoutingCollector(self.runtime.router))
         self.handlers.update(self.runtime.handlers())
         self.handlers.update(
@@ -208,10 +233,14 @@ class Outcrop:
                     return
                 if self.serving:
                     _tune_worker(self.config)
+                if self.snapshots is not None:
+                    self.snapshots.start()
                 await send({"type": "lifespan.startup.complete"})
                 housekeeping = asyncio.create_task(self._housekeeping())
             elif message["type"] == "lifespan.shutdown":
                 housekeeping.cancel()
+                if self.snapshots is not None:
+                    await self.snapshots.stop()
                 if self.runtime is not None:
                     await self.runtime.close()
                 self.stop()
@@ -356,11 +385,15 @@ class Outcrop:
 
     async def _admin(self, method: str, path: str, request_id: str, send: Send) -> None:
         if path in ("/metrics", "/_outcrop/metrics") and method == "GET":
-            body, content_type = self.metrics.render()
+            if self.snapshots is None:
+                body, content_type = self.metrics.render()
+            else:  # the server's figures: every worker's, summed
+                body, content_type = self.metrics.render_with(s["metrics"] for s in await self.snapshots.gather())
             await _respond(send, 200, [(b"content-type", content_type.encode())], body, request_id)
             return
         if path == "/_outcrop/routing" and method == "GET" and self.runtime is not None:
-            body = orjson.dumps(self.runtime.router.status())
+            others = [] if self.snapshots is None else [s["routing"] for s in await self.snapshots.gather()]
+            body = orjson.dumps(merge_routing([self.runtime.router.status(), *others]))
             await _respond(send, 200, [(b"content-type", b"application/json")], body, request_id)
             return
         if path == "/_outcrop/health" and method == "GET":

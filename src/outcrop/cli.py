@@ -35,14 +35,17 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["OUTCROP_HOST"] = config.host
     os.environ["OUTCROP_PORT"] = str(config.port)
     os.environ["OUTCROP_AUTH_MODE"] = config.auth_mode
+    os.environ["OUTCROP_WORKERS"] = str(config.worker_processes)  # 0 (one per core) made a number here, once
     # Migrate once, before any worker starts (workers migrate too, under a lock, for embedded use).
     store = Store(config.resolved_database_url)
     try:
         store.migrate()
     finally:
         store.close()
+    workers = config.worker_processes
     print(
-        f"outcrop serving on http://{config.host}:{config.port} (database {_redact(config.resolved_database_url)})",
+        f"outcrop serving on http://{config.host}:{config.port} (database {_redact(config.resolved_database_url)}, "
+        f"{workers} worker{'s' if workers > 1 else ''})",
         file=sys.stderr,
         flush=True,
     )
@@ -195,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
     serve.add_argument("--database", help="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db")
     serve.add_argument("--config", help="TOML config file")
-    serve.add_argument("--workers", type=int, help="server processes (default 1)")
+    serve.add_argument("--workers", type=int, help="server processes (default 0: one per core)")
     serve.add_argument("--auth", choices=("open", "strict"),
                        help="open (default): accept any caller; strict: authenticate and authorize every request")
     serve.set_defaults(func=_serve)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from outcrop.workers import MAX_WORKERS
+
 DEFAULT_PORT = 8643
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -107,7 +109,7 @@ class Config:
     port: int = DEFAULT_PORT
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None
-    workers: int = 1
+    workers: int = 0  # 0: one per core (``worker_processes``)
     default_account: str = DEFAULT_ACCOUNT
     default_region: str = DEFAULT_REGION
     # access key id -> account id; keys not listed act in ``default_account``.
@@ -163,6 +165,11 @@ class Config:
         if first is BUILTIN:
             return (BUILTIN,)
         return tuple(d for d in self.deployments if (d.region, d.model) == (first.region, first.model))
+
+    @property
+    def worker_processes(self) -> int:
+        """``workers``, or (0) one per core this process may run on."""
+        return self.workers or max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
     @property
     def resolved_database_url(self) -> str:
@@ -323,8 +330,8 @@ def _check(config: Config) -> None:
         raise ConfigError(f"metering_ingest must be 'process' or 'thread', not {config.metering_ingest!r}")
     if not (0.01 <= config.switch_interval_ms <= 100):
         raise ConfigError("switch_interval_ms must be between 0.01 and 100")
-    if config.workers < 1:
-        raise ConfigError(f"workers must be 1 or more, not {config.workers}")
+    if not 0 <= config.workers <= MAX_WORKERS:
+        raise ConfigError(f"workers must be from 1 to {MAX_WORKERS}, or 0 for one per core, not {config.workers}")
     if config.log_level.lower() not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {config.log_level!r}")
     if config.log_format not in ("text", "json"):

@@ -25,6 +25,7 @@ from pathlib import Path
 PROFILES = 0  # an application profile was deleted
 TAGS = 1  # a profile's tags changed
 CHAOS = 2  # the chaos rules changed
+SNAPSHOT = 3  # a scrape asks every worker for its state (``outcrop.workers.Snapshots``)
 
 _COUNTER = struct.Struct("=Q")
 _SIZE = 64  # bytes: room for eight counters
@@ -53,12 +54,15 @@ class Generations:
     def __getitem__(self, kind: int) -> int:
         return _COUNTER.unpack_from(self._map, kind * 8)[0]
 
-    def bump(self, kind: int) -> None:
+    def bump(self, kind: int) -> int:
+        """Count one change of ``kind``; returns the new count."""
         fd = self._fd
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            _COUNTER.pack_into(self._map, kind * 8, self[kind] + 1)
+            count = self[kind] + 1
+            _COUNTER.pack_into(self._map, kind * 8, count)
+            return count
         finally:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)

@@ -7,9 +7,13 @@ subsystems that set them (catalogue model IDs, profile IDs, Regions), never by f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from outcrop.workers import Family, merge_metrics
 
 
 class Metrics:
@@ -23,3 +27,30 @@ class Metrics:
         for update in self.before_render:
             update()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def families(self) -> list[Family]:
+        """Every series, as plain values: what a worker hands the one answering a scrape."""
+        for update in self.before_render:
+            update()
+        return [
+            (m.name, m.type, m.documentation, [(s.name, s.labels, s.value) for s in m.samples])
+            for m in self.registry.collect()
+        ]
+
+    def render_with(self, others: Iterable[list[Family]]) -> tuple[bytes, str]:
+        """This process's series summed with other workers' (``outcrop.workers.merge_metrics``)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(merge_metrics([self.families(), *others])))
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Family]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        for name, kind, documentation, samples in self._families:
+            metric = Metric(name, documentation, kind)
+            for sample, labels, value in samples:
+                metric.add_sample(sample, labels, value)
+            yield metric

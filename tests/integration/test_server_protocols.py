@@ -440,7 +440,7 @@ def test_sigterm_with_idle_keep_alive_connections_stops_promptly(server_factory)
         h2.close()
 
 
-@pytest.mark.parametrize("setting", ["workers = 0", 'log_level = "loud"'])
+@pytest.mark.parametrize("setting", ["workers = -1", "workers = 65", 'log_level = "loud"'])
 def test_server_settings_out_of_range_are_config_errors(tmp_path, setting):
     path = tmp_path / "bad.toml"
     path.write_text(setting + "\n")

@@ -11,36 +11,36 @@ or semaphores: admission is a synchronous check-and-take that cannot interleave 
 
 0 means unlimited for each limit. Nothing is queued here: a request that does not fit is told so, with
 the time after which it might (``retry_after``), and the router decides whether to wait.
+
+With several workers (``outcrop serve --workers N``), a limited deployment's ``SharedCapacity`` keeps
+the buckets and the count of outstanding requests in a file every worker maps (``outcrop.workers``), and
+takes its lock around the check-and-take; the limits are then the server's, not each worker's.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from outcrop.providers.messages import ChatRequest, EmbedRequest
 from outcrop.providers.tokens import count_request, count_text
+from outcrop.workers import Cell
 
 Clock = Callable[[], float]
 
 
-@dataclass
 class TokenBucket:
     """``per_minute`` tokens a minute, at most ``per_minute`` saved up; the level may go negative (debt)."""
 
-    per_minute: int
-    clock: Clock = time.monotonic
-    level: float = field(init=False)
-    updated: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.level = float(self.per_minute)
-        self.updated = self.clock()
+    def __init__(self, per_minute: int, clock: Clock = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.level = float(per_minute)
+        self.updated = clock()
 
     def _refill(self) -> None:
         now = self.clock()
-        self.level = min(float(self.per_minute), self.level + (now - self.updated) * self.per_minute / 60)
+        self.level = min(float(self.per_minute), self.level + max(0.0, now - self.updated) * self.per_minute / 60)
         self.updated = now
 
     def available(self) -> float:
@@ -61,8 +61,30 @@ class TokenBucket:
         return max(0.0, missing * 60 / self.per_minute)
 
 
+class SharedBucket(TokenBucket):
+    """A bucket whose level lives in a shared ``Cell`` (``which``: 0 RPM, 1 TPM), on the system's monotonic
+    clock, which every process reads alike. Reading it writes nothing; ``take`` belongs inside the cell's
+    lock, with the check that it fits."""
+
+    def __init__(self, per_minute: int, cell: Cell, which: int) -> None:  # no base init: the level is the
+        self.per_minute = per_minute  # cell's, made full by the first worker that used it
+        self.clock = time.monotonic
+        self.cell = cell
+        self.which = which
+
+    def available(self) -> float:
+        level, updated = self.cell.bucket(self.which)
+        # A file left by a server before a reboot holds times of another boot's clock: none is in the future.
+        return min(float(self.per_minute), level + max(0.0, self.clock() - updated) * self.per_minute / 60)
+
+    def take(self, amount: float) -> None:
+        self.cell.set_bucket(self.which, self.available() - amount, self.clock())
+
+
 class Capacity:
     """The limits of one deployment and what is in use of them."""
+
+    full_wait: float | None = None  # what ``retry_after`` says when every slot is taken
 
     def __init__(self, max_concurrency: int = 0, rpm: int = 0, tpm: int = 0, clock: Clock = time.monotonic) -> None:
         self.max_concurrency = max_concurrency
@@ -78,8 +100,12 @@ class Capacity:
     def load(self) -> float:
         return self.outstanding / self.weight
 
+    def in_use(self) -> int:
+        """Requests outstanding, against ``max_concurrency``."""
+        return self.outstanding
+
     def has_room(self, estimate: int) -> bool:
-        if self.max_concurrency and self.outstanding >= self.max_concurrency:
+        if self.max_concurrency and self.in_use() >= self.max_concurrency:
             return False
         if self.requests is not None and not self.requests.fits(1):
             return False
@@ -97,15 +123,56 @@ class Capacity:
         return Lease(self, estimate)
 
     def retry_after(self, estimate: int) -> float | None:
-        """Seconds until a bucket has room, or None when only a finishing request can make room."""
-        if self.max_concurrency and self.outstanding >= self.max_concurrency:
-            return None
+        """Seconds until a bucket has room, or None when only a finishing request can make room (its release
+        wakes the router's waiters)."""
+        if self.max_concurrency and self.in_use() >= self.max_concurrency:
+            return self.full_wait
         waits = [0.0]
         if self.requests is not None:
             waits.append(self.requests.wait_for(1))
         if self.tokens is not None:
             waits.append(self.tokens.wait_for(estimate))
         return max(waits)
+
+    def release(self, lease: Lease, used_tokens: int | None) -> None:
+        self.outstanding -= 1
+        if used_tokens is not None and self.tokens is not None:
+            self.tokens.take(used_tokens - lease.estimate)  # true-up: a refund when negative
+
+
+# How often a request waiting for another worker's request to finish looks again (that worker's release
+# cannot wake this one).
+SHARED_POLL_SECONDS = 0.005
+
+
+class SharedCapacity(Capacity):
+    """The limits of one deployment, shared by the workers of a server through ``cell``.
+
+    ``outstanding`` stays this worker's own (it orders the deployments by load); admission counts every
+    worker's, from the cell."""
+
+    full_wait = SHARED_POLL_SECONDS  # another worker's release cannot wake this one's waiters
+
+    def __init__(self, max_concurrency: int, rpm: int, tpm: int, cell: Cell) -> None:
+        super().__init__(max_concurrency)
+        self.cell = cell
+        self.requests = SharedBucket(rpm, cell, 0) if rpm else None
+        self.tokens = SharedBucket(tpm, cell, 1) if tpm else None
+
+    def in_use(self) -> int:
+        return self.cell.outstanding()
+
+    def try_acquire(self, estimate: int) -> Lease | None:
+        with self.cell.limits.locked():
+            lease = super().try_acquire(estimate)
+            if lease is not None:
+                self.cell.add(1)
+        return lease
+
+    def release(self, lease: Lease, used_tokens: int | None) -> None:
+        with self.cell.limits.locked():
+            self.cell.add(-1)
+            super().release(lease, used_tokens)
 
 
 class Lease:
@@ -120,9 +187,7 @@ class Lease:
         if self.released:
             return
         self.released = True
-        self.capacity.outstanding -= 1
-        if used_tokens is not None and self.capacity.tokens is not None:
-            self.capacity.tokens.take(used_tokens - self.estimate)  # true-up: a refund when negative
+        self.capacity.release(self, used_tokens)
 
 
 # Output assumed for a request that sets no maximum, until its usage trues the estimate up.

@@ -21,7 +21,9 @@ served by one or more configured deployments (``Config.deployments_for``), each 
 4. When all have failed: the failure itself if every attempt failed the same way (a direct call
    keeps its own error), else ThrottlingException, as Bedrock answers when no Region can serve.
 
-State is in the memory of one server process (one per worker when ``workers`` > 1).
+State is in the memory of one server process (one per worker when ``workers`` > 1), but for the limits
+of deployments that have any, which the workers of a server share (``SharedCapacity``, given
+``limits``). Each worker's breakers learn on their own, as each Envoy's do.
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ from outcrop.providers.base import Provider, Target
 from outcrop.providers.messages import Metadata, StreamEvent
 from outcrop.providers.registry import Providers
 from outcrop.routing.health import CircuitBreaker
-from outcrop.routing.limits import Capacity, Clock, Lease
+from outcrop.routing.limits import Capacity, Clock, Lease, SharedCapacity
 
 if TYPE_CHECKING:
     from outcrop.runtime.chaos import Chaos
     from outcrop.runtime.resolve import Candidate, Resolution
+    from outcrop.workers import SharedLimits
 
 T = TypeVar("T")
 # The tokens a request is expected to use, for TPM limits: a number, or a function that counts them, called
@@ -104,8 +107,10 @@ class Deployed:
 
 
 class Router:
-    def __init__(self, config: Config, providers: Providers, chaos: Chaos, clock: Clock = time.monotonic) -> None:
+    def __init__(self, config: Config, providers: Providers, chaos: Chaos, clock: Clock = time.monotonic,
+                 limits: SharedLimits | None = None) -> None:
         self.settings = config.routing
+        self.limits = limits
         self.config = config
         self.providers = providers
         self.chaos = chaos
@@ -129,12 +134,18 @@ class Router:
                 place = next((i for i, c in enumerate(self.config.deployments) if c is d), None)
                 name = d.name or (d.backend if place is None else f"{d.backend}-{place}")
                 pool.append(Deployed(
-                    region, model_id, name, Target(region, model_id, d),
-                    Capacity(d.max_concurrency, d.rpm, d.tpm, self.clock),
+                    region, model_id, name, Target(region, model_id, d), self._capacity(region, model_id, name, d),
                     CircuitBreaker(s.breaker_failures, s.breaker_cooldown_ms / 1000, self.clock),
                 ))
             self.pools[(region, model_id)] = pool
         return pool
+
+    def _capacity(self, region: str, model_id: str, name: str, d: Deployment) -> Capacity:
+        if self.limits is not None and (d.max_concurrency or d.rpm or d.tpm):
+            cell = self.limits.cell(region, model_id, name, d.rpm, d.tpm)
+            if cell is not None:
+                return SharedCapacity(d.max_concurrency, d.rpm, d.tpm, cell)
+        return Capacity(d.max_concurrency, d.rpm, d.tpm, self.clock)
 
     def _candidates(self, resolution: Resolution) -> tuple[list[Deployed], bool]:
         """The deployments serving a resolution's candidates, in its order (pools never change once made),

@@ -57,6 +57,7 @@ from outcrop.runtime.families.base import malformed
 from outcrop.runtime.resolve import Resolution, Resolver
 from outcrop.store.engine import Store
 from outcrop.wire.restjson import WireReady, load_json_document
+from outcrop.workers import SharedLimits
 
 log = logging.getLogger("outcrop.runtime")
 T = TypeVar("T")
@@ -128,12 +129,12 @@ def log_record(record: InvocationRecord) -> None:
 class Runtime:
     def __init__(
         self, catalog: Catalog, store: Store, config: Config, chaos: Chaos | None = None,
-        sink: RecordSink | None = None, deletions: Watch | None = None,
+        sink: RecordSink | None = None, deletions: Watch | None = None, limits: SharedLimits | None = None,
     ) -> None:
         self.resolver = Resolver(catalog, store, deletions=deletions)
         self.providers = Providers()
         self.chaos = chaos or Chaos()
-        self.router = Router(config, self.providers, self.chaos)
+        self.router = Router(config, self.providers, self.chaos, limits=limits)
         self.sink: RecordSink = sink or LogSink()
 
     def handlers(self) -> dict[tuple[str, str], Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]]:

@@ -44,7 +44,7 @@ def serve(config: Config) -> None:
         factory=True,
         host=config.host,
         port=config.port,
-        workers=config.workers,
+        workers=config.worker_processes,
         loop="uvloop",
         http=functools.partial(HTTP1, limits=limits(config)),  # type: ignore[arg-type]
         ws="none",
@@ -58,7 +58,7 @@ def serve(config: Config) -> None:
         log_config=None,  # its loggers go through outcrop's handler (outcrop.logs)
         log_level=config.log_level.lower(),
     )
-    if config.workers > 1:
+    if config.worker_processes > 1:
         Multiprocess(server_config, sockets=[server_config.bind_socket()]).run()
         return
     server = uvicorn.Server(server_config)

@@ -1,0 +1,361 @@
+"""What the workers of one ``outcrop serve`` share through its data directory: who is alive, the limits
+of each deployment, and the state a scrape of ``/metrics`` or ``/_outcrop/routing`` sums.
+
+**Slots.** Each worker holds an exclusive ``flock`` on ``workers/<n>.lock`` (the lowest ``n`` free) for
+as long as it lives; the kernel drops it when the process dies, however it dies, so a slot whose lock can
+be taken belongs to no live worker. A slot number indexes the worker's share of the limits below.
+
+**Limits** (``SharedLimits``, the mapped file ``workers/limits``): one cell per limited deployment, found
+by a hash of (Region, model, deployment name), holding the RPM and TPM buckets (level and time of the
+last refill, on ``CLOCK_MONOTONIC``, which every process reads alike) and, per slot, the requests that
+worker has outstanding. Admission takes an exclusive ``flock`` on the file around its check-and-take,
+so two workers never both take the last room. A worker only ever changes its own slot's count; a worker
+that takes a slot first zeroes the counts of every slot with no live owner, so the requests of a worker
+that died (``kill -9``: its leases were never released) stop counting when uvicorn starts its
+replacement. Deployments without limits never touch the file.
+
+**Snapshots** (``Snapshots``): a scrape is answered by one worker, which asks the others for their state
+(a bump of ``generations.SNAPSHOT``), waits until each live one has written ``workers/<n>.json`` answering
+that request (each looks every ``SNAPSHOT_POLL_SECONDS``), and sums them with its own
+(``merge_routing``, ``merge_metrics``). A worker that does not answer in time (stuck or starting) is
+summed from its last snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import struct
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("outcrop")
+
+MAX_WORKERS = 64
+SNAPSHOT_POLL_SECONDS = 0.02
+SNAPSHOT_WAIT_SECONDS = 1.0
+
+
+# -- slots ---------------------------------------------------------------------------------------------
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding ``path``'s exclusive lock, or None when another holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Slot:
+    """This worker's slot among the server's workers, held until ``close``."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        for n in range(MAX_WORKERS):
+            fd = _try_lock(directory / f"{n}.lock")
+            if fd is not None:
+                self.number, self._fd = n, fd
+                return
+        raise RuntimeError(f"more than {MAX_WORKERS} workers share the data directory {directory.parent}")
+
+    def alive(self, n: int) -> bool:
+        """Does a live worker hold slot ``n``? (Always true for this worker's own.)"""
+        if n == self.number:
+            return True
+        path = self.directory / f"{n}.lock"
+        if not path.exists():
+            return False
+        fd = _try_lock(path)
+        if fd is None:
+            return True
+        os.close(fd)
+        return False
+
+    def others(self) -> list[int]:
+        """The slots of the other live workers."""
+        return [n for n in range(MAX_WORKERS) if n != self.number and self.alive(n)]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+# -- limits --------------------------------------------------------------------------------------------
+_KEY = 16  # bytes of a cell's key (a BLAKE2b digest of the deployment's identity)
+_BUCKETS = struct.Struct("=dddd")  # RPM level, RPM refilled at, TPM level, TPM refilled at
+_COUNTS = struct.Struct(f"={MAX_WORKERS}i")  # requests outstanding, per slot
+_CELL = 512  # bytes per cell: key, buckets, counts, padding
+_BUCKETS_AT, _COUNTS_AT = _KEY, _KEY + _BUCKETS.size
+CELLS = 4096  # deployments with limits that one data directory can share (2 MiB, sparse until used)
+assert _COUNTS_AT + _COUNTS.size <= _CELL
+
+
+class SharedLimits:
+    """The mapped file of every limited deployment's shared state; one per worker process."""
+
+    def __init__(self, path: Path, slot: Slot) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.slot = slot.number
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < CELLS * _CELL:
+                os.ftruncate(fd, CELLS * _CELL)
+            self._map = mmap.mmap(fd, CELLS * _CELL)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._cells: dict[bytes, Cell] = {}
+        with self.locked():
+            # Under the lock, which every change of a count takes: a worker that takes a slot after this
+            # look has counted nothing yet, and clears its own slot's counts itself.
+            dead = [n for n in range(MAX_WORKERS) if not slot.alive(n)] + [slot.number]
+            for at in range(0, CELLS * _CELL, _CELL):
+                if self._map[at:at + _KEY] != bytes(_KEY):
+                    for n in dead:
+                        struct.pack_into("=i", self._map, at + _COUNTS_AT + 4 * n, 0)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def cell(self, region: str, model_id: str, name: str, rpm: int, tpm: int) -> Cell | None:
+        """The cell of one deployment (made, its buckets full, if no worker made it yet), or None when the
+        file is full (the deployment's limits are then this worker's own)."""
+        key = hashlib.blake2b(f"{region}\0{model_id}\0{name}".encode(), digest_size=_KEY).digest()
+        found = self._cells.get(key)
+        if found is not None:
+            return found
+        start = int.from_bytes(key[:4], "little") % CELLS
+        with self.locked():
+            for i in range(CELLS):
+                at = ((start + i) % CELLS) * _CELL
+                held = self._map[at:at + _KEY]
+                if held == key:
+                    break
+                if held == bytes(_KEY):
+                    self._map[at:at + _KEY] = key
+                    _BUCKETS.pack_into(self._map, at + _BUCKETS_AT, rpm, time.monotonic(), tpm, time.monotonic())
+                    break
+            else:
+                log.warning("limits of %s in %s (%s) are this worker's own: the shared file is full",
+                            model_id, region, name)
+                return None
+        found = self._cells[key] = Cell(self, at)
+        return found
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._cells.clear()
+            self._map.close()
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Cell:
+    """One deployment's shared state. Bucket reads and writes belong inside ``limits.locked()``."""
+
+    __slots__ = ("_counts", "_map", "_mine", "at", "limits")
+
+    def __init__(self, limits: SharedLimits, at: int) -> None:
+        self.limits = limits
+        self._map = limits._map
+        self.at = at
+        self._counts = at + _COUNTS_AT
+        self._mine = self._counts + 4 * limits.slot
+
+    def outstanding(self) -> int:
+        """Requests outstanding in every worker."""
+        return sum(_COUNTS.unpack_from(self._map, self._counts))
+
+    def add(self, delta: int) -> None:
+        """Change this worker's own count (inside ``limits.locked()``, which a starting worker's clearing of
+        dead slots takes too)."""
+        now = struct.unpack_from("=i", self._map, self._mine)[0]
+        struct.pack_into("=i", self._map, self._mine, now + delta)
+
+    def bucket(self, which: int) -> tuple[float, float]:
+        """(level, refilled at) of bucket 0 (RPM) or 1 (TPM)."""
+        return struct.unpack_from("=dd", self._map, self.at + _BUCKETS_AT + 16 * which)  # type: ignore[return-value]
+
+    def set_bucket(self, which: int, level: float, updated: float) -> None:
+        struct.pack_into("=dd", self._map, self.at + _BUCKETS_AT + 16 * which, level, updated)
+
+
+# -- snapshots -----------------------------------------------------------------------------------------
+class Snapshots:
+    """This worker's answers to the others' scrapes, and its way of asking them for theirs."""
+
+    def __init__(self, slot: Slot, generation: Callable[[], int], bump: Callable[[], int],
+                 state: Callable[[], dict[str, Any]]) -> None:
+        """``generation`` reads the scrape counter, ``bump`` adds one and returns it (``Generations``);
+        ``state`` is this worker's own state, as JSON-ready values."""
+        self.slot = slot
+        self._generation = generation
+        self._bump = bump
+        self._state = state
+        self._answered = -1
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._answer_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _path(self, n: int) -> Path:
+        return self.slot.directory / f"{n}.json"
+
+    async def _answer_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_POLL_SECONDS)
+            try:
+                self.answer()
+            except Exception:  # a scrape goes on without this worker; the next request is answered again
+                log.exception("writing this worker's state for a scrape failed")
+
+    def answer(self) -> None:
+        """Write this worker's state if a scrape asked for it since the last answer."""
+        wanted = self._generation()
+        if wanted == self._answered:
+            return
+        path = self._path(self.slot.number)
+        partial = path.with_suffix(".json.new")
+        partial.write_bytes(orjson.dumps({"generation": wanted, "state": self._state()}))
+        partial.replace(path)
+        self._answered = wanted
+
+    async def gather(self) -> list[dict[str, Any]]:
+        """The state of every other live worker, fresh (as of now) where it answered in time."""
+        wanted = self._bump()
+        self._answered = wanted  # this worker's own state is taken live by the caller
+        others = self.slot.others()
+        found: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + SNAPSHOT_WAIT_SECONDS
+        while True:
+            for n in others:
+                if n in found:
+                    continue
+                snapshot = self._read(n)
+                if snapshot is not None and snapshot["generation"] >= wanted:
+                    found[n] = snapshot["state"]
+            if len(found) == len(others) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(SNAPSHOT_POLL_SECONDS / 4)
+        for n in others:
+            if n not in found and (snapshot := self._read(n)) is not None:
+                log.warning("worker %d did not answer a scrape within %.1f s; its last state is used",
+                            n, SNAPSHOT_WAIT_SECONDS)
+                found[n] = snapshot["state"]
+        return [found[n] for n in sorted(found)]
+
+    def _read(self, n: int) -> dict[str, Any] | None:
+        try:
+            snapshot: dict[str, Any] = orjson.loads(self._path(n).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return snapshot
+
+
+# -- sums ----------------------------------------------------------------------------------------------
+_BREAKER_ORDER = {"closed": 0, "half-open": 1, "open": 2}
+
+
+def merge_routing(states: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The routing status of several workers as one: counts summed; per deployment the worst breaker
+    (``breakersOpen`` says in how many workers it is open), the longest wait for a probe, and the least
+    room left in a shared bucket."""
+    states = list(states)
+    merged = dict(states[0])
+    merged["failovers"] = sum(s["failovers"] for s in states)
+    merged["waiting"] = sum(s["waiting"] for s in states)
+    rejections: dict[str, int] = {}
+    for s in states:
+        for reason, n in s["rejections"].items():
+            rejections[reason] = rejections.get(reason, 0) + n
+    merged["rejections"] = dict(sorted(rejections.items()))
+    deployments: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for s in states:
+        for d in s["deployments"]:
+            key = (d["region"], d["model"], d["deployment"])
+            into = deployments.get(key)
+            open_here = int(d["breaker"] == "open")
+            if into is None:
+                deployments[key] = {**d, "attempts": dict(d["attempts"]), "breakersOpen": open_here}
+                continue
+            if _BREAKER_ORDER[d["breaker"]] > _BREAKER_ORDER[into["breaker"]]:
+                into["breaker"] = d["breaker"]
+            into["breakersOpen"] += open_here
+            into["consecutiveFailures"] = max(into["consecutiveFailures"], d["consecutiveFailures"])
+            into["timesOpened"] += d["timesOpened"]
+            into["outstanding"] += d["outstanding"]
+            for outcome, n in d["attempts"].items():
+                into["attempts"][outcome] = into["attempts"].get(outcome, 0) + n
+            into["attempts"] = dict(sorted(into["attempts"].items()))
+            for field in ("rpmAvailable", "tpmAvailable"):
+                if field in d:
+                    into[field] = min(into.get(field, d[field]), d[field])
+            if "probeInMs" in d:
+                into["probeInMs"] = max(into.get("probeInMs", 0), d["probeInMs"])
+    merged["deployments"] = list(deployments.values())
+    merged["workers"] = len(states)
+    return merged
+
+
+# A Prometheus family as a snapshot holds it: (name, type, help, [(sample name, labels, value)]).
+Family = tuple[str, str, str, list[tuple[str, dict[str, str], float]]]
+# Gauges that are not sums over workers: the worst state wins.
+MAX_GAUGES = frozenset({"outcrop_routing_breaker_state"})
+
+
+def merge_metrics(workers: Iterable[list[Family]]) -> list[Family]:
+    """Families of several workers as one set: each sample summed over the workers that have it (counters,
+    histograms, gauges of amounts), except the worst of a state gauge and the earliest ``_created``."""
+    order: list[str] = []
+    families: dict[str, tuple[str, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]] = {}
+    for worker in workers:
+        for name, kind, documentation, samples in worker:
+            family = families.get(name)
+            if family is None:
+                order.append(name)
+                family = families[name] = (kind, documentation, {})
+            values = family[2]
+            for sample, labels, value in samples:
+                key = (sample, tuple(sorted(labels.items())))
+                before = values.get(key)
+                if before is None:
+                    values[key] = value
+                elif sample.endswith("_created"):
+                    values[key] = min(before, value)
+                elif name in MAX_GAUGES:
+                    values[key] = max(before, value)
+                else:
+                    values[key] = before + value
+    return [
+        (name, families[name][0], families[name][1],
+         [(sample, dict(labels), value) for (sample, labels), value in families[name][2].items()])
+        for name in order
+    ]

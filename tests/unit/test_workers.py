@@ -1,0 +1,186 @@
+"""``outcrop.workers``: slots, the limits the workers of one server share, and the sums of their state.
+
+Two ``Slot``s in one process stand for two workers: ``flock`` locks belong to open files, so the second
+open of a lock file is refused as another process's would be. The race test uses real processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+from outcrop.routing.limits import Capacity, SharedCapacity
+from outcrop.workers import MAX_WORKERS, SharedLimits, Slot, merge_metrics, merge_routing
+
+
+def _worker(directory: Path) -> tuple[Slot, SharedLimits]:
+    slot = Slot(directory)
+    return slot, SharedLimits(directory / "limits", slot)
+
+
+def _capacity(limits: SharedLimits, max_concurrency: int = 0, rpm: int = 0, tpm: int = 0) -> SharedCapacity:
+    cell = limits.cell("us-east-1", "m", "openai-0", rpm, tpm)
+    assert cell is not None
+    return SharedCapacity(max_concurrency, rpm, tpm, cell)
+
+
+def test_each_worker_takes_the_lowest_free_slot_and_a_dead_ones_is_taken_again(tmp_path):
+    first, second = Slot(tmp_path), Slot(tmp_path)
+    assert (first.number, second.number) == (0, 1)
+    assert first.others() == [1] and second.others() == [0]
+    first.close()  # the worker died: the kernel dropped its lock
+    assert not second.alive(0) and second.others() == []
+    third = Slot(tmp_path)
+    assert third.number == 0
+    assert second.others() == [0]
+    for slot in (second, third):
+        slot.close()
+
+
+def test_concurrency_is_counted_over_every_worker(tmp_path):
+    (_, a), (_, b) = _worker(tmp_path), _worker(tmp_path)
+    in_a, in_b = _capacity(a, max_concurrency=2), _capacity(b, max_concurrency=2)
+    first = in_a.try_acquire(1)
+    second = in_b.try_acquire(1)
+    assert first is not None and second is not None
+    assert in_a.try_acquire(1) is None and in_b.try_acquire(1) is None  # each worker alone would admit 2
+    assert in_a.retry_after(1) is not None  # only another worker can make room: the router looks again
+    assert in_a.outstanding == 1 and in_b.outstanding == 1 and in_a.in_use() == 2
+    second.release()
+    assert in_a.try_acquire(1) is not None
+    # The same deployment seen a second time in one worker is the same cell.
+    assert a.cell("us-east-1", "m", "openai-0", 0, 0) is in_a.cell
+
+
+def test_a_dead_workers_requests_stop_counting_when_a_worker_starts(tmp_path):
+    (_, a), (b_slot, b) = _worker(tmp_path), _worker(tmp_path)
+    in_a, in_b = _capacity(a, max_concurrency=1), _capacity(b, max_concurrency=1)
+    assert in_b.try_acquire(1) is not None
+    assert in_a.try_acquire(1) is None
+    b_slot.close()  # killed with its request in flight: the lease is never released
+    assert in_a.try_acquire(1) is None  # nothing noticed yet
+    c_slot, _ = _worker(tmp_path)  # its replacement takes the slot and clears what the dead one held
+    assert c_slot.number == 1
+    assert in_a.try_acquire(1) is not None
+
+
+def test_buckets_are_one_for_the_server_and_trued_up(tmp_path):
+    (_, a), (_, b) = _worker(tmp_path), _worker(tmp_path)
+    in_a, in_b = _capacity(a, rpm=3, tpm=1000), _capacity(b, rpm=3, tpm=1000)
+    leases = [in_a.try_acquire(100), in_b.try_acquire(100), in_a.try_acquire(100)]
+    assert all(leases)
+    assert in_b.try_acquire(100) is None  # the fourth request of the minute, whichever worker takes it
+    assert 0 < in_b.retry_after(100) <= 20  # a request's worth refills in 60/3 s
+    assert in_b.tokens is not None and 690 < in_b.tokens.available() <= 710
+    leases[0].release(used_tokens=400)  # used 300 more than estimated: both workers see the debt
+    assert 390 < in_b.tokens.available() <= 410
+
+
+def test_a_fresh_cell_starts_full_and_a_later_worker_keeps_its_level(tmp_path):
+    (_, a), (_, b) = _worker(tmp_path), _worker(tmp_path)
+    in_a = _capacity(a, tpm=600)
+    assert in_a.tokens is not None and in_a.tokens.available() == 600
+    lease = in_a.try_acquire(500)
+    assert lease is not None
+    in_b = _capacity(b, tpm=600)  # made after: finds the cell, does not refill it
+    assert in_b.tokens is not None and in_b.tokens.available() < 110
+
+
+def _take_many(directory: str, tries: int, out: multiprocessing.Queue) -> None:
+    slot = Slot(Path(directory))
+    capacity = _capacity(SharedLimits(Path(directory) / "limits", slot), rpm=200)
+    out.put(sum(capacity.try_acquire(1) is not None for _ in range(tries)))
+
+
+def test_workers_racing_for_the_last_room_never_take_more_than_there_is(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    started = time.monotonic()
+    racers = [context.Process(target=_take_many, args=(str(tmp_path), 400, out)) for _ in range(4)]
+    for r in racers:
+        r.start()
+    admitted = sum(out.get(timeout=60) for _ in racers)
+    for r in racers:
+        r.join(timeout=60)
+    refilled = (time.monotonic() - started) * 200 / 60
+    # 200 at once, and what refilled while they ran; unlocked, lost updates would admit far more.
+    assert 200 <= admitted <= 200 + refilled + 1
+
+
+def test_a_full_file_leaves_a_deployment_to_each_worker(tmp_path, monkeypatch):
+    import outcrop.workers as workers
+
+    monkeypatch.setattr(workers, "CELLS", 2)
+    slot = Slot(tmp_path)
+    limits = SharedLimits(tmp_path / "limits", slot)
+    assert limits.cell("r", "a", "d", 1, 0) is not None
+    assert limits.cell("r", "b", "d", 1, 0) is not None
+    assert limits.cell("r", "c", "d", 1, 0) is None
+
+
+def test_slots_are_bounded(tmp_path, monkeypatch):
+    import outcrop.workers as workers
+
+    monkeypatch.setattr(workers, "MAX_WORKERS", 2)
+    Slot(tmp_path), Slot(tmp_path)
+    try:
+        Slot(tmp_path)
+    except RuntimeError as e:
+        assert "more than 2 workers" in str(e)
+    else:
+        raise AssertionError("a third slot was given out")
+    assert MAX_WORKERS == 64
+
+
+def test_unlimited_and_single_worker_capacity_never_touch_a_file():
+    capacity = Capacity(2)
+    assert capacity.try_acquire(1) is not None and capacity.retry_after(1) is not None
+    assert capacity.try_acquire(1) is not None and capacity.retry_after(1) is None  # its own release wakes
+
+
+def _status(breaker: str, outstanding: int, attempts: dict[str, int], **extra: object) -> dict[str, object]:
+    deployment = {
+        "region": "us-east-1", "model": "m", "deployment": "builtin", "backend": "builtin", "breaker": breaker,
+        "consecutiveFailures": 1 if breaker == "open" else 0, "timesOpened": int(breaker == "open"),
+        "outstanding": outstanding, "maxConcurrency": 4, "rpm": 0, "tpm": 0, "attempts": attempts, **extra,
+    }
+    return {"strategy": "source-first", "failovers": 1, "rejections": {"capacity": 2}, "waiting": 0,
+            "deployments": [deployment]}
+
+
+def test_routing_status_of_several_workers_is_summed_with_the_worst_breaker():
+    merged = merge_routing([
+        _status("closed", 1, {"success": 3}),
+        _status("open", 2, {"success": 1, "failure": 5}, probeInMs=900),
+    ])
+    assert merged["workers"] == 2 and merged["failovers"] == 2 and merged["rejections"] == {"capacity": 4}
+    (d,) = merged["deployments"]
+    assert d["breaker"] == "open" and d["breakersOpen"] == 1 and d["timesOpened"] == 1
+    assert d["outstanding"] == 3 and d["attempts"] == {"failure": 5, "success": 4} and d["probeInMs"] == 900
+    alone = merge_routing([_status("closed", 0, {})])
+    assert alone["workers"] == 1 and alone["deployments"][0]["breakersOpen"] == 0
+
+
+def test_metrics_of_several_workers_are_summed_but_states_and_creation_times():
+    one = [
+        ("outcrop_invocations", "counter", "Invocations", [("outcrop_invocations_total", {"model_id": "a"}, 2.0)]),
+        ("outcrop_routing_breaker_state", "gauge", "Breaker", [("outcrop_routing_breaker_state", {"d": "x"}, 0.0)]),
+        ("restarts", "counter", "R", [("restarts_total", {}, 1.0), ("restarts_created", {}, 50.0)]),
+    ]
+    two = [
+        ("outcrop_invocations", "counter", "Invocations", [
+            ("outcrop_invocations_total", {"model_id": "a"}, 3.0),
+            ("outcrop_invocations_total", {"model_id": "b"}, 1.0),
+        ]),
+        ("outcrop_routing_breaker_state", "gauge", "Breaker", [("outcrop_routing_breaker_state", {"d": "x"}, 2.0)]),
+        ("restarts", "counter", "R", [("restarts_total", {}, 0.0), ("restarts_created", {}, 40.0)]),
+    ]
+    merged = {name: {(s, tuple(sorted(labels.items()))): v for s, labels, v in samples}
+              for name, _, _, samples in merge_metrics([one, two])}
+    assert merged["outcrop_invocations"] == {
+        ("outcrop_invocations_total", (("model_id", "a"),)): 5.0,
+        ("outcrop_invocations_total", (("model_id", "b"),)): 1.0,
+    }
+    assert merged["outcrop_routing_breaker_state"] == {("outcrop_routing_breaker_state", (("d", "x"),)): 2.0}
+    assert merged["restarts"] == {("restarts_total", ()): 1.0, ("restarts_created", ()): 40.0}
