@@ -10,6 +10,7 @@ import importlib.metadata
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 README = Path(__file__).resolve().parent / "README.md"
@@ -49,8 +50,37 @@ def machine(*packages: str) -> list[str]:
         f"date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"nproc: {nproc}; CPU: {cpu}; memory: {mem_kb / 1024 / 1024:.1f} GiB",
         f"uptime before the run: {uptime()}",
+        steadiness(),
         f"Python {platform.python_version()} ({sys.executable})" + (f"; {versions}" if versions else ""),
     ]
+
+
+def steadiness(seconds: float = 4.0) -> str:
+    """How steadily this machine runs Python, before any server starts: the same small piece of work
+    (20,000 additions) timed over and over, with a 2 ms rest between (as a server's event loop works in
+    bursts). On a VM whose host is busy, some runs take several times the median while the thread's own
+    CPU clock says it ran the whole time: a latency percentile at or beyond that share is the machine's."""
+
+    def unit() -> int:
+        total = 0
+        for i in range(20_000):
+            total += i
+        return total
+
+    times: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.perf_counter()
+        unit()
+        times.append(time.perf_counter() - started)
+        time.sleep(0.002)
+    times.sort()
+    n = len(times)
+    p50 = times[n // 2]
+    slow = sum(t > 2 * p50 for t in times) / n
+    return (f"steadiness: a fixed piece of Python work, {n:,} runs: p50 {p50 * 1e3:.2f} ms, p99 "
+            f"{times[int(n * 0.99)] / p50:.1f}x p50, p99.9 {times[int(n * 0.999)] / p50:.1f}x; "
+            f"{slow:.1%} of runs over 2x p50")
 
 
 # The model behind bench/runtime and bench/metering: ``bench/runtime/backend.py`` (an OpenAI-compatible
