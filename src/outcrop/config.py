@@ -16,6 +16,11 @@ from typing import Any
 
 from outcrop.workers import MAX_WORKERS
 
+# Workers started by default on a machine with more cores. Each costs ~125 MB (the service models and
+# catalogue in the worker, its metering ingester beside it), and each worker's ingester is one more writer
+# on the database; more can be asked for with ``workers``.
+DEFAULT_WORKERS_CAP = 8
+
 DEFAULT_PORT = 8643
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -168,8 +173,8 @@ class Config:
 
     @property
     def worker_processes(self) -> int:
-        """``workers``, or (0) one per core this process may run on."""
-        return self.workers or max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+        """``workers``, or (0) one per core this process may run on, up to ``DEFAULT_WORKERS_CAP``."""
+        return self.workers or max(1, min(len(os.sched_getaffinity(0)), DEFAULT_WORKERS_CAP))
 
     @property
     def resolved_database_url(self) -> str:

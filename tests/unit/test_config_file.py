@@ -49,3 +49,20 @@ def test_a_database_of_another_kind_is_refused_before_start_without_its_password
                                  "postgresql+psycopg://u@h/d"])
 def test_sqlite_and_postgresql_urls_are_taken(url: str) -> None:
     assert load_config(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize(("cores", "workers", "expected"), [(1, 0, 1), (2, 0, 2), (32, 0, 8), (32, 12, 12), (2, 5, 5)])
+def test_workers_default_to_one_per_core_up_to_eight(monkeypatch: pytest.MonkeyPatch, cores: int, workers: int,
+                                                     expected: int) -> None:
+    from outcrop.config import Config
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cores)))
+    assert Config(workers=workers).worker_processes == expected
+
+
+@pytest.mark.parametrize("workers", [-1, 65])
+def test_workers_out_of_range_are_refused(tmp_path: Path, workers: int) -> None:
+    path = tmp_path / "outcrop.toml"
+    path.write_text(f"workers = {workers}\n")
+    with pytest.raises(ConfigError, match="workers must be from 1 to 64, or 0 for one per core"):
+        load_config(path)
