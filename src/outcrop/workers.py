@@ -216,6 +216,8 @@ class Snapshots:
         self._state = state
         self._answered = -1
         self._task: asyncio.Task[None] | None = None
+        # What an earlier process left in this slot (a server before this one) is no one's state now.
+        self._path(slot.number).unlink(missing_ok=True)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._answer_forever())

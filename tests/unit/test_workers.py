@@ -184,3 +184,30 @@ def test_metrics_of_several_workers_are_summed_but_states_and_creation_times():
     }
     assert merged["outcrop_routing_breaker_state"] == {("outcrop_routing_breaker_state", (("d", "x"),)): 2.0}
     assert merged["restarts"] == {("restarts_total", ()): 1.0, ("restarts_created", ()): 40.0}
+
+
+def test_a_scrape_sums_the_workers_that_answer_and_never_an_earlier_servers_state(tmp_path):
+    import asyncio
+
+    from outcrop.workers import Snapshots
+
+    counter = [0]
+
+    def bump() -> int:
+        counter[0] += 1
+        return counter[0]
+
+    first, second = Slot(tmp_path), Slot(tmp_path)
+    (tmp_path / "1.json").write_bytes(b'{"generation": 99, "state": {"from": "an earlier server"}}')
+    asking = Snapshots(first, lambda: counter[0], bump, lambda: {"from": "worker 0"})
+    answering = Snapshots(second, lambda: counter[0], bump, lambda: {"from": "worker 1"})
+    assert not (tmp_path / "1.json").exists()
+
+    async def scrape() -> list:
+        answering.start()
+        try:
+            return await asking.gather()
+        finally:
+            await answering.stop()
+
+    assert asyncio.run(scrape()) == [{"from": "worker 1"}]
