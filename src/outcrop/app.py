@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -57,7 +58,7 @@ from outcrop.wire.eventstream import stream_output
 from outcrop.wire.model import Operation, ServiceCatalog
 from outcrop.wire.restjson import error_response, parse_request, serialize_output
 from outcrop.wire.sigv4 import RawRequest, query_param
-from outcrop.workers import SharedLimits, Slot, Snapshots, merge_routing
+from outcrop.workers import SERVER_ENV, SharedLimits, Slot, Snapshots, merge_routing
 
 log = logging.getLogger("outcrop")
 
@@ -114,8 +115,9 @@ class Outcrop:
         # Shared by the workers of this server (they share the data directory): outcrop.generations.
         self.generations = Generations(self.config.data_dir / "generations")
         if self.serving and self.config.worker_processes > 1:
-            self.slot = Slot(self.config.data_dir / "workers")
-            self.shared_limits = SharedLimits(self.config.data_dir / "workers" / "limits", self.slot)
+            server = os.environ.get(SERVER_ENV) or str(os.getppid())
+            self.slot = Slot(self.config.data_dir / "workers" / server)
+            self.shared_limits = SharedLimits(self.slot.directory / "limits", self.slot)
         self._bind(store, PageTokens(key), self.generations)
         if self.slot is not None:
             generations = self.generations
@@ -387,12 +389,15 @@ class Outcrop:
         if path in ("/metrics", "/_outcrop/metrics") and method == "GET":
             if self.snapshots is None:
                 body, content_type = self.metrics.render()
-            else:  # the server's figures: every worker's, summed
-                body, content_type = self.metrics.render_with(s["metrics"] for s in await self.snapshots.gather())
+            else:  # the server's figures: every worker's, summed, with the counts of workers gone
+                states = await self.snapshots.gather()
+                body, content_type = self.metrics.render_with(
+                    [*(s["metrics"] for s in states.values()), *self.snapshots.retired(states)]
+                )
             await _respond(send, 200, [(b"content-type", content_type.encode())], body, request_id)
             return
         if path == "/_outcrop/routing" and method == "GET" and self.runtime is not None:
-            others = [] if self.snapshots is None else [s["routing"] for s in await self.snapshots.gather()]
+            others = [] if self.snapshots is None else [s["routing"] for s in (await self.snapshots.gather()).values()]
             body = orjson.dumps(merge_routing([self.runtime.router.status(), *others]))
             await _respond(send, 200, [(b"content-type", b"application/json")], body, request_id)
             return

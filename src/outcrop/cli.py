@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 def _serve(args: argparse.Namespace) -> int:
     from outcrop.server import serve
     from outcrop.store.engine import Store
+    from outcrop.workers import SERVER_ENV, sweep
 
     config = load_config(
         args.config, host=args.host, port=args.port, database_url=args.database, workers=args.workers,
@@ -36,6 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["OUTCROP_PORT"] = str(config.port)
     os.environ["OUTCROP_AUTH_MODE"] = config.auth_mode
     os.environ["OUTCROP_WORKERS"] = str(config.worker_processes)  # 0 (one per core) made a number here, once
+    os.environ[SERVER_ENV] = str(os.getpid())  # this process supervises the workers
+    sweep(config.data_dir / "workers", keep=os.getpid())
     # Migrate once, before any worker starts (workers migrate too, under a lock, for embedded use).
     store = Store(config.resolved_database_url)
     try:
@@ -43,13 +46,16 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     workers = config.worker_processes
-    print(
-        f"outcrop serving on http://{config.host}:{config.port} (database {_redact(config.resolved_database_url)}, "
-        f"{workers} worker{'s' if workers > 1 else ''})",
-        file=sys.stderr,
-        flush=True,
-    )
-    serve(config)
+
+    def announce(port: int) -> None:
+        print(
+            f"outcrop serving on http://{config.host}:{port} (database {_redact(config.resolved_database_url)}, "
+            f"{workers} worker{'s' if workers > 1 else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    serve(config, announce)
     return 0
 
 

@@ -21,6 +21,12 @@ from outcrop.workers import MAX_WORKERS
 # on the database; more can be asked for with ``workers``.
 DEFAULT_WORKERS_CAP = 8
 
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the system has one), else all of them."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
 DEFAULT_PORT = 8643
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -174,7 +180,7 @@ class Config:
     @property
     def worker_processes(self) -> int:
         """``workers``, or (0) one per core this process may run on, up to ``DEFAULT_WORKERS_CAP``."""
-        return self.workers or max(1, min(len(os.sched_getaffinity(0)), DEFAULT_WORKERS_CAP))
+        return self.workers or max(1, min(usable_cores(), DEFAULT_WORKERS_CAP))
 
     @property
     def resolved_database_url(self) -> str:

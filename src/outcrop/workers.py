@@ -1,5 +1,7 @@
 """What the workers of one ``outcrop serve`` share through its data directory: who is alive, the limits
-of each deployment, and the state a scrape of ``/metrics`` or ``/_outcrop/routing`` sums.
+of each deployment, and the state a scrape of ``/metrics`` or ``/_outcrop/routing`` sums. Each server
+keeps these in a folder of its own, ``workers/<its supervisor's process ID>`` (``SERVER_ENV``), which
+``sweep`` removes once that process is gone; the paths below are in it.
 
 **Slots.** Each worker holds an exclusive ``flock`` on ``workers/<n>.lock`` (the lowest ``n`` free) for
 as long as it lives; the kernel drops it when the process dies, however it dies, so a slot whose lock can
@@ -18,7 +20,9 @@ replacement. Deployments without limits never touch the file.
 (a bump of ``generations.SNAPSHOT``), waits until each live one has written ``workers/<n>.json`` answering
 that request (each looks every ``SNAPSHOT_POLL_SECONDS``), and sums them with its own
 (``merge_routing``, ``merge_metrics``). A worker that does not answer in time (stuck or starting) is
-summed from its last snapshot.
+summed from its last snapshot. A worker that died still counts in the sums of counters and histograms,
+from its last snapshot (``Snapshots.retired``), so that they never fall, which Prometheus would read as
+a reset.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import hashlib
 import logging
 import mmap
 import os
+import shutil
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +46,10 @@ import orjson
 log = logging.getLogger("outcrop")
 
 MAX_WORKERS = 64
+# The server a worker belongs to (its supervisor's process ID), set by ``outcrop serve`` for its workers:
+# each server keeps its slots, limits and snapshots in ``<data_dir>/workers/<server>``, so that two servers
+# on one data directory neither mix their figures nor share their limits.
+SERVER_ENV = "OUTCROP_SERVER_ID"
 SNAPSHOT_POLL_SECONDS = 0.02
 SNAPSHOT_WAIT_SECONDS = 1.0
 
@@ -216,8 +225,7 @@ class Snapshots:
         self._state = state
         self._answered = -1
         self._task: asyncio.Task[None] | None = None
-        # What an earlier process left in this slot (a server before this one) is no one's state now.
-        self._path(slot.number).unlink(missing_ok=True)
+        self._retire(slot.number)  # what the worker before this one in the slot counted
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._answer_forever())
@@ -250,10 +258,55 @@ class Snapshots:
         partial.replace(path)
         self._answered = wanted
 
-    async def gather(self) -> list[dict[str, Any]]:
-        """The state of every other live worker, fresh (as of now) where it answered in time."""
-        wanted = self._bump()
-        self._answered = wanted  # this worker's own state is taken live by the caller
+    # -- the counts of workers gone ---------------------------------------------------------------------
+    # A counter summed over the workers must not fall when one dies (Prometheus would read a reset): the
+    # last snapshot of a dead worker is counted until its slot's next worker folds it into
+    # ``retired.json``, under a lock that a scrape takes to read both, so that none is counted twice or
+    # missed. Gauges are not kept: what a dead worker had in progress is over.
+
+    @contextlib.contextmanager
+    def _retired_lock(self, kind: int) -> Iterator[None]:
+        fd = os.open(self.slot.directory / "retired.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, kind)
+            yield
+        finally:
+            os.close(fd)
+
+    def _retire(self, n: int) -> None:
+        path = self._path(n)
+        retired = self.slot.directory / "retired.json"
+        with self._retired_lock(fcntl.LOCK_EX):
+            snapshot = self._read(n)
+            if snapshot is not None:
+                kept = _counts(snapshot["state"].get("metrics", []))
+                before = _load(retired) or []
+                partial = retired.with_suffix(".json.new")
+                partial.write_bytes(orjson.dumps(merge_metrics([before, kept])))
+                partial.replace(retired)
+            path.unlink(missing_ok=True)
+
+    def retired(self, counted: Iterable[int]) -> list[list[Family]]:
+        """The counts of workers gone: folded ones, and the last snapshot of dead ones not yet replaced
+        (slots other than this worker's and ``counted``)."""
+        skip = {self.slot.number, *counted}
+        out: list[list[Family]] = []
+        with self._retired_lock(fcntl.LOCK_SH):
+            folded = _load(self.slot.directory / "retired.json")
+            if folded:
+                out.append(folded)
+            for path in self.slot.directory.glob("*.json"):
+                if not path.stem.isdigit() or int(path.stem) in skip or self.slot.alive(int(path.stem)):
+                    continue
+                snapshot = self._read(int(path.stem))
+                if snapshot is not None:
+                    out.append(_counts(snapshot["state"].get("metrics", [])))
+        return out
+
+    async def gather(self) -> dict[int, dict[str, Any]]:
+        """The state of every other live worker, by slot, fresh (as of now) where it answered in time."""
+        wanted = self._bump()  # this worker's own state is taken live by the caller; its poll answers
+        # the bump too, which a scrape on another worker at the same moment may be waiting for
         others = self.slot.others()
         found: dict[int, dict[str, Any]] = {}
         deadline = time.monotonic() + SNAPSHOT_WAIT_SECONDS
@@ -272,14 +325,38 @@ class Snapshots:
                 log.warning("worker %d did not answer a scrape within %.1f s; its last state is used",
                             n, SNAPSHOT_WAIT_SECONDS)
                 found[n] = snapshot["state"]
-        return [found[n] for n in sorted(found)]
+        return dict(sorted(found.items()))
 
     def _read(self, n: int) -> dict[str, Any] | None:
-        try:
-            snapshot: dict[str, Any] = orjson.loads(self._path(n).read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            return None
+        snapshot: dict[str, Any] | None = _load(self._path(n))
         return snapshot
+
+
+def _load(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+
+
+def _counts(families: list[Family]) -> list[Family]:
+    return [f for f in families if f[1] != "gauge"]
+
+
+def sweep(directory: Path, keep: int) -> None:
+    """Remove what servers no longer running left in ``directory`` (one folder per server, named by its
+    supervisor's process ID); ``keep`` is this server's."""
+    if not directory.is_dir():
+        return
+    for child in directory.iterdir():
+        if not child.is_dir() or not child.name.isdigit() or int(child.name) == keep:
+            continue
+        try:
+            os.kill(int(child.name), 0)
+        except ProcessLookupError:
+            shutil.rmtree(child, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process: not ours to judge
 
 
 # -- sums ----------------------------------------------------------------------------------------------

@@ -158,3 +158,51 @@ def test_a_port_in_use_is_refused_not_shared(server_factory: Callable[..., Serve
     )
     assert other.returncode == 2
     assert "Address already in use" in other.stderr
+
+
+def _workers_of(server: ServerProcess) -> list[int]:
+    """The worker processes of a server (its supervisor's children that serve, not multiprocessing's
+    resource tracker)."""
+    assert server.proc is not None
+    return [pid for pid in _children(server.proc.pid)
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def _scraped(server: ServerProcess) -> float:
+    return _invocations(httpx.get(server.url + "/metrics", headers={"connection": "close"}, timeout=30).text)
+
+
+def test_the_servers_counts_do_not_fall_when_a_worker_dies(server_factory: Callable[..., ServerProcess]):
+    server = _two_workers(server_factory)
+    for _ in range(20):
+        assert _converse(server) == (200, "")
+    for _ in range(4):  # each worker has answered a scrape (and written what it counted)
+        assert _scraped(server) == 20
+    os.kill(_workers_of(server)[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:  # dead, then replaced: Prometheus must never see the sum fall (it would read a reset)
+        assert _scraped(server) == 20
+        if _routing(server)["workers"] == 2 and len(_workers_of(server)) == 2:
+            break
+        assert time.monotonic() < deadline, server.log_text()[-3000:]
+        time.sleep(0.1)
+    for _ in range(4):
+        assert _scraped(server) == 20
+
+
+def test_two_servers_on_one_data_directory_keep_their_figures_apart(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path,
+):
+    shared = tmp_path / "shared-data"
+    shared.mkdir()
+    first = server_factory(args=["--workers", "2"], OUTCROP_DATA_DIR=str(shared))
+    second = server_factory(args=["--workers", "2"], OUTCROP_DATA_DIR=str(shared))
+    for server, calls in ((first, 5), (second, 2)):
+        deadline = time.monotonic() + 30
+        while _routing(server)["workers"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for _ in range(calls):
+            assert _converse(server) == (200, "")
+    assert _routing(first)["workers"] == 2 and _routing(second)["workers"] == 2
+    assert _scraped(first) == 5 and _scraped(second) == 2

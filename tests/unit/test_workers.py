@@ -210,4 +210,96 @@ def test_a_scrape_sums_the_workers_that_answer_and_never_an_earlier_servers_stat
         finally:
             await answering.stop()
 
-    assert asyncio.run(scrape()) == [{"from": "worker 1"}]
+    assert asyncio.run(scrape()) == {1: {"from": "worker 1"}}
+
+
+def test_a_bucket_written_before_a_reboot_is_full_again(tmp_path):
+    (_, a) = _worker(tmp_path)
+    in_a = _capacity(a, rpm=60)
+    assert in_a.try_acquire(1) is not None
+    in_a.cell.set_bucket(0, 0.5, time.monotonic() + 86_400)  # the last boot's clock was further on
+    assert in_a.requests is not None and in_a.requests.available() == 60
+    assert in_a.try_acquire(1) is not None
+
+
+def test_two_scrapes_at_once_on_two_workers_each_get_the_others_fresh_state(tmp_path):
+    import asyncio
+
+    from outcrop.generations import SNAPSHOT, Generations
+    from outcrop.workers import Snapshots
+
+    generations = Generations(tmp_path / "generations")
+    slots = [Slot(tmp_path / "w"), Slot(tmp_path / "w")]
+    states = [{"n": 0}, {"n": 1}]
+    snapshots = [
+        Snapshots(slot, lambda: generations[SNAPSHOT], lambda: generations.bump(SNAPSHOT),
+                  lambda i=i: dict(states[i]))
+        for i, slot in enumerate(slots)
+    ]
+
+    async def both() -> list:
+        for s in snapshots:
+            s.start()
+        try:
+            await asyncio.sleep(0.1)  # each has answered the counter as it was
+            states[0]["n"], states[1]["n"] = 10, 11
+            started = time.monotonic()
+            got = await asyncio.gather(snapshots[0].gather(), snapshots[1].gather())
+            return [got, time.monotonic() - started]
+        finally:
+            for s in snapshots:
+                await s.stop()
+
+    (first, second), took = asyncio.run(both())
+    assert first == {1: {"n": 11}} and second == {0: {"n": 10}}
+    assert took < 0.5  # neither waited out the other (1 s)
+
+
+def test_a_dead_workers_counts_clear_even_when_its_slot_goes_to_no_one(tmp_path):
+    (_, a), (x_slot, _), (b_slot, b) = _worker(tmp_path), _worker(tmp_path), _worker(tmp_path)
+    in_a, in_b = _capacity(a, max_concurrency=1), _capacity(b, max_concurrency=1)
+    assert in_b.try_acquire(1) is not None  # slot 2
+    x_slot.close()  # slot 1 ends cleanly
+    b_slot.close()  # slot 2 dies holding its request
+    d_slot, _ = _worker(tmp_path)
+    assert d_slot.number == 1  # the lowest free: not the dead worker's
+    assert in_a.try_acquire(1) is not None
+
+
+def _counter(value: float, gauge: float) -> list:
+    return [
+        ("outcrop_invocations", "counter", "I", [("outcrop_invocations_total", {"m": "a"}, value)]),
+        ("outcrop_routing_outstanding_requests", "gauge", "O", [("outcrop_routing_outstanding_requests", {}, gauge)]),
+    ]
+
+
+def test_the_counts_of_a_dead_worker_stay_in_the_sums_and_are_counted_once(tmp_path):
+    from outcrop.workers import Snapshots
+
+    counter = [0]
+
+    def bump() -> int:
+        counter[0] += 1
+        return counter[0]
+
+    def snapshots(slot: Slot, metrics: list) -> Snapshots:
+        return Snapshots(slot, lambda: counter[0], bump, lambda: {"metrics": metrics})
+
+    first, second = Slot(tmp_path), Slot(tmp_path)
+    asking, dying = snapshots(first, _counter(1, 0)), snapshots(second, _counter(5, 3))
+    bump()
+    dying.answer()  # its last answer to a scrape: 5 invocations, 3 in progress
+    second.close()  # killed
+
+    def totals(found: list) -> dict:
+        merged = merge_metrics(found)
+        return {name: sum(v for _, _, v in samples) for name, _, _, samples in merged}
+
+    # Dead, not yet replaced: its counts are still there, its gauges are not.
+    assert totals(asking.retired(counted=[])) == {"outcrop_invocations": 5}
+    replacement = Slot(tmp_path)
+    assert replacement.number == 1
+    snapshots(replacement, _counter(0, 0))  # folds the dead worker's counts into retired.json
+    assert not (tmp_path / "1.json").exists()
+    assert totals(asking.retired(counted=[1])) == {"outcrop_invocations": 5}
+    assert totals(asking.retired(counted=[])) == {"outcrop_invocations": 5}  # once, not twice

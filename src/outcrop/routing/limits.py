@@ -74,8 +74,10 @@ class SharedBucket(TokenBucket):
 
     def available(self) -> float:
         level, updated = self.cell.bucket(self.which)
-        # A file left by a server before a reboot holds times of another boot's clock: none is in the future.
-        return min(float(self.per_minute), level + max(0.0, self.clock() - updated) * self.per_minute / 60)
+        now = self.clock()
+        if updated > now:  # written before a reboot, on another boot's clock: nothing is owed any more
+            return float(self.per_minute)
+        return min(float(self.per_minute), level + (now - updated) * self.per_minute / 60)
 
     def take(self, amount: float) -> None:
         self.cell.set_bucket(self.which, self.available() - amount, self.clock())

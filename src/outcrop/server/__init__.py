@@ -21,7 +21,11 @@ opened at once, one worker held 14 to 16 (``bench/README.md``, runtime), and the
 from __future__ import annotations
 
 import functools
+import logging
 import socket
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -41,8 +45,9 @@ def limits(config: Config) -> Limits:
     )
 
 
-def serve(config: Config) -> None:
-    """Serve ``outcrop.app:factory`` (each worker builds its app from the environment) until stopped."""
+def serve(config: Config, announce: Callable[[int], None] = lambda port: None) -> None:
+    """Serve ``outcrop.app:factory`` (each worker builds its app from the environment) until stopped;
+    ``announce`` is told the port, once it is bound (the one the kernel chose, for port 0 with workers)."""
     server_config = uvicorn.Config(
         "outcrop.app:factory",
         factory=True,
@@ -64,8 +69,10 @@ def serve(config: Config) -> None:
     )
     if config.worker_processes > 1:
         sockets = listening_sockets(config.host, config.port, config.worker_processes, server_config.backlog)
+        announce(sockets[0].getsockname()[1])
         _OwnSockets(server_config, sockets).run()
         return
+    announce(config.port)  # port 0: uvicorn logs the one it binds
     server = uvicorn.Server(server_config)
     server.run()
     if not server.started:
@@ -100,25 +107,41 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
 
 
 class _OwnSockets(Multiprocess):
-    """uvicorn's supervisor, handing each worker it starts the socket of the one it replaces (or, starting
-    or restarting them all, the next socket in turn)."""
+    """uvicorn's supervisor, handing each worker it starts the socket that has no live worker (at start,
+    each in turn; a worker that died, its socket). Each socket keeps exactly one worker, whichever order
+    workers die and are replaced in. uvicorn's SIGHUP (restart all), SIGTTIN and SIGTTOU (one worker more
+    or fewer) are refused: they would leave a socket with two workers and another with none."""
 
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
         self._all = sockets
-        self._turn = 0
+        self._held: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._pending: int | None = None
         super().__init__(config, sockets)
 
     @property  # type: ignore[override]
     def sockets(self) -> list[socket.socket]:
-        """Read by the supervisor once per worker it starts, just before starting it."""
+        """Read by the supervisor once per worker it starts, just before starting it (and the worker it
+        started is in ``processes`` by the next time)."""
         processes = getattr(self, "processes", [])
-        for i, process in enumerate(processes[: len(self._all)]):
-            if process.exitcode is not None:  # dead: its replacement takes its socket
-                return [self._all[i]]
-        chosen = self._all[self._turn % len(self._all)]
-        self._turn += 1
-        return [chosen]
+        if self._pending is not None:
+            for process in processes:
+                if process not in self._held:
+                    self._held[process] = self._pending
+            self._pending = None
+        live = [0] * len(self._all)
+        for process in processes:
+            if process.exitcode is None and process in self._held:
+                live[self._held[process]] += 1
+        self._pending = live.index(min(live))
+        return [self._all[self._pending]]
 
     @sockets.setter
     def sockets(self, value: list[socket.socket]) -> None:
         self._all = value
+
+    def _refuse(self) -> None:
+        logging.getLogger("uvicorn.error").warning(
+            "outcrop serve does not change its workers while it runs; restart it to change them"
+        )
+
+    handle_hup = handle_ttin = handle_ttou = _refuse
