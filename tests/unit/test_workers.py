@@ -303,3 +303,16 @@ def test_the_counts_of_a_dead_worker_stay_in_the_sums_and_are_counted_once(tmp_p
     assert not (tmp_path / "1.json").exists()
     assert totals(asking.retired(counted=[1])) == {"outcrop_invocations": 5}
     assert totals(asking.retired(counted=[])) == {"outcrop_invocations": 5}  # once, not twice
+
+
+def test_a_full_deployment_is_refused_without_taking_the_lock(tmp_path, monkeypatch):
+    (_, a), (_, b) = _worker(tmp_path), _worker(tmp_path)
+    in_a, in_b = _capacity(a, max_concurrency=1), _capacity(b, max_concurrency=1)
+    assert in_a.try_acquire(1) is not None
+
+    def no_lock():
+        raise AssertionError("a waiter polling a full deployment took the lock")
+
+    monkeypatch.setattr(b, "locked", no_lock)
+    for _ in range(3):  # what a waiting request does every few milliseconds
+        assert in_b.try_acquire(1) is None

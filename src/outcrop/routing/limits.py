@@ -165,7 +165,9 @@ class SharedCapacity(Capacity):
         return self.cell.outstanding()
 
     def try_acquire(self, estimate: int) -> Lease | None:
-        with self.cell.limits.locked():
+        if not self.has_room(estimate):  # read without the lock: a full deployment costs its waiters no lock
+            return None
+        with self.cell.limits.locked():  # and again under it, where the check and the take are one
             lease = super().try_acquire(estimate)
             if lease is not None:
                 self.cell.add(1)
