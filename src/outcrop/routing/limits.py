@@ -40,7 +40,7 @@ class TokenBucket:
 
     def _refill(self) -> None:
         now = self.clock()
-        self.level = min(float(self.per_minute), self.level + max(0.0, now - self.updated) * self.per_minute / 60)
+        self.level = min(float(self.per_minute), self.level + (now - self.updated) * self.per_minute / 60)
         self.updated = now
 
     def available(self) -> float:
