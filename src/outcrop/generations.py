@@ -16,11 +16,13 @@ times still apply, as Bedrock's own changes are eventually consistent.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import mmap
 import os
 import struct
 from pathlib import Path
+
+from outcrop.mapped import locked, open_mapped
 
 PROFILES = 0  # an application profile was deleted
 TAGS = 1  # a profile's tags changed
@@ -41,31 +43,17 @@ class Generations:
             self._map = bytearray(_SIZE)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < _SIZE:
-                os.ftruncate(fd, _SIZE)  # only ever grows it: workers starting at once keep each other's counts
-            self._map = mmap.mmap(fd, _SIZE)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+        self._fd, self._map = open_mapped(path, _SIZE)
 
     def __getitem__(self, kind: int) -> int:
         return _COUNTER.unpack_from(self._map, kind * 8)[0]
 
     def bump(self, kind: int) -> int:
         """Count one change of ``kind``; returns the new count."""
-        fd = self._fd
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
+        with locked(self._fd) if self._fd is not None else contextlib.nullcontext():
             count = self[kind] + 1
             _COUNTER.pack_into(self._map, kind * 8, count)
             return count
-        finally:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -32,7 +32,6 @@ import contextlib
 import fcntl
 import hashlib
 import logging
-import mmap
 import os
 import shutil
 import struct
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from outcrop.mapped import locked, open_mapped
 
 log = logging.getLogger("outcrop")
 
@@ -111,7 +112,7 @@ _BUCKETS = struct.Struct("=dddd")  # RPM level, RPM refilled at, TPM level, TPM 
 _COUNTS = struct.Struct(f"={MAX_WORKERS}i")  # requests outstanding, per slot
 _CELL = 512  # bytes per cell: key, buckets, counts, padding
 _BUCKETS_AT, _COUNTS_AT = _KEY, _KEY + _BUCKETS.size
-CELLS = 4096  # deployments with limits that one data directory can share (2 MiB, sparse until used)
+CELLS = 4096  # deployments with limits that one server can share (2 MiB, reserved on disk)
 assert _COUNTS_AT + _COUNTS.size <= _CELL
 
 
@@ -121,15 +122,7 @@ class SharedLimits:
     def __init__(self, path: Path, slot: Slot) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.slot = slot.number
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < CELLS * _CELL:
-                os.ftruncate(fd, CELLS * _CELL)
-            self._map = mmap.mmap(fd, CELLS * _CELL)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+        self._fd, self._map = open_mapped(path, CELLS * _CELL)
         self._cells: dict[bytes, Cell] = {}
         with self.locked():
             # Under the lock, which every change of a count takes: a worker that takes a slot after this
@@ -140,13 +133,8 @@ class SharedLimits:
                     for n in dead:
                         struct.pack_into("=i", self._map, at + _COUNTS_AT + 4 * n, 0)
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self._fd)
 
     def cell(self, region: str, model_id: str, name: str, rpm: int, tpm: int) -> Cell | None:
         """The cell of one deployment (made, its buckets full, if no worker made it yet), or None when the

@@ -56,3 +56,21 @@ def test_without_a_file_the_counters_live_in_memory():
     watch = Watch(g, CHAOS)
     g.bump(CHAOS)
     assert watch.changed() and g[CHAOS] == 1
+
+
+def test_the_shared_file_has_its_blocks_reserved_and_only_grows(tmp_path):
+    """A store into a mapped hole on a full disk is SIGBUS: the blocks are reserved when it is opened.
+    A process opening it later keeps what others wrote."""
+    import os
+
+    from outcrop.mapped import open_mapped
+
+    path = tmp_path / "shared"
+    fd, mapped = open_mapped(path, 8192)
+    mapped[0:4] = b"kept"
+    assert os.fstat(fd).st_blocks * 512 >= 8192  # not a sparse file
+    fd2, again = open_mapped(path, 4096)
+    assert again[0:4] == b"kept" and os.fstat(fd2).st_size == 8192
+    for m, f in ((mapped, fd), (again, fd2)):
+        m.close()
+        os.close(f)

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outcrop.futures import settle
+from outcrop.mapped import open_mapped
 
 log = logging.getLogger(__name__)
 
@@ -362,14 +363,8 @@ class Progress:
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
-        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
-        try:
-            if os.fstat(fd).st_size < self.SIZE:
-                # Blocks written, not a sparse file: a store into a mapped hole on a full disk is SIGBUS.
-                os.pwrite(fd, bytes(self.SIZE), 0)
-            self._map = mmap.mmap(fd, self.SIZE)
-        finally:
-            os.close(fd)
+        fd, self._map = open_mapped(path, self.SIZE, create=create)  # its blocks reserved: no SIGBUS
+        os.close(fd)
 
     def read(self) -> tuple[int, int, int]:
         """(seq, segment, offset); (0, 1, 0) before anything was stored, or if the record is damaged (a
