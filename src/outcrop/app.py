@@ -45,7 +45,7 @@ from outcrop.errors import (
     ServiceError,
     UnknownOperation,
 )
-from outcrop.generations import PROFILES, SNAPSHOT, TAGS, Generations, Watch
+from outcrop.generations import PROFILES, TAGS, Generations, Watch
 from outcrop.ids import request_id as new_request_id
 from outcrop.metering import Meter, Prices
 from outcrop.metering.endpoint import usage_endpoint
@@ -118,12 +118,8 @@ class Outcrop:
             server = os.environ.get(SERVER_ENV) or str(os.getppid())
             self.slot = Slot(self.config.data_dir / "workers" / server)
             self.shared_limits = SharedLimits(self.slot.directory / "limits", self.slot)
+            self.snapshots = Snapshots(self.slot, self.generations, self._state)
         self._bind(store, PageTokens(key), self.generations)
-        if self.slot is not None:
-            generations = self.generations
-            self.snapshots = Snapshots(
-                self.slot, lambda: generations[SNAPSHOT], lambda: generations.bump(SNAPSHOT), self._state,
-            )
         self.ready = True
 
     def _state(self) -> dict[str, Any]:

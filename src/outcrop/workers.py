@@ -42,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from outcrop.generations import SNAPSHOT, Generations
 from outcrop.mapped import locked, open_mapped
 
 log = logging.getLogger("outcrop")
@@ -203,13 +204,11 @@ class Cell:
 class Snapshots:
     """This worker's answers to the others' scrapes, and its way of asking them for theirs."""
 
-    def __init__(self, slot: Slot, generation: Callable[[], int], bump: Callable[[], int],
-                 state: Callable[[], dict[str, Any]]) -> None:
-        """``generation`` reads the scrape counter, ``bump`` adds one and returns it (``Generations``);
-        ``state`` is this worker's own state, as JSON-ready values."""
+    def __init__(self, slot: Slot, generations: Generations, state: Callable[[], dict[str, Any]]) -> None:
+        """``generations`` holds the scrape counter (``SNAPSHOT``), shared by the server's workers; ``state``
+        is this worker's own state, as JSON-ready values."""
         self.slot = slot
-        self._generation = generation
-        self._bump = bump
+        self._generations = generations
         self._state = state
         self._answered = -1
         self._task: asyncio.Task[None] | None = None
@@ -237,7 +236,7 @@ class Snapshots:
 
     def answer(self) -> None:
         """Write this worker's state if a scrape asked for it since the last answer."""
-        wanted = self._generation()
+        wanted = self._generations[SNAPSHOT]
         if wanted == self._answered:
             return
         path = self._path(self.slot.number)
@@ -293,7 +292,7 @@ class Snapshots:
 
     async def gather(self) -> dict[int, dict[str, Any]]:
         """The state of every other live worker, by slot, fresh (as of now) where it answered in time."""
-        wanted = self._bump()  # this worker's own state is taken live by the caller; its poll answers
+        wanted = self._generations.bump(SNAPSHOT)  # this worker's own state is taken live by the caller; its poll answers
         # the bump too, which a scrape on another worker at the same moment may be waiting for
         others = self.slot.others()
         found: dict[int, dict[str, Any]] = {}

@@ -189,18 +189,14 @@ def test_metrics_of_several_workers_are_summed_but_states_and_creation_times():
 def test_a_scrape_sums_the_workers_that_answer_and_never_an_earlier_servers_state(tmp_path):
     import asyncio
 
+    from outcrop.generations import Generations
     from outcrop.workers import Snapshots
 
-    counter = [0]
-
-    def bump() -> int:
-        counter[0] += 1
-        return counter[0]
-
+    generations = Generations()
     first, second = Slot(tmp_path), Slot(tmp_path)
     (tmp_path / "1.json").write_bytes(b'{"generation": 99, "state": {"from": "an earlier server"}}')
-    asking = Snapshots(first, lambda: counter[0], bump, lambda: {"from": "worker 0"})
-    answering = Snapshots(second, lambda: counter[0], bump, lambda: {"from": "worker 1"})
+    asking = Snapshots(first, generations, lambda: {"from": "worker 0"})
+    answering = Snapshots(second, generations, lambda: {"from": "worker 1"})
     assert not (tmp_path / "1.json").exists()
 
     async def scrape() -> list:
@@ -225,15 +221,14 @@ def test_a_bucket_written_before_a_reboot_is_full_again(tmp_path):
 def test_two_scrapes_at_once_on_two_workers_each_get_the_others_fresh_state(tmp_path):
     import asyncio
 
-    from outcrop.generations import SNAPSHOT, Generations
+    from outcrop.generations import Generations
     from outcrop.workers import Snapshots
 
     generations = Generations(tmp_path / "generations")
     slots = [Slot(tmp_path / "w"), Slot(tmp_path / "w")]
     states = [{"n": 0}, {"n": 1}]
     snapshots = [
-        Snapshots(slot, lambda: generations[SNAPSHOT], lambda: generations.bump(SNAPSHOT),
-                  lambda i=i: dict(states[i]))
+        Snapshots(slot, generations, lambda i=i: dict(states[i]))
         for i, slot in enumerate(slots)
     ]
 
@@ -274,20 +269,17 @@ def _counter(value: float, gauge: float) -> list:
 
 
 def test_the_counts_of_a_dead_worker_stay_in_the_sums_and_are_counted_once(tmp_path):
+    from outcrop.generations import SNAPSHOT, Generations
     from outcrop.workers import Snapshots
 
-    counter = [0]
-
-    def bump() -> int:
-        counter[0] += 1
-        return counter[0]
+    generations = Generations()
 
     def snapshots(slot: Slot, metrics: list) -> Snapshots:
-        return Snapshots(slot, lambda: counter[0], bump, lambda: {"metrics": metrics})
+        return Snapshots(slot, generations, lambda: {"metrics": metrics})
 
     first, second = Slot(tmp_path), Slot(tmp_path)
     asking, dying = snapshots(first, _counter(1, 0)), snapshots(second, _counter(5, 3))
-    bump()
+    generations.bump(SNAPSHOT)
     dying.answer()  # its last answer to a scrape: 5 invocations, 3 in progress
     second.close()  # killed
 
