@@ -21,8 +21,8 @@ replacement. Deployments without limits never touch the file.
 that request (each looks every ``SNAPSHOT_POLL_SECONDS``), and sums them with its own
 (``merge_routing``, ``merge_metrics``). A worker that does not answer in time (stuck or starting) is
 summed from its last snapshot. A worker that died still counts in the sums of counters and histograms,
-from its last snapshot (``Snapshots.retired``), so that they never fall, which Prometheus would read as
-a reset.
+and in ``/_outcrop/routing``'s counts (attempts, failovers, rejections, breaker openings), from its last
+snapshot (``Snapshots.retired``), so that they never fall, which Prometheus would read as a reset.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ class Snapshots:
         self._answered = wanted
 
     # -- the counts of workers gone ---------------------------------------------------------------------
-    # A counter summed over the workers must not fall when one dies (Prometheus would read a reset): the
+    # A count summed over the workers must not fall when one dies (Prometheus would read a reset): the
     # last snapshot of a dead worker is counted until its slot's next worker folds it into
     # ``retired.json``, under a lock that a scrape takes to read both, so that none is counted twice or
     # missed. Gauges are not kept: what a dead worker had in progress is over.
@@ -266,18 +266,17 @@ class Snapshots:
         with self._retired_lock(fcntl.LOCK_EX):
             snapshot = self._read(n)
             if snapshot is not None:
-                kept = _counts(snapshot["state"].get("metrics", []))
-                before = _load(retired) or []
+                before = _load(retired) or {}
                 partial = retired.with_suffix(".json.new")
-                partial.write_bytes(orjson.dumps(merge_metrics([before, kept])))
+                partial.write_bytes(orjson.dumps(fold_counts([before, retired_counts(snapshot["state"])])))
                 partial.replace(retired)
             path.unlink(missing_ok=True)
 
-    def retired(self, counted: Iterable[int]) -> list[list[Family]]:
-        """The counts of workers gone: folded ones, and the last snapshot of dead ones not yet replaced
-        (slots other than this worker's and ``counted``)."""
+    def retired(self, counted: Iterable[int]) -> list[dict[str, Any]]:
+        """The counts of workers gone (``retired_counts``): folded ones, and the last snapshot of dead ones not
+        yet replaced (slots other than this worker's and ``counted``)."""
         skip = {self.slot.number, *counted}
-        out: list[list[Family]] = []
+        out: list[dict[str, Any]] = []
         with self._retired_lock(fcntl.LOCK_SH):
             folded = _load(self.slot.directory / "retired.json")
             if folded:
@@ -287,7 +286,7 @@ class Snapshots:
                     continue
                 snapshot = self._read(int(path.stem))
                 if snapshot is not None:
-                    out.append(_counts(snapshot["state"].get("metrics", [])))
+                    out.append(retired_counts(snapshot["state"]))
         return out
 
     async def gather(self) -> dict[int, dict[str, Any]]:
@@ -326,8 +325,26 @@ def _load(path: Path) -> Any:
         return None
 
 
-def _counts(families: list[Family]) -> list[Family]:
-    return [f for f in families if f[1] != "gauge"]
+def retired_counts(state: dict[str, Any]) -> dict[str, Any]:
+    """What of a worker's state outlives it: its metrics but the gauges, and its routing counts."""
+    metrics = [f for f in state.get("metrics", []) if f[1] != "gauge"]
+    routing = state.get("routing")
+    if routing is None:
+        return {"metrics": metrics}
+    deployments = [{"region": d["region"], "model": d["model"], "deployment": d["deployment"],
+                    "attempts": d["attempts"], "timesOpened": d["timesOpened"]} for d in routing["deployments"]]
+    return {"metrics": metrics, "routing": {"failovers": routing["failovers"], "rejections": routing["rejections"],
+                                            "deployments": deployments}}
+
+
+def fold_counts(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``retired_counts`` as one."""
+    parts = [p for p in parts if p]
+    routing: dict[str, Any] = {"failovers": 0, "rejections": {}, "deployments": []}
+    for part in parts:
+        if part.get("routing"):
+            _add_counts(routing, part["routing"], neutral=False)
+    return {"metrics": merge_metrics(p.get("metrics", []) for p in parts), "routing": routing}
 
 
 def sweep(directory: Path, keep: int) -> None:
@@ -350,10 +367,11 @@ def sweep(directory: Path, keep: int) -> None:
 _BREAKER_ORDER = {"closed": 0, "half-open": 1, "open": 2}
 
 
-def merge_routing(states: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def merge_routing(states: Iterable[dict[str, Any]], retired: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     """The routing status of several workers as one: counts summed; per deployment the worst breaker
     (``breakersOpen`` says in how many workers it is open), the longest wait for a probe, and the least
-    room left in a shared bucket."""
+    room left in a shared bucket. ``retired``: the routing counts of workers gone (``retired_counts``),
+    added to the counts."""
     states = list(states)
     merged = dict(states[0])
     merged["failovers"] = sum(s["failovers"] for s in states)
@@ -388,7 +406,33 @@ def merge_routing(states: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 into["probeInMs"] = max(into.get("probeInMs", 0), d["probeInMs"])
     merged["deployments"] = list(deployments.values())
     merged["workers"] = len(states)
+    for counts in retired:
+        _add_counts(merged, counts, neutral=True)
     return merged
+
+
+def _add_counts(into: dict[str, Any], counts: dict[str, Any], *, neutral: bool) -> None:
+    """Add a dead worker's routing counts to ``into``. A deployment only it had used is added as well: with
+    ``neutral``, with the fields of a live status, its breaker closed and nothing outstanding."""
+    into["failovers"] += counts["failovers"]
+    rejections = dict(into["rejections"])
+    for reason, n in counts["rejections"].items():
+        rejections[reason] = rejections.get(reason, 0) + n
+    into["rejections"] = dict(sorted(rejections.items()))
+    known = {(d["region"], d["model"], d["deployment"]): d for d in into["deployments"]}
+    for d in counts["deployments"]:
+        target = known.get((d["region"], d["model"], d["deployment"]))
+        if target is None:
+            target = {**d, "attempts": {}, "timesOpened": 0}
+            if neutral:
+                target.update(breaker="closed", consecutiveFailures=0, outstanding=0, breakersOpen=0)
+            into["deployments"].append(target)
+            known[(d["region"], d["model"], d["deployment"])] = target
+        attempts = dict(target["attempts"])
+        for outcome, n in d["attempts"].items():
+            attempts[outcome] = attempts.get(outcome, 0) + n
+        target["attempts"] = dict(sorted(attempts.items()))
+        target["timesOpened"] += d["timesOpened"]
 
 
 # A Prometheus family as a snapshot holds it: (name, type, help, [(sample name, labels, value)]).

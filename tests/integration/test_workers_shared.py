@@ -172,22 +172,29 @@ def _scraped(server: ServerProcess) -> float:
     return _invocations(httpx.get(server.url + "/metrics", headers={"connection": "close"}, timeout=30).text)
 
 
+def _attempts(server: ServerProcess) -> int:
+    return sum(sum(d["attempts"].values()) for d in _routing(server)["deployments"])
+
+
 def test_the_servers_counts_do_not_fall_when_a_worker_dies(server_factory: Callable[..., ServerProcess]):
     server = _two_workers(server_factory)
     for _ in range(20):
         assert _converse(server) == (200, "")
     for _ in range(4):  # each worker has answered a scrape (and written what it counted)
         assert _scraped(server) == 20
+        assert _attempts(server) == 20
     os.kill(_workers_of(server)[0], signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:  # dead, then replaced: Prometheus must never see the sum fall (it would read a reset)
         assert _scraped(server) == 20
+        assert _attempts(server) == 20
         if _routing(server)["workers"] == 2 and len(_workers_of(server)) == 2:
             break
         assert time.monotonic() < deadline, server.log_text()[-3000:]
         time.sleep(0.1)
     for _ in range(4):
         assert _scraped(server) == 20
+        assert _attempts(server) == 20
 
 
 def test_two_servers_on_one_data_directory_keep_their_figures_apart(

@@ -268,33 +268,70 @@ def _counter(value: float, gauge: float) -> list:
     ]
 
 
+def _routing(attempts: int, breaker: str = "closed", outstanding: int = 0, deployment: str = "d0") -> dict:
+    return {
+        "strategy": "latency", "failovers": attempts, "rejections": {"throttled": attempts}, "waiting": outstanding,
+        "deployments": [{"region": "us-east-1", "model": "m", "deployment": deployment, "breaker": breaker,
+                         "consecutiveFailures": 0, "timesOpened": attempts, "outstanding": outstanding,
+                         "attempts": {"success": attempts}}],
+    }
+
+
 def test_the_counts_of_a_dead_worker_stay_in_the_sums_and_are_counted_once(tmp_path):
     from outcrop.generations import SNAPSHOT, Generations
     from outcrop.workers import Snapshots
 
     generations = Generations()
 
-    def snapshots(slot: Slot, metrics: list) -> Snapshots:
-        return Snapshots(slot, generations, lambda: {"metrics": metrics})
+    def snapshots(slot: Slot, metrics: list, routing: dict) -> Snapshots:
+        return Snapshots(slot, generations, lambda: {"metrics": metrics, "routing": routing})
 
     first, second = Slot(tmp_path), Slot(tmp_path)
-    asking, dying = snapshots(first, _counter(1, 0)), snapshots(second, _counter(5, 3))
+    asking = snapshots(first, _counter(1, 0), _routing(1))
+    dying = snapshots(second, _counter(5, 3), _routing(5, breaker="open", outstanding=3, deployment="only-here"))
     generations.bump(SNAPSHOT)
     dying.answer()  # its last answer to a scrape: 5 invocations, 3 in progress
     second.close()  # killed
 
     def totals(found: list) -> dict:
-        merged = merge_metrics(found)
+        merged = merge_metrics(r["metrics"] for r in found)
         return {name: sum(v for _, _, v in samples) for name, _, _, samples in merged}
 
+    def routing(found: list) -> dict:
+        return merge_routing([_routing(1)], [r["routing"] for r in found])
+
+    def check(found: list) -> None:
+        assert totals(found) == {"outcrop_invocations": 5}
+        merged = routing(found)
+        assert (merged["failovers"], merged["rejections"], merged["waiting"], merged["workers"]) == (
+            6, {"throttled": 6}, 0, 1)
+        by_name = {d["deployment"]: d for d in merged["deployments"]}
+        assert by_name["d0"]["attempts"] == {"success": 1}
+        # Only the dead worker had used it: its counts stay, its breaker and requests in progress do not.
+        gone = by_name["only-here"]
+        assert (gone["attempts"], gone["timesOpened"], gone["breaker"], gone["outstanding"], gone["breakersOpen"]) == (
+            {"success": 5}, 5, "closed", 0, 0)
+
     # Dead, not yet replaced: its counts are still there, its gauges are not.
-    assert totals(asking.retired(counted=[])) == {"outcrop_invocations": 5}
+    check(asking.retired(counted=[]))
     replacement = Slot(tmp_path)
     assert replacement.number == 1
-    snapshots(replacement, _counter(0, 0))  # folds the dead worker's counts into retired.json
+    snapshots(replacement, _counter(0, 0), _routing(0))  # folds the dead worker's counts into retired.json
     assert not (tmp_path / "1.json").exists()
-    assert totals(asking.retired(counted=[1])) == {"outcrop_invocations": 5}
-    assert totals(asking.retired(counted=[])) == {"outcrop_invocations": 5}  # once, not twice
+    check(asking.retired(counted=[1]))
+    check(asking.retired(counted=[]))  # once, not twice
+
+    # A second death in the same slot adds to what was folded.
+    generations.bump(SNAPSHOT)
+    again = snapshots(replacement, _counter(2, 0), _routing(2))
+    again.answer()
+    replacement.close()
+    snapshots(Slot(tmp_path), _counter(0, 0), _routing(0))
+    found = asking.retired(counted=[1])
+    assert totals(found) == {"outcrop_invocations": 7}
+    assert routing(found)["failovers"] == 8
+    assert {d["deployment"]: d["attempts"] for d in routing(found)["deployments"]} == {
+        "d0": {"success": 3}, "only-here": {"success": 5}}
 
 
 def test_a_full_deployment_is_refused_without_taking_the_lock(tmp_path, monkeypatch):
