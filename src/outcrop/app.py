@@ -162,7 +162,7 @@ class Outcrop:
             self.meter = Meter(
                 store, self.catalog, self.config.data_dir / "metering", self.metrics.registry, prices,
                 fsync=self.config.metering_fsync, fsync_interval=self.config.metering_fsync_interval_ms / 1000,
-                ingest=self.config.metering_ingest, tag_changes=Watch(generations, TAGS),
+                ingest=self.config.metering_ingest, generations=generations,
             )
             self.meter.start()
             self.metrics.before_render.append(self.meter.metrics.apply)

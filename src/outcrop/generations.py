@@ -5,8 +5,9 @@ worker would leave stale until they expire: an application profile's resolution 
 went on resolving), a profile's tags for metering and budgets (5 s), the chaos rules (250 ms). So each
 such change bumps a counter for its kind, in a small file of the data directory that every worker maps
 into its memory, and a worker compares the counter with the one it last saw before it trusts its cache:
-an 8-byte read, no system call, on each invocation. Bumps (rare: a Delete, a Tag, a chaos rule) take a
-lock on the file, so that two at once both count.
+an 8-byte read, no system call, on each invocation. Bumps (rare: a Delete, a Tag, a chaos rule; a few
+times a second, the ingesters' stores of spend against a budget) take a lock on the file, so that two at
+once both count.
 
 The counter is bumped after the change is committed, and a worker that sees it move drops its cache, so
 its next read of the database sees the change. Servers that share only a database (replicas on
@@ -28,6 +29,7 @@ PROFILES = 0  # an application profile was deleted
 TAGS = 1  # a profile's tags changed
 CHAOS = 2  # the chaos rules changed
 SNAPSHOT = 3  # a scrape asks every worker for its state (``outcrop.workers.Snapshots``)
+SPEND = 4  # an ingester stored events of a profile with a budget (``outcrop.metering.budgets.Spend``)
 
 _COUNTER = struct.Struct("=Q")
 _SIZE = 64  # bytes: room for eight counters
@@ -37,6 +39,7 @@ class Generations:
     """One counter per kind of change; in a file shared by the server's workers, or (no file) in memory."""
 
     def __init__(self, path: Path | None = None) -> None:
+        self.path = path
         self._fd: int | None = None
         self._map: mmap.mmap | bytearray
         if path is None:

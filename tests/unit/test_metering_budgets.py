@@ -53,3 +53,56 @@ def test_a_budget_tag_that_is_not_a_finite_amount_is_no_budget() -> None:
     assert budgets_in({**tags, "outcrop:budget-usd-daily": "sNaN"}) == []
     assert budgets_in({"outcrop:budget-usd-monthly": "-1"}) == []
     assert [b.limit for b in budgets_in({"outcrop:budget-usd-monthly": " 12.5 "})] == [Decimal("12.5")]
+
+
+class _Counting:
+    """A committed figure that the test moves, and how often it was read."""
+
+    def __init__(self) -> None:
+        self.committed = (0, 0)
+        self.reads = 0
+
+    async def read(self, fn: Any) -> tuple[int, int]:
+        self.reads += 1
+        return self.committed
+
+
+def test_spend_another_worker_stored_is_read_again_at_once_not_after_the_cache_expires() -> None:
+    from outcrop.generations import SPEND, Generations, Watch
+
+    generations = Generations()
+    store = _Counting()
+    spend = Spend(store, ttl=3600, stored=Watch(generations, SPEND))  # type: ignore[arg-type]
+
+    async def check() -> None:
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (0, 0)
+        store.committed = (900, 40)  # another worker's ingester stored spend of a budgeted profile …
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (0, 0)  # … not announced: the cache holds
+        assert store.reads == 1
+        generations.bump(SPEND)  # … announced
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (900, 40)
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (900, 40)
+        assert store.reads == 2  # read once per announcement, not per check
+
+    asyncio.run(check())
+
+
+def test_a_stored_refusal_keeps_the_cached_spend() -> None:
+    """Refusals and failures are events of the profile that cost nothing: storing one moves no total, so
+    it must not cost a read of the database."""
+    store = _Counting()
+    spend = Spend(store, ttl=3600)  # type: ignore[arg-type]
+
+    async def check() -> None:
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (0, 0)
+        spend.add_pending(ACCOUNT, RED, DAY + 5, 0, 0)
+        spend.add_pending(ACCOUNT, RED, DAY + 5, 0, 0, sign=-1)
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (0, 0)
+        assert store.reads == 1
+        spend.add_pending(ACCOUNT, RED, DAY + 6, 10, 1)
+        spend.add_pending(ACCOUNT, RED, DAY + 6, 10, 1, sign=-1)  # stored: the committed figure must be read
+        store.committed = (10, 1)
+        assert await spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US) == (10, 1)
+        assert store.reads == 2
+
+    asyncio.run(check())

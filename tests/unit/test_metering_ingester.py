@@ -328,3 +328,31 @@ def test_a_journal_line_is_the_events_values_and_lines_of_earlier_versions_still
     }
     assert events[1]["request_id"] == "earlier" and len(events) == 2
     assert "skipping a line of 23 values (not 24)" in caplog.text
+
+
+def _tagged(n: int, tags: dict[str, str]) -> bytes:
+    return orjson.dumps({**_event(n), "tags": tags}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def test_storing_spend_against_a_budget_is_announced_once_per_batch(tmp_path: Path, store: Store) -> None:
+    """The workers' caches of stored spend are dropped on it (``generations.SPEND``); spend of profiles
+    without a budget, the common case, costs them nothing."""
+    directory = tmp_path / "metering"
+    journal = Journal(directory, fsync="interval")
+    announced: list[int] = []
+    ingester = Ingester(store, directory, journal.owner, budgeted=lambda: announced.append(1))
+    for n in range(5):
+        journal.append(_tagged(n, {"team": "red"}))
+    assert ingester.step() == 5
+    assert announced == []
+    for n in range(5, 10):
+        journal.append(_tagged(n, {"team": "red", "outcrop:budget-usd-daily": "5"} if n == 7 else {}))
+    assert ingester.step() == 5
+    assert announced == [1]
+    # A dead process's journal, recovered: its budgeted spend is announced too.
+    journal.close()
+    other = Journal(directory, fsync="interval")
+    other.append(_tagged(10, {"outcrop:budget-tokens-monthly": "100"}))
+    other.close()
+    assert recover_orphans(store, directory, own_owner="me", budgeted=lambda: announced.append(2)) == 1
+    assert announced == [1, 2]

@@ -14,8 +14,12 @@ than what other processes have in flight. An invocation already admitted complet
 
 Tags are read at admission through a small cache: invalidated at once by Tag/UntagResource in this
 process and (``outcrop.generations``) in the other workers of this server, and after ``TAG_TTL`` seconds
-in servers with another data directory. Spend read from the database is
-cached for ``SPEND_TTL`` seconds, and dropped whenever this process commits events of the profile.
+in servers with another data directory. Spend read from the database is cached for ``SPEND_TTL``
+seconds, and dropped whenever this process commits events of the profile, and whenever any ingester of
+this server stores events of a profile with a budget (``generations.SPEND``, which every event carrying
+a budget tag bumps once it is stored): another worker's spend counts here once it is stored, within the
+ingester's pace (0.25 s), not once the cache expires. Servers with another data directory see it after
+``SPEND_TTL``.
 """
 
 from __future__ import annotations
@@ -119,11 +123,12 @@ class Spend:
 
     def __init__(
         self, store: Store, ttl: float = SPEND_TTL, settle: Callable[[], None] | None = None,
-        not_stored: Callable[[str, str], list[tuple[int, int, int]]] | None = None,
+        not_stored: Callable[[str, str], list[tuple[int, int, int]]] | None = None, stored: Watch | None = None,
     ) -> None:
         """``settle``: called before each read, to take what has been stored since out of the pending spend.
         ``not_stored``: the (time, pUSD, tokens) of a profile's events not stored yet, asked once, when the
-        profile's spend is first read.
+        profile's spend is first read. ``stored``: spend against a budget stored by any ingester of this
+        server (``generations.SPEND``); the cached committed spend is read again when it moves.
 
         Pending spend is kept only for the profiles whose spend has been read (those with a budget: the
         ``watched`` set), so that an invocation through any other profile costs nothing here."""
@@ -131,6 +136,7 @@ class Spend:
         self.ttl = ttl
         self._settle = settle
         self._not_stored = not_stored
+        self._stored = stored
         self.watched: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         # (account, profile ARN) → day start → [pUSD, tokens]
@@ -145,7 +151,8 @@ class Spend:
             row[0] += sign * pusd
             row[1] += sign * tokens
             if sign < 0:
-                self._generation[(account, profile_arn)] += 1
+                if pusd or tokens:  # stored now: the cached committed spend lacks it (a refusal costs nothing)
+                    self._generation[(account, profile_arn)] += 1
                 if row == [0, 0]:
                     del self._pending[(account, profile_arn)][day]
 
@@ -158,6 +165,8 @@ class Spend:
             self.watched.add(key)  # from now on its events are added as they are emitted
             for time_us, pusd, tokens in self._not_stored(account, profile_arn) if self._not_stored else ():
                 self.add_pending(account, profile_arn, time_us, pusd, tokens)
+        if self._stored is not None and self._stored.changed():
+            self._cache.clear()
         cache_key = (account, profile_arn, start, end)
         now = time.monotonic()
         cached = self._cache.get(cache_key)
@@ -173,6 +182,11 @@ class Spend:
         with self._lock:
             pending = [v for day, v in self._pending.get(key, {}).items() if start <= day < end]
         return committed[0] + sum(p[0] for p in pending), committed[1] + sum(p[1] for p in pending)
+
+
+def has_budget(tags: dict[str, str] | None) -> bool:
+    """Whether an event's tags name a budget (the ingester then tells the workers, ``generations.SPEND``)."""
+    return tags is not None and any(key.startswith(BUDGET_PREFIX) for key in tags)
 
 
 def _committed(conn: Connection, account: str, profile_arn: str, start: int, end: int) -> tuple[int, int]:

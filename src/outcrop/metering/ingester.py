@@ -23,27 +23,34 @@ How the two processes work together, without a socket or a lock between them:
   (``kill -9`` of the whole group), the next process to start drains it as before.
 - Killed alone, it is started again by the server, and resumes from the published progress; events
   stored but not yet published are skipped by the database (it ingests by request ID).
+- Once it has stored events of a profile with a budget, it bumps ``generations.SPEND`` in the server's
+  shared counters, so that every worker reads that profile's spend again (``outcrop.metering.budgets``).
 - It ignores SIGINT and SIGTERM, which reach the whole process group on Ctrl-C or a stop: the server
   tells it when to finish, after its last event. (The server starts it with both blocked, so that one
   arriving while it is still starting up is not fatal either.)
 
-Run as ``python -m outcrop.metering.ingester DIRECTORY OWNER LOCK_FD`` with the database URL in
-``OUTCROP_INGEST_DATABASE_URL`` (not in the arguments, where ``ps`` shows it).
+Run as ``python -m outcrop.metering.ingester DIRECTORY OWNER LOCK_FD [GENERATIONS]`` with the database URL
+in ``OUTCROP_INGEST_DATABASE_URL`` (not in the arguments, where ``ps`` shows it); ``GENERATIONS`` is the
+server's file of shared counters (``outcrop.generations``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
+from outcrop.generations import SPEND, Generations
+from outcrop.metering.budgets import has_budget
 from outcrop.metering.events import FIELDS, UsageEvent
 from outcrop.metering.journal import Orphan, Progress, Tail, claim_orphans
 from outcrop.metering.rollups import ingest
@@ -146,8 +153,11 @@ def store_events(store: Store, events: list[UsageEvent], deadline: float | None 
             time.sleep(delay)
 
 
+Announce = Callable[[], None]  # called once a batch holding spend against a budget is stored
+
+
 def store_tail(store: Store, tail: Tail, *, final: bool = False, deadline: float | None = None,
-               done: threading.Event | None = None) -> int:
+               done: threading.Event | None = None, budgeted: Announce | None = None) -> int:
     """Store every complete line of ``tail`` not stored yet, a batch at a time, publishing the progress
     after each; returns how many events were new."""
     stored = 0
@@ -155,7 +165,10 @@ def store_tail(store: Store, tail: Tail, *, final: bool = False, deadline: float
         while True:
             lines = tail.read(BATCH, final=final)
             if lines:
-                stored += store_events(store, parse(lines, tail.owner), deadline, done)
+                events = parse(lines, tail.owner)
+                stored += store_events(store, events, deadline, done)
+                if budgeted is not None and any(has_budget(e.get("tags")) for e in events):
+                    budgeted()
             tail.commit()
             if len(lines) < BATCH:
                 return stored
@@ -164,10 +177,10 @@ def store_tail(store: Store, tail: Tail, *, final: bool = False, deadline: float
         raise
 
 
-def drain_orphan(store: Store, orphan: Orphan, deadline: float | None = None) -> int:
+def drain_orphan(store: Store, orphan: Orphan, deadline: float | None = None, budgeted: Announce | None = None) -> int:
     """Store (then delete) a dead process's journal; returns the events newly stored."""
     try:
-        stored = store_tail(store, orphan.tail, final=True, deadline=deadline)
+        stored = store_tail(store, orphan.tail, final=True, deadline=deadline, budgeted=budgeted)
     except GaveUp as e:
         orphan.tail.close()
         os.close(orphan.lock_fd)  # unlocked: someone else may try later
@@ -176,23 +189,28 @@ def drain_orphan(store: Store, orphan: Orphan, deadline: float | None = None) ->
     return stored
 
 
-def recover_orphans(store: Store, directory: Path, own_owner: str, deadline: float | None = None) -> int:
-    return sum(drain_orphan(store, orphan, deadline) for orphan in claim_orphans(directory, own_owner))
+def recover_orphans(store: Store, directory: Path, own_owner: str, deadline: float | None = None,
+                    budgeted: Announce | None = None) -> int:
+    return sum(drain_orphan(store, orphan, deadline, budgeted) for orphan in claim_orphans(directory, own_owner))
 
 
 class Ingester:
     """Stores one live journal's events as they are written."""
 
-    def __init__(self, store: Store, directory: Path, owner: str, signals: Signals | None = None) -> None:
+    def __init__(self, store: Store, directory: Path, owner: str, signals: Signals | None = None,
+                 budgeted: Announce | None = None) -> None:
+        """``budgeted``: called after storing events of a profile with a budget (it bumps ``generations.SPEND``)."""
         self.store = store
         self.directory = directory
         self.owner = owner
         self.signals = signals or Signals()
+        self.budgeted = budgeted
         self.tail = Tail(directory, owner, Progress(directory / f"{owner}.progress"))
 
     def step(self, *, final: bool = False, deadline: float | None = None) -> int:
         """Store every complete line written so far; returns how many events were new."""
-        return store_tail(self.store, self.tail, final=final, deadline=deadline, done=self.signals.done)
+        return store_tail(self.store, self.tail, final=final, deadline=deadline, done=self.signals.done,
+                          budgeted=self.budgeted)
 
     def finish(self) -> bool:
         """The writer is done (closed, or dead): store the rest and delete the journal. False if the database
@@ -216,7 +234,7 @@ class Ingester:
                 return False
             if time.monotonic() >= next_scan:
                 next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
-                recovered = recover_orphans(self.store, self.directory, self.owner)
+                recovered = recover_orphans(self.store, self.directory, self.owner, budgeted=self.budgeted)
                 if recovered:
                     log.info("metering: recovered %d events from journals of stopped processes", recovered)
         return self.finish()
@@ -224,11 +242,12 @@ class Ingester:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3 or DATABASE_ENV not in os.environ:
-        print(f"usage: {DATABASE_ENV}=URL python -m outcrop.metering.ingester DIRECTORY OWNER LOCK_FD",
+    if len(args) not in (3, 4) or DATABASE_ENV not in os.environ:
+        print(f"usage: {DATABASE_ENV}=URL python -m outcrop.metering.ingester DIRECTORY OWNER LOCK_FD [GENERATIONS]",
               file=sys.stderr)
         return 2
     directory, owner, lock_fd = Path(args[0]), args[1], int(args[2])
+    generations = Generations(Path(args[3])) if len(args) == 4 else None
     os.nice(NICENESS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s outcrop-ingest[%(process)d] %(levelname)s %(message)s")
     for signum in GROUP_SIGNALS:
@@ -237,11 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(os.environ[DATABASE_ENV], read_threads=1)
     signals = Signals()
     signals.follow(0)  # stdin: the pipe from the server
+    budgeted = None if generations is None else functools.partial(generations.bump, SPEND)
     try:
-        finished = Ingester(store, directory, owner, signals).run()
+        finished = Ingester(store, directory, owner, signals, budgeted).run()
     finally:
         store.close()
         os.close(lock_fd)
+        if generations is not None:
+            generations.close()
     return 0 if finished else 1
 
 

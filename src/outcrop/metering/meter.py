@@ -44,7 +44,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from outcrop.control.catalog import Catalog
-from outcrop.generations import Watch
+from outcrop.generations import SPEND, TAGS, Generations, Watch
 from outcrop.metering.budgets import Spend, TagCache, check_budgets
 from outcrop.metering.events import INDEX, event_values, profile_of
 from outcrop.metering.ingester import BATCH, DATABASE_ENV, GROUP_SIGNALS, Ingester, recover_orphans
@@ -75,15 +75,18 @@ class Meter:
     def __init__(
         self, store: Store, catalog: Catalog, directory: Path, registry: CollectorRegistry,
         prices: Prices | None = None, *, fsync: str = "interval", fsync_interval: float = 0.1,
-        ingest: str = "process", tag_changes: Watch | None = None,
+        ingest: str = "process", generations: Generations | None = None,
     ) -> None:
-        """``tag_changes``: tags changed through another worker of this server (``outcrop.generations``)."""
+        """``generations``: the counters shared by the workers of this server (``outcrop.generations``): tags
+        changed through another worker, and spend against budgets stored by any worker's ingester."""
         if ingest not in INGEST_MODES:
             raise ValueError(f"ingest must be one of {', '.join(INGEST_MODES)}, not {ingest!r}")
         self.store = store
         self.prices = prices or Prices.load(catalog)
-        self.tags = TagCache(store, changes=tag_changes)
-        self.spend = Spend(store, settle=self.settle, not_stored=self._not_stored)
+        self.generations = generations
+        self.tags = TagCache(store, changes=None if generations is None else Watch(generations, TAGS))
+        self.spend = Spend(store, settle=self.settle, not_stored=self._not_stored,
+                           stored=None if generations is None else Watch(generations, SPEND))
         self.metrics = MeteringMetrics(registry, catalog.regions)
         self.directory = directory
         self.journal = Journal(directory, fsync=fsync, interval=fsync_interval)
@@ -97,8 +100,10 @@ class Meter:
         restarts = Counter("outcrop_metering_ingester_restarts", "Ingest processes that died and were started again",
                            registry=registry)
         self._ingester: _IngestProcess | _IngestThread = (
-            _IngestProcess(store.url, directory, self.journal.owner, self.journal.lock_fd, restarts.inc)
-            if ingest == "process" else _IngestThread(Ingester(store, directory, self.journal.owner))
+            _IngestProcess(store.url, directory, self.journal.owner, self.journal.lock_fd, restarts.inc,
+                           None if generations is None else generations.path)
+            if ingest == "process"
+            else _IngestThread(Ingester(store, directory, self.journal.owner, budgeted=self._budgeted))
         )
         Gauge("outcrop_metering_backlog_events", "Usage events of this process journaled but not yet stored in the "
               "database", registry=registry).set_function(self._backlog)
@@ -111,7 +116,7 @@ class Meter:
         # up to that long for it.
         if self.journal.fsync == "always":
             sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-        recovered = recover_orphans(self.store, self.directory, self.journal.owner)
+        recovered = recover_orphans(self.store, self.directory, self.journal.owner, budgeted=self._budgeted)
         if recovered:
             log.info("metering: recovered %d events from journals of stopped processes", recovered)
         self._ingester.start()
@@ -123,10 +128,15 @@ class Meter:
         self.journal.close(keep_lock=True)
         if not self._ingester.finish():
             # The ingester process was gone: finish here, with this process's store.
-            Ingester(self.store, self.directory, self.journal.owner).finish()
+            Ingester(self.store, self.directory, self.journal.owner, budgeted=self._budgeted).finish()
         self.journal.unlock()
         self.metrics.apply()
         self.progress.close()
+
+    def _budgeted(self) -> None:
+        """Spend against a budget was stored here (thread ingest, recovery): every worker reads it again."""
+        if self.generations is not None:
+            self.generations.bump(SPEND)
 
     # -- the record sink (event loop) ----------------------------------------------------------------
     async def admit(self, record: InvocationRecord) -> None:
@@ -228,9 +238,11 @@ class _IngestProcess:
     """``metering_ingest = "process"``: the ingester as a child process, started again if it dies."""
 
     def __init__(self, database_url: str, directory: Path, owner: str, lock_fd: int,
-                 on_restart: Callable[[], None] = lambda: None) -> None:
+                 on_restart: Callable[[], None] = lambda: None, generations: Path | None = None) -> None:
         self._on_restart = on_restart
         self._command = [sys.executable, "-m", "outcrop.metering.ingester", str(directory), owner, str(lock_fd)]
+        if generations is not None:
+            self._command.append(str(generations))
         self._env = {**os.environ, DATABASE_ENV: database_url}
         self._lock_fd = lock_fd
         self._mutex = threading.Lock()
