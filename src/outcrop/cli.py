@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -48,15 +49,26 @@ def _serve(args: argparse.Namespace) -> int:
     workers = config.worker_processes
 
     def announce(port: int) -> None:
-        print(
-            f"outcrop serving on http://{config.host}:{port} (database {_redact(config.resolved_database_url)}, "
-            f"{workers} worker{'s' if workers > 1 else ''})",
-            file=sys.stderr,
-            flush=True,
-        )
+        line = (f"outcrop serving on http://{config.host}:{port} (database {_redact(config.resolved_database_url)}, "
+                f"{workers} worker{'s' if workers > 1 else ''})")
+        if config.log_format == "json":  # a log collector reads every line as an object
+            print(logs.JSONFormatter().format(logging.makeLogRecord(
+                {"name": "outcrop", "levelname": "INFO", "msg": line})), file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     serve(config, announce)
     return 0
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    """The database a command used: its --database, else the configuration's (file, environment)."""
+    if getattr(args, "database", None):
+        return str(args.database)
+    try:
+        return load_config(getattr(args, "config", None)).resolved_database_url
+    except ConfigError:
+        return "(the configured database)"
 
 
 def _redact(url: str) -> str:
@@ -222,9 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"outcrop: {e}", file=sys.stderr)
         return 2
     except SQLAlchemyError as e:  # the database cannot be opened: a URL of no known kind, a server not reached
-        url = getattr(args, "database", None) or "(the configured database)"
         detail = str(e.orig if getattr(e, "orig", None) is not None else e).strip().splitlines()[0]
-        print(f"outcrop: the database {_redact(url)} cannot be used: {detail}", file=sys.stderr)
+        print(f"outcrop: the database {_redact(_database_url(args))} cannot be used: {detail}", file=sys.stderr)
         return 2
     except OSError as e:  # the SQLite database's directory cannot be made (a data_dir not writable …)
         print(f"outcrop: {e}", file=sys.stderr)

@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -418,6 +420,18 @@ def test_logs_are_json_lines_when_log_format_is_json(srv):
     entries = [json.loads(line) for line in lines]
     assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
     assert any(e["logger"].startswith("uvicorn") for e in entries)  # the server's own lines too
+    assert any(e["message"].startswith("outcrop serving on http://") for e in entries)  # the banner too
+    assert not [line for line in srv.log_text().splitlines() if line.startswith("outcrop serving")]
+    assert not [e for e in entries if "setup plugin" in e["message"]]  # alembic's start-up noise
+
+
+def test_a_database_that_cannot_be_used_is_named_when_it_comes_from_the_configuration(tmp_path):
+    config = tmp_path / "outcrop.toml"
+    config.write_text('database_url = "postgresql://u:secret@127.0.0.1:1/x"\n')
+    cli = subprocess.run([sys.executable, "-m", "outcrop", "costs", "--config", str(config)],
+                         capture_output=True, text=True)
+    assert cli.returncode == 2, cli.stderr
+    assert "the database postgresql://***@127.0.0.1:1/x cannot be used" in cli.stderr, cli.stderr
 
 
 def test_sigterm_with_idle_keep_alive_connections_stops_promptly(server_factory):

@@ -579,6 +579,8 @@ MIGRATION_LOCK_ID = 0x6F7574637270  # "outcrp": a PostgreSQL advisory lock held 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to the newest Alembic revision (or ``revision``); safe when several processes start
     at once."""
+    # Alembic announces each of its plugins at INFO when it is imported, in every worker: noise, not news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
