@@ -386,9 +386,9 @@ class Outcrop:
             if self.snapshots is None:
                 body, content_type = self.metrics.render()
             else:  # the server's figures: every worker's, summed, with the counts of workers gone
-                states = await self.snapshots.gather()
+                states, gone = await self.snapshots.gather()
                 body, content_type = self.metrics.render_with(
-                    [*(s["metrics"] for s in states.values()), *(r["metrics"] for r in self.snapshots.retired(states))]
+                    [*(s["metrics"] for s in states.values()), *(r["metrics"] for r in gone)]
                 )
             await _respond(send, 200, [(b"content-type", content_type.encode())], body, request_id)
             return
@@ -396,8 +396,8 @@ class Outcrop:
             if self.snapshots is None:
                 body = orjson.dumps(merge_routing([self.runtime.router.status()]))
             else:  # the server's: every worker's, with the counts of workers gone
-                states = await self.snapshots.gather()
-                retired = [r["routing"] for r in self.snapshots.retired(states) if r.get("routing")]
+                states, gone = await self.snapshots.gather()
+                retired = [r["routing"] for r in gone if r.get("routing")]
                 body = orjson.dumps(merge_routing([self.runtime.router.status(), *(s["routing"] for s in states.values())],
                                                   retired))
             await _respond(send, 200, [(b"content-type", b"application/json")], body, request_id)

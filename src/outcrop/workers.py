@@ -88,13 +88,18 @@ class Slot:
         """Does a live worker hold slot ``n``? (Always true for this worker's own.)"""
         if n == self.number:
             return True
-        path = self.directory / f"{n}.lock"
-        if not path.exists():
+        # A shared lock for the probe: probes of the same slot by other workers at the same moment (their
+        # scrapes, a starting worker's look for dead slots) do not take each other for the slot's owner.
+        try:
+            fd = os.open(self.directory / f"{n}.lock", os.O_RDWR)
+        except FileNotFoundError:
             return False
-        fd = _try_lock(path)
-        if fd is None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
             return True
-        os.close(fd)
+        finally:
+            os.close(fd)
         return False
 
     def others(self) -> list[int]:
@@ -273,45 +278,53 @@ class Snapshots:
             path.unlink(missing_ok=True)
 
     def retired(self, counted: Iterable[int]) -> list[dict[str, Any]]:
-        """The counts of workers gone (``retired_counts``): folded ones, and the last snapshot of dead ones not
-        yet replaced (slots other than this worker's and ``counted``)."""
-        skip = {self.slot.number, *counted}
+        """The counts of workers gone (``retired_counts``): folded ones, and the last snapshot of any slot
+        but this worker's and ``counted`` (whose state the caller sums)."""
+        return self._collect(set(counted), set(counted))[1]
+
+    def _collect(self, others: set[int], fresh: set[int]) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+        """Under the lock that ``_retire`` takes, so that a snapshot is read either where it is or folded,
+        never both nor neither: the snapshots of ``others`` (live when the scrape began; ``fresh``: those
+        that answered it) as their state, and every other slot's snapshot and the folded counts as counts
+        of workers gone (a slot taken since the scrape began: its predecessor's, not folded yet)."""
+        states: dict[int, dict[str, Any]] = {}
         out: list[dict[str, Any]] = []
         with self._retired_lock(fcntl.LOCK_SH):
             folded = _load(self.slot.directory / "retired.json")
             if folded:
                 out.append(folded)
             for path in self.slot.directory.glob("*.json"):
-                if not path.stem.isdigit() or int(path.stem) in skip or self.slot.alive(int(path.stem)):
-                    continue
-                snapshot = self._read(int(path.stem))
-                if snapshot is not None:
-                    out.append(retired_counts(snapshot["state"]))
-        return out
-
-    async def gather(self) -> dict[int, dict[str, Any]]:
-        """The state of every other live worker, by slot, fresh (as of now) where it answered in time."""
-        wanted = self._generations.bump(SNAPSHOT)  # this worker's own state is taken live by the caller; its poll answers
-        # the bump too, which a scrape on another worker at the same moment may be waiting for
-        others = self.slot.others()
-        found: dict[int, dict[str, Any]] = {}
-        deadline = time.monotonic() + SNAPSHOT_WAIT_SECONDS
-        while True:
-            for n in others:
-                if n in found:
+                if not path.stem.isdigit() or (n := int(path.stem)) == self.slot.number:
                     continue
                 snapshot = self._read(n)
+                if snapshot is None:
+                    continue
+                if n in others:
+                    if n not in fresh:
+                        log.warning("worker %d did not answer a scrape within %.1f s; its last state is used",
+                                    n, SNAPSHOT_WAIT_SECONDS)
+                    states[n] = snapshot["state"]
+                else:
+                    out.append(retired_counts(snapshot["state"]))
+        return dict(sorted(states.items())), out
+
+    async def gather(self) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+        """The state of every other live worker, by slot, fresh (as of now) where it answered in time; and
+        the counts of workers gone (``retired``), read with them."""
+        wanted = self._generations.bump(SNAPSHOT)  # this worker's own state is taken live by the caller; its poll answers
+        # the bump too, which a scrape on another worker at the same moment may be waiting for
+        others = set(self.slot.others())
+        fresh: set[int] = set()
+        deadline = time.monotonic() + SNAPSHOT_WAIT_SECONDS
+        while True:
+            for n in others - fresh:
+                snapshot = self._read(n)
                 if snapshot is not None and snapshot["generation"] >= wanted:
-                    found[n] = snapshot["state"]
-            if len(found) == len(others) or time.monotonic() >= deadline:
+                    fresh.add(n)
+            if fresh == others or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(SNAPSHOT_POLL_SECONDS / 4)
-        for n in others:
-            if n not in found and (snapshot := self._read(n)) is not None:
-                log.warning("worker %d did not answer a scrape within %.1f s; its last state is used",
-                            n, SNAPSHOT_WAIT_SECONDS)
-                found[n] = snapshot["state"]
-        return dict(sorted(found.items()))
+        return self._collect(others, fresh)
 
     def _read(self, n: int) -> dict[str, Any] | None:
         snapshot: dict[str, Any] | None = _load(self._path(n))
@@ -349,11 +362,16 @@ def fold_counts(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def sweep(directory: Path, keep: int) -> None:
     """Remove what servers no longer running left in ``directory`` (one folder per server, named by its
-    supervisor's process ID); ``keep`` is this server's."""
+    supervisor's process ID); ``keep`` is this server's, called before its workers start: a folder of that
+    name is an earlier server's that had the same process ID (PID 1 of a container, restarted), whose
+    snapshots and counts of workers gone would otherwise be summed into this server's."""
     if not directory.is_dir():
         return
     for child in directory.iterdir():
-        if not child.is_dir() or not child.name.isdigit() or int(child.name) == keep:
+        if not child.is_dir() or not child.name.isdigit():
+            continue
+        if int(child.name) == keep:
+            shutil.rmtree(child, ignore_errors=True)
             continue
         try:
             os.kill(int(child.name), 0)

@@ -202,7 +202,7 @@ def test_a_scrape_sums_the_workers_that_answer_and_never_an_earlier_servers_stat
     async def scrape() -> list:
         answering.start()
         try:
-            return await asking.gather()
+            return (await asking.gather())[0]
         finally:
             await answering.stop()
 
@@ -240,7 +240,7 @@ def test_two_scrapes_at_once_on_two_workers_each_get_the_others_fresh_state(tmp_
             states[0]["n"], states[1]["n"] = 10, 11
             started = time.monotonic()
             got = await asyncio.gather(snapshots[0].gather(), snapshots[1].gather())
-            return [got, time.monotonic() - started]
+            return [[states for states, _ in got], time.monotonic() - started]
         finally:
             for s in snapshots:
                 await s.stop()
@@ -345,3 +345,153 @@ def test_a_full_deployment_is_refused_without_taking_the_lock(tmp_path, monkeypa
     monkeypatch.setattr(b, "locked", no_lock)
     for _ in range(3):  # what a waiting request does every few milliseconds
         assert in_b.try_acquire(1) is None
+
+
+# -- found in review -----------------------------------------------------------------------------------
+def _while_probing(monkeypatch, prober: Slot, n: int, then) -> object:
+    """Run ``then`` at the moment ``prober.alive(n)`` holds slot ``n``'s lock file for its probe (as a
+    scrape on another worker does, at any time)."""
+    import os
+
+    import outcrop.workers as workers
+
+    real_close = os.close
+    out: list[object] = []
+
+    def close(fd: int) -> None:
+        if not out:
+            out.append(None)
+            out[0] = then()
+        real_close(fd)
+
+    monkeypatch.setattr(workers.os, "close", close)
+    try:
+        assert not prober.alive(n)
+    finally:
+        monkeypatch.setattr(workers.os, "close", real_close)
+    return out[0]
+
+
+def test_a_probe_of_a_dead_slot_does_not_make_it_look_alive_to_a_scrape_at_the_same_moment(tmp_path, monkeypatch):
+    from outcrop.generations import SNAPSHOT, Generations
+    from outcrop.workers import Snapshots
+
+    generations = Generations()
+    first, second, third = Slot(tmp_path), Slot(tmp_path), Slot(tmp_path)
+    asking = Snapshots(first, generations, lambda: {"metrics": _counter(1, 0), "routing": _routing(1)})
+    dying = Snapshots(second, generations, lambda: {"metrics": _counter(5, 3), "routing": _routing(5)})
+    generations.bump(SNAPSHOT)
+    dying.answer()
+    second.close()  # killed
+    alone = asking.retired(counted=[])
+    assert sum(v for _, _, _, s in merge_metrics(r["metrics"] for r in alone) for _, _, v in s) == 5
+    # Worker 2 probes slot 1 (its own scrape) while worker 0 answers one: worker 0 must still count it.
+    during = _while_probing(monkeypatch, third, 1, lambda: asking.retired(counted=[]))
+    assert sum(v for _, _, _, s in merge_metrics(r["metrics"] for r in during) for _, _, v in s) == 5
+
+
+def test_a_dead_workers_requests_are_cleared_even_if_its_slot_is_probed_while_its_replacement_starts(
+    tmp_path, monkeypatch
+):
+    (_, a), (b_slot, b), (prober, _) = _worker(tmp_path), _worker(tmp_path), _worker(tmp_path)
+    in_a, in_b = _capacity(a, max_concurrency=1), _capacity(b, max_concurrency=1)
+    assert in_b.try_acquire(1) is not None  # slot 1
+    b_slot.close()  # killed with its request in flight
+    # Its replacement starts while a scrape on worker 2 probes slot 1.
+    replacement = _while_probing(monkeypatch, prober, 1, lambda: _worker(tmp_path))
+    assert replacement[0].number == 3  # slot 1 was locked by the probe at that moment: fine
+    assert in_a.try_acquire(1) is not None  # but the dead worker's request must not hold the room forever
+
+
+def test_a_worker_replaced_during_a_scrape_is_counted_once(tmp_path, monkeypatch):
+    """The scrape's fallback to a worker's last snapshot and its read of the folded counts must agree."""
+    import asyncio
+
+    import outcrop.workers as workers
+    from outcrop.generations import SNAPSHOT, Generations
+    from outcrop.workers import Snapshots
+
+    monkeypatch.setattr(workers, "SNAPSHOT_WAIT_SECONDS", 0.05)
+    generations = Generations()
+    first, second = Slot(tmp_path), Slot(tmp_path)
+    asking = Snapshots(first, generations, lambda: {"metrics": _counter(1, 0), "routing": _routing(1)})
+    dying = Snapshots(second, generations, lambda: {"metrics": _counter(5, 3), "routing": _routing(5)})
+    generations.bump(SNAPSHOT)
+    dying.answer()
+    second.close()  # killed
+    replacement = Slot(tmp_path)  # uvicorn's replacement holds slot 1 and is still starting
+    assert replacement.number == 1
+
+    def total(states: dict, retired: list) -> float:
+        merged = merge_metrics([*(s["metrics"] for s in states.values()), *(r["metrics"] for r in retired)])
+        return sum(v for name, _, _, s in merged if name == "outcrop_invocations" for _, _, v in s)
+
+    async def scrape() -> float:
+        found = await asking.gather()
+        states, retired = found if isinstance(found, tuple) else (found, None)
+        # The replacement gets as far as its Snapshots (folding its predecessor) before the scrape reads
+        # the counts of workers gone.
+        Snapshots(replacement, generations, lambda: {"metrics": _counter(0, 0), "routing": _routing(0)})
+        return total(states, asking.retired(states) if retired is None else retired)
+
+    assert asyncio.run(scrape()) == 5  # not 10
+
+
+def test_a_worker_replaced_between_a_scrapes_look_at_the_slots_and_its_sums_is_counted(tmp_path):
+    import asyncio
+
+    from outcrop.generations import SNAPSHOT, Generations
+    from outcrop.workers import Snapshots
+
+    generations = Generations()
+    first, second = Slot(tmp_path), Slot(tmp_path)
+    asking = Snapshots(first, generations, lambda: {"metrics": _counter(1, 0), "routing": _routing(1)})
+    dying = Snapshots(second, generations, lambda: {"metrics": _counter(5, 3), "routing": _routing(5)})
+    generations.bump(SNAPSHOT)
+    dying.answer()
+    second.close()  # killed
+
+    looked, taken = first.others, []
+
+    def others() -> list[int]:
+        found = looked()  # slot 1 is dead: not asked …
+        taken.append(Slot(tmp_path))  # … and its replacement takes it now, and has not folded it yet
+        return found
+
+    first.others = others  # type: ignore[method-assign]
+
+    async def scrape() -> float:
+        found = await asking.gather()
+        states, retired = found if isinstance(found, tuple) else (found, None)
+        assert taken[0].number == 1 and states == {}
+        retired = asking.retired(states) if retired is None else retired
+        merged = merge_metrics([*(s["metrics"] for s in states.values()), *(r["metrics"] for r in retired)])
+        return sum(v for name, _, _, s in merged if name == "outcrop_invocations" for _, _, v in s)
+
+    assert asyncio.run(scrape()) == 5  # not 0: a counter that falls is a reset to Prometheus
+
+
+def test_a_server_started_with_the_pid_of_an_earlier_one_does_not_count_its_state(tmp_path):
+    """``outcrop serve`` as PID 1 of a container, restarted on the same data directory: its folder is the
+    one the earlier server left, which ``sweep`` keeps as this server's own."""
+    import asyncio
+    import os
+
+    from outcrop.generations import SNAPSHOT, Generations
+    from outcrop.workers import Snapshots, sweep
+
+    workers_dir = tmp_path / "workers"
+    earlier = workers_dir / str(os.getpid())
+    generations = Generations()
+    old = [Slot(earlier), Slot(earlier)]
+    generations.bump(SNAPSHOT)
+    for slot in old:
+        Snapshots(slot, generations, lambda: {"metrics": _counter(7, 1), "routing": _routing(7)}).answer()
+        slot.close()  # the earlier server is gone …
+    Snapshots(Slot(earlier), generations, lambda: {}).slot.close()  # … having folded a dead worker's counts
+
+    sweep(workers_dir, keep=os.getpid())  # what ``outcrop serve`` does before its workers start
+    here = workers_dir / str(os.getpid())
+    asking = Snapshots(Slot(here), generations, lambda: {"metrics": _counter(0, 0), "routing": _routing(0)})
+    states, retired = asyncio.run(asking.gather())
+    assert states == {} and retired == []
