@@ -106,3 +106,45 @@ def test_a_stored_refusal_keeps_the_cached_spend() -> None:
         assert store.reads == 2
 
     asyncio.run(check())
+
+
+class _Slow:
+    """Reads that see the committed figure as it was when they began, and finish when the test says."""
+
+    def __init__(self) -> None:
+        self.committed = (0, 0)
+        self.gates: list[asyncio.Event] = []
+
+    async def read(self, fn: Any) -> tuple[int, int]:
+        seen = self.committed
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return seen
+
+
+def test_a_read_begun_before_another_workers_spend_was_announced_is_not_cached_after_it() -> None:
+    from outcrop.generations import SPEND, Generations, Watch
+
+    generations = Generations()
+    store = _Slow()
+    spend = Spend(store, ttl=3600, stored=Watch(generations, SPEND))  # type: ignore[arg-type]
+
+    async def check() -> None:
+        early = asyncio.create_task(spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US))  # reads (0, 0) …
+        await asyncio.sleep(0)
+        store.committed = (900, 40)  # … while another worker's ingester stores spend …
+        generations.bump(SPEND)  # … and announces it
+        late = asyncio.create_task(spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US))  # sees the announcement
+        await asyncio.sleep(0)
+        store.gates[1].set()
+        assert await late == (900, 40)
+        store.gates[0].set()
+        assert await early == (0, 0)  # begun before: it may say so once …
+        third = asyncio.create_task(spend.spent(ACCOUNT, RED, DAY, DAY + DAY_US))
+        await asyncio.sleep(0)
+        for gate in store.gates:
+            gate.set()
+        assert await third == (900, 40)  # … but not be cached for the next hour
+
+    asyncio.run(check())

@@ -4,6 +4,7 @@ resuming from it, and the ingester process's protocol (wake on a byte, finish on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -356,3 +357,90 @@ def test_storing_spend_against_a_budget_is_announced_once_per_batch(tmp_path: Pa
     other.close()
     assert recover_orphans(store, directory, own_owner="me", budgeted=lambda: announced.append(2)) == 1
     assert announced == [1, 2]
+
+
+def test_spend_is_announced_once_its_progress_is_published(tmp_path: Path, store: Store) -> None:
+    """The announcement drops the workers' cached stored spend. The worker that wrote the events reads
+    its spend again as stored plus its own pending spend, which it settles from the published progress:
+    announced before the progress, the events count twice (a budget refuses early)."""
+    from outcrop.generations import SPEND, Generations, Watch
+    from outcrop.metering.budgets import DAY_US, Spend
+
+    directory = tmp_path / "metering"
+    journal = Journal(directory, fsync="interval")
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"
+    event = {**_event(1), "profile_arn": arn, "profile_id": "abc123", "profile_type": "APPLICATION",
+             "tags": {"outcrop:budget-tokens-daily": "100"}}
+    seq, _ = journal.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+    spent_here = (event["time_us"], event["cost_pusd"], event["input_tokens"] + event["output_tokens"])
+    progress = Progress(directory / f"{journal.owner}.progress")
+    unsettled = [seq]
+    generations = Generations()
+
+    def settle() -> None:  # as the meter does
+        if unsettled and unsettled[0] <= progress.seq:
+            unsettled.pop()
+            spend.add_pending(event["account"], arn, *spent_here, sign=-1)
+
+    spend = Spend(store, ttl=3600, settle=settle, not_stored=lambda account, profile: [spent_here],
+                  stored=Watch(generations, SPEND))
+    day = event["time_us"] - event["time_us"] % DAY_US
+
+    def check() -> tuple[int, int]:
+        return asyncio.run(spend.spent(event["account"], arn, day, day + DAY_US))
+
+    assert check() == spent_here[1:]  # pending: not stored yet
+    seen: list[tuple[int, int]] = []
+
+    def announced() -> None:
+        generations.bump(SPEND)
+        seen.append(check())  # the worker's next budget check, as soon as the announcement is out
+
+    assert Ingester(store, directory, journal.owner, budgeted=announced).step() == 1
+    assert seen == [spent_here[1:]]  # not twice
+    assert check() == spent_here[1:]
+
+
+def test_an_ingest_process_that_cannot_be_started_again_leaves_no_stale_descriptor_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its pipe was closed before the new one was made: when that failed (``EMFILE`` under load, …), the
+    closed number stayed in use, and ``wake`` wrote into whatever file the process opened next under it
+    (a journal segment, the SQLite database, a client's socket), and ``finish`` closed that file."""
+    from outcrop.metering.meter import _IngestProcess
+
+    lock_fd = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    ingest = _IngestProcess("sqlite://", tmp_path, "me", lock_fd)
+    ingest._command = [sys.executable, "-c", "import sys; sys.stdin.buffer.read()"]
+    ingest.start()
+    pipe = ingest._pipe
+    failed = threading.Event()
+    real_pipe = os.pipe
+
+    def no_more() -> tuple[int, int]:
+        if threading.current_thread().name != "outcrop-ingest-watch":
+            return real_pipe()
+        failed.set()
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "pipe", no_more)
+    assert ingest._proc is not None
+    ingest._proc.kill()
+    assert failed.wait(10)
+    time.sleep(0.2)
+    monkeypatch.setattr(os, "pipe", real_pipe)
+    opened: list[int] = []
+    while not opened or opened[-1] != pipe:  # the process opens files; one gets the number the pipe had
+        opened.append(os.open(tmp_path / f"file-{len(opened)}", os.O_RDWR | os.O_CREAT, 0o600))
+        assert len(opened) < 50
+    victim = tmp_path / f"file-{len(opened) - 1}"
+    try:
+        ingest.wake()
+        assert victim.read_bytes() == b""  # not written into …
+        ingest.finish()
+        os.fstat(opened[-1])  # … nor closed
+    finally:
+        for fd in opened:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        os.close(lock_fd)

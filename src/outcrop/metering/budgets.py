@@ -142,6 +142,7 @@ class Spend:
         # (account, profile ARN) → day start → [pUSD, tokens]
         self._pending: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
         self._generation: dict[tuple[str, str], int] = defaultdict(int)
+        self._announced = 0  # announcements of ``stored`` seen: a read begun before one is not cached
         self._cache: dict[tuple[str, str, int, int], tuple[float, int, int, int]] = {}
 
     def add_pending(self, account: str, profile_arn: str, time_us: int, pusd: int, tokens: int, sign: int = 1) -> None:
@@ -165,8 +166,8 @@ class Spend:
             self.watched.add(key)  # from now on its events are added as they are emitted
             for time_us, pusd, tokens in self._not_stored(account, profile_arn) if self._not_stored else ():
                 self.add_pending(account, profile_arn, time_us, pusd, tokens)
-        if self._stored is not None and self._stored.changed():
-            self._cache.clear()
+        self._look_for_stored()
+        announced = self._announced
         cache_key = (account, profile_arn, start, end)
         now = time.monotonic()
         cached = self._cache.get(cache_key)
@@ -176,12 +177,19 @@ class Spend:
             committed = (cached[2], cached[3])
         else:
             committed = await self.store.read(lambda conn: _committed(conn, account, profile_arn, start, end))
+            self._look_for_stored()
             with self._lock:
-                if self._generation[key] == generation:
+                if self._generation[key] == generation and self._announced == announced:
                     self._cache[cache_key] = (now + self.ttl, generation, *committed)
         with self._lock:
             pending = [v for day, v in self._pending.get(key, {}).items() if start <= day < end]
         return committed[0] + sum(p[0] for p in pending), committed[1] + sum(p[1] for p in pending)
+
+    def _look_for_stored(self) -> None:
+        """Drop the cached committed spend if an ingester of this server stored spend against a budget since."""
+        if self._stored is not None and self._stored.changed():
+            self._announced += 1
+            self._cache.clear()
 
 
 def has_budget(tags: dict[str, str] | None) -> bool:

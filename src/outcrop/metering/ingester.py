@@ -164,12 +164,14 @@ def store_tail(store: Store, tail: Tail, *, final: bool = False, deadline: float
     try:
         while True:
             lines = tail.read(BATCH, final=final)
+            announce = False
             if lines:
                 events = parse(lines, tail.owner)
                 stored += store_events(store, events, deadline, done)
-                if budgeted is not None and any(has_budget(e.get("tags")) for e in events):
-                    budgeted()
+                announce = budgeted is not None and any(has_budget(e.get("tags")) for e in events)
             tail.commit()
+            if announce and budgeted is not None:  # after the progress: the worker that wrote them settles
+                budgeted()  # them as it reads its spend again
             if len(lines) < BATCH:
                 return stored
     except GaveUp as e:

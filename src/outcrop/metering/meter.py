@@ -263,6 +263,9 @@ class _IngestProcess:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
         try:
             self._proc = subprocess.Popen(self._command, stdin=read_end, pass_fds=(self._lock_fd,), env=self._env)
+        except BaseException:
+            os.close(write_end)
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_end)
@@ -287,13 +290,28 @@ class _IngestProcess:
             with self._mutex:
                 if self._finishing:
                     return
-                os.close(self._pipe)
-                self._spawn()
+                # No number of a closed descriptor is left in ``_pipe``: the process may open another file
+                # under it at any time, which ``wake`` would write into and ``finish`` close.
+                old, self._pipe = self._pipe, -1
+                if old >= 0:
+                    os.close(old)
+                try:
+                    self._spawn()
+                except OSError:  # EMFILE, ENOMEM …: the dead child's ``wait`` returns at once, and it is tried again
+                    log.exception("metering: starting the ingest process failed")
+                    continue
             self._on_restart()
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):  # already woken (the pipe is full), or between two children
-            os.write(self._pipe, b"w")
+        # Not while the pipe is being replaced (the new child reads the journal from its progress anyway).
+        if not self._mutex.acquire(blocking=False):
+            return
+        try:
+            if self._pipe >= 0:
+                with contextlib.suppress(OSError):  # already woken (the pipe is full)
+                    os.write(self._pipe, b"w")
+        finally:
+            self._mutex.release()
 
     def finish(self) -> bool:
         """Tell the ingester the journal is closed (end of file on its stdin) and wait for it to store the
