@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def _serve(args: argparse.Namespace) -> int:
     from outcrop.server import serve
     from outcrop.store.engine import Store
-    from outcrop.workers import SERVER_ENV, sweep
+    from outcrop.workers import SERVER_ENV, claim_server, sweep
 
     config = load_config(
         args.config, host=args.host, port=args.port, database_url=args.database, workers=args.workers,
@@ -38,8 +38,11 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["OUTCROP_PORT"] = str(config.port)
     os.environ["OUTCROP_AUTH_MODE"] = config.auth_mode
     os.environ["OUTCROP_WORKERS"] = str(config.worker_processes)  # 0 (one per core) made a number here, once
-    os.environ[SERVER_ENV] = str(os.getpid())  # this process supervises the workers
-    sweep(config.data_dir / "workers", keep=os.getpid())
+    # This process supervises the workers: their shared state is in a folder of this server's own, held
+    # (the descriptor stays open for the server's life) so that no other server's sweep removes it.
+    server, _held = claim_server(config.data_dir / "workers")
+    os.environ[SERVER_ENV] = server
+    sweep(config.data_dir / "workers", keep=server)
     # Migrate once, before any worker starts (workers migrate too, under a lock, for embedded use).
     store = Store(config.resolved_database_url)
     try:

@@ -1,7 +1,9 @@
 """What the workers of one ``outcrop serve`` share through its data directory: who is alive, the limits
 of each deployment, and the state a scrape of ``/metrics`` or ``/_outcrop/routing`` sums. Each server
-keeps these in a folder of its own, ``workers/<its supervisor's process ID>`` (``SERVER_ENV``), which
-``sweep`` removes once that process is gone; the paths below are in it.
+keeps these in a folder of its own, ``workers/<supervisor's process ID>-<random>`` (``SERVER_ENV``,
+``claim_server``): its process ID alone is not unique, as two containers on one volume may both be PID 1.
+The supervisor and every worker hold a shared ``flock`` on the folder's ``server.lock`` while they live,
+and ``sweep`` removes a folder once nobody does; the paths below are in it.
 
 **Slots.** Each worker holds an exclusive ``flock`` on ``workers/<n>.lock`` (the lowest ``n`` free) for
 as long as it lives; the kernel drops it when the process dies, however it dies, so a slot whose lock can
@@ -33,6 +35,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import struct
 import time
@@ -48,7 +51,7 @@ from outcrop.mapped import locked, open_mapped
 log = logging.getLogger("outcrop")
 
 MAX_WORKERS = 64
-# The server a worker belongs to (its supervisor's process ID), set by ``outcrop serve`` for its workers:
+# The server a worker belongs to (``claim_server``'s name), set by ``outcrop serve`` for its workers:
 # each server keeps its slots, limits and snapshots in ``<data_dir>/workers/<server>``, so that two servers
 # on one data directory neither mix their figures nor share their limits.
 SERVER_ENV = "OUTCROP_SERVER_ID"
@@ -71,17 +74,49 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
+SERVER_LOCK = "server.lock"
+
+
+def claim_server(directory: Path) -> tuple[str, int]:
+    """A folder of ``directory`` for a new server: (its name, a descriptor holding a shared lock on its
+    ``server.lock``, which the caller keeps open while the server runs). Made under a hidden name and
+    renamed once locked, so that no ``sweep`` ever sees it unlocked."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{os.getpid()}-{secrets.token_hex(4)}"
+    hidden = directory / f".{name}"
+    hidden.mkdir(mode=0o700)
+    fd = os.open(hidden / SERVER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    hidden.rename(directory / name)
+    return name, fd
+
+
+def _hold_server(directory: Path) -> int:
+    """A shared lock on the server's ``server.lock``, held by a worker while it lives, so that its folder
+    outlives a supervisor killed before its workers; -1 where there is none (a server not started by
+    ``outcrop serve``)."""
+    try:
+        fd = os.open(directory / SERVER_LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        return -1
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
 class Slot:
     """This worker's slot among the server's workers, held until ``close``."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self._server_fd = _hold_server(directory)
         for n in range(MAX_WORKERS):
             fd = _try_lock(directory / f"{n}.lock")
             if fd is not None:
                 self.number, self._fd = n, fd
                 return
+        if self._server_fd >= 0:
+            os.close(self._server_fd)
         raise RuntimeError(f"more than {MAX_WORKERS} workers share the data directory {directory.parent}")
 
     def alive(self, n: int) -> bool:
@@ -110,6 +145,9 @@ class Slot:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._server_fd >= 0:
+            os.close(self._server_fd)
+            self._server_fd = -1
 
 
 # -- limits --------------------------------------------------------------------------------------------
@@ -360,25 +398,41 @@ def fold_counts(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"metrics": merge_metrics(p.get("metrics", []) for p in parts), "routing": routing}
 
 
-def sweep(directory: Path, keep: int) -> None:
-    """Remove what servers no longer running left in ``directory`` (one folder per server, named by its
-    supervisor's process ID); ``keep`` is this server's, called before its workers start: a folder of that
-    name is an earlier server's that had the same process ID (PID 1 of a container, restarted), whose
-    snapshots and counts of workers gone would otherwise be summed into this server's."""
+def sweep(directory: Path, keep: str) -> None:
+    """Remove what servers no longer running left in ``directory``: each folder whose ``server.lock`` no
+    process holds (``claim_server``), but ``keep``, this server's. A folder without one (a server not
+    started by ``outcrop serve``, named by its parent's process ID) goes once that process is gone."""
     if not directory.is_dir():
         return
     for child in directory.iterdir():
-        if not child.is_dir() or not child.name.isdigit():
-            continue
-        if int(child.name) == keep:
-            shutil.rmtree(child, ignore_errors=True)
+        if not child.is_dir() or child.name == keep:
             continue
         try:
-            os.kill(int(child.name), 0)
-        except ProcessLookupError:
+            fd = os.open(child / SERVER_LOCK, os.O_RDWR)
+        except FileNotFoundError:
+            if child.name.isdigit() and not _process_alive(int(child.name)):
+                shutil.rmtree(child, ignore_errors=True)
+            continue  # a hidden folder not locked yet is a server starting: leave it
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live server's
+        else:
             shutil.rmtree(child, ignore_errors=True)
-        except PermissionError:
-            pass  # another user's live process: not ours to judge
+        finally:
+            os.close(fd)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process: not ours to judge
+    return True
 
 
 # -- sums ----------------------------------------------------------------------------------------------

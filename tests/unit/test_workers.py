@@ -472,16 +472,17 @@ def test_a_worker_replaced_between_a_scrapes_look_at_the_slots_and_its_sums_is_c
 
 
 def test_a_server_started_with_the_pid_of_an_earlier_one_does_not_count_its_state(tmp_path):
-    """``outcrop serve`` as PID 1 of a container, restarted on the same data directory: its folder is the
-    one the earlier server left, which ``sweep`` keeps as this server's own."""
+    """``outcrop serve`` as PID 1 of a container, restarted on the same data directory: the earlier
+    server's folder had the same process ID, and its snapshots and folded counts were summed."""
     import asyncio
     import os
 
     from outcrop.generations import SNAPSHOT, Generations
-    from outcrop.workers import Snapshots, sweep
+    from outcrop.workers import Snapshots, claim_server, sweep
 
     workers_dir = tmp_path / "workers"
-    earlier = workers_dir / str(os.getpid())
+    name, held = claim_server(workers_dir)
+    earlier = workers_dir / name
     generations = Generations()
     old = [Slot(earlier), Slot(earlier)]
     generations.bump(SNAPSHOT)
@@ -489,9 +490,37 @@ def test_a_server_started_with_the_pid_of_an_earlier_one_does_not_count_its_stat
         Snapshots(slot, generations, lambda: {"metrics": _counter(7, 1), "routing": _routing(7)}).answer()
         slot.close()  # the earlier server is gone …
     Snapshots(Slot(earlier), generations, lambda: {}).slot.close()  # … having folded a dead worker's counts
+    os.close(held)
 
-    sweep(workers_dir, keep=os.getpid())  # what ``outcrop serve`` does before its workers start
-    here = workers_dir / str(os.getpid())
-    asking = Snapshots(Slot(here), generations, lambda: {"metrics": _counter(0, 0), "routing": _routing(0)})
+    name, held = claim_server(workers_dir)  # the same process ID: another folder
+    sweep(workers_dir, keep=name)  # what ``outcrop serve`` does before its workers start
+    assert [p.name for p in workers_dir.iterdir()] == [name]
+    asking = Snapshots(Slot(workers_dir / name), generations, lambda: {"metrics": _counter(0, 0), "routing": _routing(0)})
     states, retired = asyncio.run(asking.gather())
     assert states == {} and retired == []
+    os.close(held)
+
+
+def test_a_servers_folder_stays_while_its_supervisor_or_any_worker_lives(tmp_path):
+    """Two servers on one data directory may share a process ID (each PID 1 of its container): a sweep
+    must not take a live server's folder for a dead one's, nor a folder whose supervisor was killed while
+    its workers serve on."""
+    import os
+
+    from outcrop.workers import claim_server, sweep
+
+    workers_dir = tmp_path / "workers"
+    first, first_held = claim_server(workers_dir)
+    second, second_held = claim_server(workers_dir)
+    assert first != second
+    sweep(workers_dir, keep=second)
+    assert (workers_dir / first).is_dir()  # its supervisor lives
+    worker = Slot(workers_dir / first)
+    os.close(first_held)  # its supervisor is killed; its worker serves on
+    sweep(workers_dir, keep=second)
+    assert (workers_dir / first).is_dir()
+    worker.close()
+    sweep(workers_dir, keep=second)
+    assert not (workers_dir / first).exists()
+    assert (workers_dir / second).is_dir()
+    os.close(second_held)
