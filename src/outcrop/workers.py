@@ -75,6 +75,7 @@ def _try_lock(path: Path) -> int | None:
 
 
 SERVER_LOCK = "server.lock"
+SLOT_PASSES = 5
 
 
 def claim_server(directory: Path) -> tuple[str, int]:
@@ -110,11 +111,14 @@ class Slot:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._server_fd = _hold_server(directory)
-        for n in range(MAX_WORKERS):
-            fd = _try_lock(directory / f"{n}.lock")
-            if fd is not None:
-                self.number, self._fd = n, fd
-                return
+        # A free slot is locked for a moment by any other worker's probe (``alive``): look a few times.
+        for attempt in range(SLOT_PASSES):
+            for n in range(MAX_WORKERS):
+                fd = _try_lock(directory / f"{n}.lock")
+                if fd is not None:
+                    self.number, self._fd = n, fd
+                    return
+            time.sleep(0.01 * (attempt + 1))
         if self._server_fd >= 0:
             os.close(self._server_fd)
         raise RuntimeError(f"more than {MAX_WORKERS} workers share the data directory {directory.parent}")

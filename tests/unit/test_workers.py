@@ -133,6 +133,26 @@ def test_slots_are_bounded(tmp_path, monkeypatch):
     assert MAX_WORKERS == 64
 
 
+def test_the_last_free_slot_is_taken_even_while_another_worker_probes_it(tmp_path, monkeypatch):
+    """A probe (``alive``) holds a dead slot's lock for a moment; a worker starting then must not find
+    every slot taken and fail to start."""
+    import fcntl
+    import os
+    import threading
+
+    import outcrop.workers as workers
+
+    monkeypatch.setattr(workers, "MAX_WORKERS", 2)
+    first = Slot(tmp_path)
+    dead = Slot(tmp_path)
+    dead.close()
+    probe = os.open(tmp_path / "1.lock", os.O_RDWR)
+    fcntl.flock(probe, fcntl.LOCK_SH)
+    threading.Timer(0.02, os.close, (probe,)).start()
+    assert Slot(tmp_path).number == 1
+    first.close()
+
+
 def test_unlimited_and_single_worker_capacity_never_touch_a_file():
     capacity = Capacity(2)
     assert capacity.try_acquire(1) is not None and capacity.retry_after(1) is not None
