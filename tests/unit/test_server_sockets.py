@@ -79,6 +79,24 @@ def test_the_port_of_a_running_server_is_refused_not_shared():
             s.close()
 
 
+def test_two_servers_starting_on_one_port_at_once_are_not_both_let_through():
+    """The probe that refuses a port in use is closed before the shared sockets are bound: a second server
+    probing in that moment got through, and the two shared the port."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    starting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    starting.bind(f"\0outcrop-port:127.0.0.1:{port}")  # what the other server holds from its probe on
+    try:
+        with pytest.raises(OSError, match="in use"):
+            listening_sockets("127.0.0.1", port, 2, 16)
+    finally:
+        starting.close()
+    sockets = listening_sockets("127.0.0.1", port, 2, 16)  # once it is gone, the port is this server's
+    for s in sockets:
+        s.close()
+
+
 def test_ipv6_hosts_get_ipv6_sockets():
     if not socket.has_ipv6:
         pytest.skip("this machine has no IPv6")

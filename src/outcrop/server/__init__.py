@@ -20,6 +20,7 @@ opened at once, one worker held 14 to 16 (``bench/README.md``, runtime), and the
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import socket
@@ -89,6 +90,10 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
         port = probe.getsockname()[1]  # port 0: the one the kernel chose, for every socket
+        # Between this probe and the binds below, another outcrop starting on the same port at the same
+        # moment would pass its probe too, and the two would share the port: a name held for this
+        # server's life (an abstract socket: gone with the process) lets only one through.
+        _hold_port(host, port)
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
@@ -104,6 +109,23 @@ def listening_sockets(host: str, port: int, count: int, backlog: int) -> list[so
             sock.close()
         raise
     return sockets
+
+
+_PORTS_HELD: dict[tuple[str, int], socket.socket] = {}
+
+
+def _hold_port(host: str, port: int) -> None:
+    if (host, port) in _PORTS_HELD:
+        return
+    guard = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        guard.bind(f"\0outcrop-port:{host}:{port}")
+    except OSError as e:
+        guard.close()
+        if e.errno == errno.EADDRINUSE:
+            raise OSError(errno.EADDRINUSE, f"Address already in use: another outcrop is starting on {host}:{port}") from None
+        raise
+    _PORTS_HELD[(host, port)] = guard
 
 
 class _OwnSockets(Multiprocess):
