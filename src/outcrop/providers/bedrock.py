@@ -158,7 +158,8 @@ def _block(block: Block) -> dict[str, Any]:
         if block.signature:
             text["signature"] = block.signature
         return {"reasoningContent": {"reasoningText": text}}
-    content = [{"text": c} if isinstance(c, str) else {"json": c} for c in block.content]
+    content = [{"text": c} if isinstance(c, str) else _block(c) if isinstance(c, Image) else {"json": c}
+               for c in block.content]
     result: dict[str, Any] = {"toolUseId": block.tool_use_id, "content": content}
     if block.status:
         result["status"] = block.status

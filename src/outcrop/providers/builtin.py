@@ -212,11 +212,18 @@ def _apply_stops(text: str, request: ChatRequest) -> tuple[list[str], StopReason
         candidate = emitted + delta
         for seq in request.stop_sequences:
             if seq and seq in candidate:
+                # The sequence may begin in an earlier delta than the one that completes it: keep the
+                # deltas wholly before it, and of the one it begins in, the part before it.
                 cut = candidate[: candidate.index(seq)]
-                kept = deltas[:i]
-                tail = cut[len(emitted):]
-                if tail.strip():
-                    kept.append(tail)
+                kept: list[str] = []
+                pos = 0
+                for piece in deltas[: i + 1]:
+                    if pos + len(piece) > len(cut):
+                        if cut[pos:].strip():
+                            kept.append(cut[pos:])
+                        break
+                    kept.append(piece)
+                    pos += len(piece)
                 return _limit(kept, request, "stop_sequence", seq)
         emitted = candidate
     return _limit(deltas, request, "end_turn", None)

@@ -42,14 +42,16 @@ class ToolUse:
 @dataclass(slots=True)
 class ToolResult:
     tool_use_id: str
-    # Text items are ``str``; JSON items anything else.
+    # Text items are ``str``; images ``Image``; JSON items anything else.
     content: tuple[Any, ...]
     status: str | None = None
 
     def text(self) -> str:
+        """The result's text and JSON (images have no text)."""
         import orjson
 
-        return "\n".join(c if isinstance(c, str) else orjson.dumps(c).decode() for c in self.content)
+        return "\n".join(c if isinstance(c, str) else orjson.dumps(c).decode() for c in self.content
+                         if not isinstance(c, Image))
 
 
 @dataclass(slots=True)

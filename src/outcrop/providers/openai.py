@@ -13,6 +13,8 @@ ValidationException with the backend's message; a stream cut short → ModelStre
 from __future__ import annotations
 
 import asyncio
+import base64
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -38,6 +40,7 @@ from outcrop.providers.messages import (
     ChatResponse,
     EmbedRequest,
     EmbedResponse,
+    Image,
     MessageStart,
     MessageStop,
     Metadata,
@@ -76,6 +79,13 @@ def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
                                 "function": {"name": u.name, "arguments": orjson.dumps(u.input).decode()}}
                                for u in uses],
             })
+        elif any(isinstance(b, Image) for b in m.content):
+            # The message's text and images, in order, as content parts (vision models: vLLM, Ollama …).
+            parts = [{"type": "text", "text": b.text} if isinstance(b, Text) else {
+                "type": "image_url", "image_url": {"url": f"data:image/{b.format};base64,"
+                                                          f"{base64.b64encode(b.data).decode()}"}}
+                     for b in m.content if isinstance(b, Text | Image)]
+            messages.append({"role": m.role, "content": parts})
         elif text or not results:
             messages.append({"role": m.role, "content": text})
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
@@ -110,6 +120,12 @@ def _reasoning_of(message: Mapping[str, Any]) -> str | None:
     ``reasoning_content``, newer vLLM and Ollama ``reasoning``."""
     value = message.get("reasoning_content") or message.get("reasoning")
     return value if isinstance(value, str) else None
+
+
+def _tool_use_id() -> str:
+    """An id for a tool call the backend sent without one: Bedrock's toolUseId is never empty, and a caller
+    sends it back with the call's result."""
+    return "tooluse_" + secrets.token_hex(11)
 
 
 def _arguments(raw: str | None) -> Any:
@@ -161,11 +177,14 @@ def _completion(payload: Any, request: ChatRequest) -> ChatResponse:
     if text:
         content.append(Text(text))
     stop = FINISH.get(choice.get("finish_reason") or "stop", "end_turn")
+    output = [reasoning or "", text]  # counted as output when the backend reports no usage, as in a stream
     for call in message.get("tool_calls") or ():
         fn = call.get("function") or {}
-        content.append(ToolUse(_string(call.get("id")), _string(fn.get("name")), _arguments(_string(fn.get("arguments")))))
+        name, arguments = _string(fn.get("name")), _string(fn.get("arguments"))
+        content.append(ToolUse(_string(call.get("id")) or _tool_use_id(), name, _arguments(arguments)))
+        output += [name, arguments]
         stop = "tool_use"
-    return ChatResponse(tuple(content), stop, _usage(payload.get("usage"), request, text))
+    return ChatResponse(tuple(content), stop, _usage(payload.get("usage"), request, " ".join(output)))
 
 
 def _stream_chunk(chunk: Any) -> tuple[Any, Any]:
@@ -207,9 +226,15 @@ def _text(value: Any) -> str:
 
 def _error(status: int, text: str) -> ServiceError:
     try:
-        detail = orjson.loads(text).get("error", {})
-        message = detail.get("message", text) if isinstance(detail, dict) else str(detail)
-    except (orjson.JSONDecodeError, AttributeError):
+        payload = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        payload = None
+    # OpenAI's {"error": {"message"}}, Ollama's {"error": "…"}, vLLM's older {"object": "error", "message"}.
+    detail = payload.get("error") if isinstance(payload, dict) else None
+    message = detail.get("message") if isinstance(detail, dict) else detail
+    if detail is None and isinstance(payload, dict):
+        message = payload.get("message")
+    if not isinstance(message, str) or not message:
         message = text
     message = message[:1000] or f"HTTP {status}"
     if status == 429:
@@ -344,6 +369,8 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
     kind: str | None = None  # "text" or the OpenAI index of the tool call being streamed
     text_parts: list[str] = []
     reasoning_parts: list[str] = []  # counted as output when the backend reports no usage
+    tool_parts: list[list[str]] = []  # each tool call's name and its input's pieces, likewise
+    call_ids: list[str] = []
     finish: StopReason | None = None
     usage: dict[str, Any] | None = None
     async for line in lines:
@@ -377,14 +404,23 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
                 text_parts.append(delta["content"])
                 yield BlockDelta(index, text=delta["content"])
             for call in delta.get("tool_calls") or ():
-                key = f"tool{call.get('index', 0)}"
                 fn = call.get("function") or {}
-                if kind != key:
+                call_id = call.get("id") or ""
+                # A call is its index's; a new id also starts one, for servers that send each call whole
+                # with no index (Gemini's OpenAI layer) or every call at index 0.
+                position = call.get("index")
+                if kind is not None and kind.startswith("tool") and (
+                        (position is not None and kind != f"tool{position}") or (call_id and call_id != call_ids[-1])):
+                    kind = None
+                if kind is None or not kind.startswith("tool"):
                     if index >= 0:
                         yield BlockStop(index)
-                    index, kind = index + 1, key
-                    yield BlockStart(index, ToolUse(call.get("id", ""), fn.get("name", ""), {}))
+                    index, kind = index + 1, f"tool{position if position is not None else len(call_ids)}"
+                    call_ids.append(call_id)
+                    tool_parts.append([fn.get("name") or "", ""])
+                    yield BlockStart(index, ToolUse(call_id or _tool_use_id(), fn.get("name") or "", {}))
                 if fn.get("arguments"):
+                    tool_parts[-1].append(fn["arguments"])
                     yield BlockDelta(index, tool_input=fn["arguments"])
             if choice.get("finish_reason"):
                 finish = FINISH.get(choice["finish_reason"], "end_turn")
@@ -393,5 +429,9 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
                                originalStatusCode=200, originalMessage="no finish_reason")
     if index >= 0:
         yield BlockStop(index)
+    if call_ids and finish == "end_turn":  # tool calls ended with "stop" (gpt-4o, Gemini): as the unary answer
+        finish = "tool_use"
+    calls = (part for name, *pieces in tool_parts for part in (name, "".join(pieces)))
+    output = " ".join(("".join(reasoning_parts), "".join(text_parts), *calls))
     yield MessageStop(finish)
-    yield Metadata(_usage(usage, request, "".join(reasoning_parts) + "".join(text_parts)))
+    yield Metadata(_usage(usage, request, output))

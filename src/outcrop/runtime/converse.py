@@ -176,6 +176,20 @@ class StreamedResponse:
         return ChatResponse(tuple(blocks[i] for i in sorted(blocks)), stop.stop_reason, usage, stop.stop_sequence)
 
 
+def tool_result_items(content: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:
+    """A toolResult's content, neutral: text as ``str``, ``json`` as its value, an image as ``Image``. Other
+    items (documents, videos …) carry nothing a model here reads and are left out, never sent as ``null``."""
+    items: list[Any] = []
+    for c in content:
+        if "text" in c:
+            items.append(c["text"])
+        elif "json" in c:
+            items.append(c["json"])
+        elif "image" in c:
+            items.append(Image(c["image"].get("format", "png"), c["image"].get("source", {}).get("bytes", b"")))
+    return tuple(items)
+
+
 def _block(raw: Mapping[str, Any]) -> Block | None:
     if "text" in raw:
         return Text(raw["text"])
@@ -186,8 +200,7 @@ def _block(raw: Mapping[str, Any]) -> Block | None:
         return ToolUse(t["toolUseId"], t["name"], t.get("input") if t.get("input") is not None else {})
     if "toolResult" in raw:
         t = raw["toolResult"]
-        items = tuple(c["text"] if "text" in c else c.get("json") for c in t.get("content", ()))
-        return ToolResult(t["toolUseId"], items, t.get("status"))
+        return ToolResult(t["toolUseId"], tool_result_items(t.get("content", ())), t.get("status"))
     if "reasoningContent" in raw:  # a model's earlier reasoning, sent back (redacted reasoning is left out)
         text = raw["reasoningContent"].get("reasoningText")
         return Reasoning(text.get("text", ""), text.get("signature")) if text else None

@@ -117,8 +117,9 @@ def _block(raw: Any, where: str) -> Block | None:
         if isinstance(content, str):
             items = (content,)
         else:
-            items = tuple(c if isinstance(c, str) else c.get("text", "") if c.get("type") == "text" else c
-                          for c in content)
+            items = tuple(c if isinstance(c, str) else c.get("text", "") if c.get("type") == "text"
+                          else _block(c, f"{where}/content/{k}") if c.get("type") == "image" else c
+                          for k, c in enumerate(content))
         return ToolResult(str(raw.get("tool_use_id", "")), items, "error" if raw.get("is_error") else None)
     if kind == "thinking":
         return Reasoning(str(raw.get("thinking", "")), raw.get("signature"))
