@@ -66,6 +66,15 @@ def _like(value: str, pattern: str, ignore_case: bool = False) -> bool:
     return _wildcard(pattern, ignore_case).fullmatch(value) is not None
 
 
+def _arn_like(value: str, pattern: str) -> bool:
+    """IAM's ArnEquals and ArnLike (the same operator): each of the six colon-delimited components of the ARN
+    is matched separately, with ``*`` and ``?`` wildcards that never reach into the next component."""
+    if pattern == "*":
+        return True
+    parts, patterns = value.split(":", 5), pattern.split(":", 5)
+    return len(parts) == len(patterns) == 6 and all(_like(v, p) for v, p in zip(parts, patterns, strict=True))
+
+
 def _string_equals(value: str, expected: str) -> bool:
     return value == expected
 
@@ -86,10 +95,10 @@ _OPERATORS = {
     "stringnotequalsignorecase": (_string_equals_ignore_case, True),
     "stringlike": (_like, False),
     "stringnotlike": (_like, True),
-    "arnequals": (_string_equals, False),
-    "arnnotequals": (_string_equals, True),
-    "arnlike": (_like, False),
-    "arnnotlike": (_like, True),
+    "arnequals": (_arn_like, False),
+    "arnnotequals": (_arn_like, True),
+    "arnlike": (_arn_like, False),
+    "arnnotlike": (_arn_like, True),
     "bool": (_bool, False),
 }
 

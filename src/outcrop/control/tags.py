@@ -67,7 +67,7 @@ class Tags:
         check_new_tags(tags, existing=0, limit=self.limit, resource=arn)
 
         def write(conn: Connection) -> dict[str, Any]:
-            _require_profile(conn, ctx, profile_id, arn)
+            _require_profile(conn, ctx, profile_id, arn, lock=True)
             current = set(tags_of(conn, ctx.account, ctx.region, profile_id))
             new_keys = {t["key"] for t in tags}
             check_new_tags(tags, existing=len(current - new_keys), limit=self.limit, resource=arn)
@@ -94,7 +94,7 @@ class Tags:
                 )
 
         def write(conn: Connection) -> dict[str, Any]:
-            _require_profile(conn, ctx, profile_id, arn)
+            _require_profile(conn, ctx, profile_id, arn, lock=True)
             if keys:
                 conn.execute(delete(profile_tags).where(*_where(ctx, profile_id), profile_tags.c.key.in_(keys)))
             return {}
@@ -125,10 +125,13 @@ def tags_of(conn: Connection, account: str, region: str, profile_id: str) -> dic
     return {r.key: r.value for r in rows}
 
 
-def _require_profile(conn: Connection, ctx: RequestContext, profile_id: str, arn: str) -> None:
+def _require_profile(conn: Connection, ctx: RequestContext, profile_id: str, arn: str, lock: bool = False) -> None:
+    """Raise NotFound unless the profile exists. ``lock``: hold the profile's row until the transaction ends
+    (PostgreSQL; SQLite's writes are serialized anyway), so that tag writes of one profile from several
+    processes run one after another: each sees the tags the last one left (the 50-tag limit holds, an
+    overwritten key is never inserted twice) and none lands on a profile deleted meanwhile."""
     c = inference_profiles.c
-    found = conn.execute(
-        select(c.profile_id).where(c.account == ctx.account, c.region == ctx.region, c.profile_id == profile_id)
-    ).first()
+    query = select(c.profile_id).where(c.account == ctx.account, c.region == ctx.region, c.profile_id == profile_id)
+    found = conn.execute(query.with_for_update() if lock else query).first()
     if found is None:
         raise NotFound(f"The resource {arn} was not found.")
