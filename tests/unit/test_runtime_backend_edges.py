@@ -196,3 +196,28 @@ def test_claude_body_tool_result_image_is_an_image_not_its_base64_as_text() -> N
     assert isinstance(result, ToolResult) and result.text() == "the screen"  # not the image block's JSON
     upstream = converse_body(request)["messages"][2]["content"][0]["toolResult"]["content"]
     assert upstream[1] == {"image": {"format": "png", "source": {"bytes": "iVBORw=="}}}
+
+
+def test_openai_tool_call_cut_off_by_the_token_limit_is_max_tokens_not_tool_use() -> None:
+    """A caller that sees tool_use runs the tool with an input that was cut short."""
+    unary = _completion({"choices": [{"message": {"tool_calls": [_call("c1", "f", '{"city": "Par')]},
+                                      "finish_reason": "length"}]}, HELLO)
+    assert unary.stop_reason == "max_tokens"
+    done = _completion({"choices": [{"message": {"tool_calls": [_call("c1", "f", "{}")]},
+                                     "finish_reason": "tool_calls"}]}, HELLO)
+    assert done.stop_reason == "tool_use"
+
+
+def test_an_error_event_in_an_openai_stream_is_a_stream_error_with_the_backends_message() -> None:
+    """vLLM and LiteLLM send a failure after the stream has begun as ``data: {"error": {…}}``: it was
+    skipped, and the caller got "ended without finishing" without the reason."""
+    import pytest
+
+    from outcrop.errors import ModelStreamError
+
+    with pytest.raises(ModelStreamError) as failed:
+        _events([{"choices": [{"delta": {"content": "Hel"}}]},
+                 {"error": {"message": "CUDA out of memory", "type": "InternalServerError", "code": 500}}])
+    assert "CUDA out of memory" in str(failed.value)
+    with pytest.raises(ModelStreamError, match="overloaded"):
+        _events([{"error": "overloaded"}])

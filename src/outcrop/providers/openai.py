@@ -183,7 +183,8 @@ def _completion(payload: Any, request: ChatRequest) -> ChatResponse:
         name, arguments = _string(fn.get("name")), _string(fn.get("arguments"))
         content.append(ToolUse(_string(call.get("id")) or _tool_use_id(), name, _arguments(arguments)))
         output += [name, arguments]
-        stop = "tool_use"
+        if stop != "max_tokens":  # a call cut off by the token limit is not a finished call
+            stop = "tool_use"
     return ChatResponse(tuple(content), stop, _usage(payload.get("usage"), request, " ".join(output)))
 
 
@@ -207,6 +208,18 @@ def _stream_chunk(chunk: Any) -> tuple[Any, Any]:
         if finish is not None and finish.__class__ is not str:
             raise TypeError("finish_reason is not a string")
     return chunk.get("usage"), choices
+
+
+def _stream_failure(error: Any, data: str) -> ModelStreamError:
+    """An error the backend sent as a stream event (vLLM, LiteLLM, OpenAI: ``data: {"error": {…}}``), with
+    its message, as Bedrock's mid-stream error."""
+    message = error.get("message") if error.__class__ is dict else error
+    if message.__class__ is not str or not message:
+        message = data[:500]
+    code = error.get("code") if error.__class__ is dict else None
+    status = code if code.__class__ is int and 400 <= code < 600 else 500
+    return ModelStreamError(f"The model backend failed during the stream: {message[:1000]}",
+                            originalStatusCode=status, originalMessage=message[:1000])
 
 
 def _string(value: Any) -> str:
@@ -380,7 +393,10 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
         if data == "[DONE]":
             break
         try:
-            chunk_usage, choices = _stream_chunk(orjson.loads(data))
+            chunk = orjson.loads(data)
+            if chunk.__class__ is dict and "error" in chunk and not chunk.get("choices"):
+                raise _stream_failure(chunk["error"], data)
+            chunk_usage, choices = _stream_chunk(chunk)
         except MALFORMED:
             raise ModelStreamError("The model backend sent a malformed stream event.", originalStatusCode=200,
                                    originalMessage=data[:500]) from None
