@@ -423,15 +423,12 @@ def test_a_dead_workers_requests_are_cleared_even_if_its_slot_is_probed_while_it
     assert in_a.try_acquire(1) is not None  # but the dead worker's request must not hold the room forever
 
 
-def test_a_worker_replaced_during_a_scrape_is_counted_once(tmp_path, monkeypatch):
-    """The scrape's fallback to a worker's last snapshot and its read of the folded counts must agree."""
-    import asyncio
-
-    import outcrop.workers as workers
+def _one_dead_worker(tmp_path):
+    """Two workers' slots, the second dead after its last answer to a scrape (5 invocations): the
+    generations, the live worker's slot and its Snapshots."""
     from outcrop.generations import SNAPSHOT, Generations
     from outcrop.workers import Snapshots
 
-    monkeypatch.setattr(workers, "SNAPSHOT_WAIT_SECONDS", 0.05)
     generations = Generations()
     first, second = Slot(tmp_path), Slot(tmp_path)
     asking = Snapshots(first, generations, lambda: {"metrics": _counter(1, 0), "routing": _routing(1)})
@@ -439,20 +436,32 @@ def test_a_worker_replaced_during_a_scrape_is_counted_once(tmp_path, monkeypatch
     generations.bump(SNAPSHOT)
     dying.answer()
     second.close()  # killed
+    return generations, first, asking
+
+
+def _invocations(states: dict, retired: list) -> float:
+    merged = merge_metrics([*(s["metrics"] for s in states.values()), *(r["metrics"] for r in retired)])
+    return sum(v for name, _, _, s in merged if name == "outcrop_invocations" for _, _, v in s)
+
+
+def test_a_worker_replaced_during_a_scrape_is_counted_once(tmp_path, monkeypatch):
+    """The scrape's fallback to a worker's last snapshot and its read of the folded counts must agree."""
+    import asyncio
+
+    import outcrop.workers as workers
+    from outcrop.workers import Snapshots
+
+    monkeypatch.setattr(workers, "SNAPSHOT_WAIT_SECONDS", 0.05)
+    generations, _, asking = _one_dead_worker(tmp_path)
     replacement = Slot(tmp_path)  # uvicorn's replacement holds slot 1 and is still starting
     assert replacement.number == 1
 
-    def total(states: dict, retired: list) -> float:
-        merged = merge_metrics([*(s["metrics"] for s in states.values()), *(r["metrics"] for r in retired)])
-        return sum(v for name, _, _, s in merged if name == "outcrop_invocations" for _, _, v in s)
-
     async def scrape() -> float:
-        found = await asking.gather()
-        states, retired = found if isinstance(found, tuple) else (found, None)
-        # The replacement gets as far as its Snapshots (folding its predecessor) before the scrape reads
-        # the counts of workers gone.
+        states, retired = await asking.gather()
+        # The replacement gets as far as its Snapshots (folding its predecessor) after the scrape read
+        # the counts: what it read must still count the dead worker once.
         Snapshots(replacement, generations, lambda: {"metrics": _counter(0, 0), "routing": _routing(0)})
-        return total(states, asking.retired(states) if retired is None else retired)
+        return _invocations(states, retired)
 
     assert asyncio.run(scrape()) == 5  # not 10
 
@@ -460,17 +469,7 @@ def test_a_worker_replaced_during_a_scrape_is_counted_once(tmp_path, monkeypatch
 def test_a_worker_replaced_between_a_scrapes_look_at_the_slots_and_its_sums_is_counted(tmp_path):
     import asyncio
 
-    from outcrop.generations import SNAPSHOT, Generations
-    from outcrop.workers import Snapshots
-
-    generations = Generations()
-    first, second = Slot(tmp_path), Slot(tmp_path)
-    asking = Snapshots(first, generations, lambda: {"metrics": _counter(1, 0), "routing": _routing(1)})
-    dying = Snapshots(second, generations, lambda: {"metrics": _counter(5, 3), "routing": _routing(5)})
-    generations.bump(SNAPSHOT)
-    dying.answer()
-    second.close()  # killed
-
+    _, first, asking = _one_dead_worker(tmp_path)
     looked, taken = first.others, []
 
     def others() -> list[int]:
@@ -481,12 +480,9 @@ def test_a_worker_replaced_between_a_scrapes_look_at_the_slots_and_its_sums_is_c
     first.others = others  # type: ignore[method-assign]
 
     async def scrape() -> float:
-        found = await asking.gather()
-        states, retired = found if isinstance(found, tuple) else (found, None)
+        states, retired = await asking.gather()
         assert taken[0].number == 1 and states == {}
-        retired = asking.retired(states) if retired is None else retired
-        merged = merge_metrics([*(s["metrics"] for s in states.values()), *(r["metrics"] for r in retired)])
-        return sum(v for name, _, _, s in merged if name == "outcrop_invocations" for _, _, v in s)
+        return _invocations(states, retired)
 
     assert asyncio.run(scrape()) == 5  # not 0: a counter that falls is a reset to Prometheus
 
