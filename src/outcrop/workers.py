@@ -86,9 +86,17 @@ def claim_server(directory: Path) -> tuple[str, int]:
     name = f"{os.getpid()}-{secrets.token_hex(4)}"
     hidden = directory / f".{name}"
     hidden.mkdir(mode=0o700)
-    fd = os.open(hidden / SERVER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_SH)
-    hidden.rename(directory / name)
+    # Locked under another name, then named ``server.lock``: a ``sweep`` that finds the folder's lock file
+    # finds it locked (the lock follows the file), never in the moment between its creation and its lock.
+    partial = hidden / f"{SERVER_LOCK}.new"
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        partial.rename(hidden / SERVER_LOCK)
+        hidden.rename(directory / name)
+    except BaseException:
+        os.close(fd)
+        raise
     return name, fd
 
 
@@ -111,17 +119,20 @@ class Slot:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._server_fd = _hold_server(directory)
-        # A free slot is locked for a moment by any other worker's probe (``alive``): look a few times.
-        for attempt in range(SLOT_PASSES):
-            for n in range(MAX_WORKERS):
-                fd = _try_lock(directory / f"{n}.lock")
-                if fd is not None:
-                    self.number, self._fd = n, fd
-                    return
-            time.sleep(0.01 * (attempt + 1))
-        if self._server_fd >= 0:
-            os.close(self._server_fd)
-        raise RuntimeError(f"more than {MAX_WORKERS} workers share the data directory {directory.parent}")
+        try:
+            # A free slot is locked for a moment by any other worker's probe (``alive``): look a few times.
+            for attempt in range(SLOT_PASSES):
+                for n in range(MAX_WORKERS):
+                    fd = _try_lock(directory / f"{n}.lock")
+                    if fd is not None:
+                        self.number, self._fd = n, fd
+                        return
+                time.sleep(0.01 * (attempt + 1))
+            raise RuntimeError(f"more than {MAX_WORKERS} workers share the data directory {directory.parent}")
+        except BaseException:
+            if self._server_fd >= 0:
+                os.close(self._server_fd)
+            raise
 
     def alive(self, n: int) -> bool:
         """Does a live worker hold slot ``n``? (Always true for this worker's own.)"""
@@ -386,10 +397,15 @@ def retired_counts(state: dict[str, Any]) -> dict[str, Any]:
     routing = state.get("routing")
     if routing is None:
         return {"metrics": metrics}
-    deployments = [{"region": d["region"], "model": d["model"], "deployment": d["deployment"],
+    # The deployment's identity and settings (listed as a live worker lists them, should only this worker
+    # have used it), and its counts.
+    deployments = [{**{k: d[k] for k in _DEPLOYMENT_SETTINGS if k in d},
                     "attempts": d["attempts"], "timesOpened": d["timesOpened"]} for d in routing["deployments"]]
     return {"metrics": metrics, "routing": {"failovers": routing["failovers"], "rejections": routing["rejections"],
                                             "deployments": deployments}}
+
+
+_DEPLOYMENT_SETTINGS = ("region", "model", "deployment", "backend", "maxConcurrency", "rpm", "tpm")
 
 
 def fold_counts(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ open of a lock file is refused as another process's would be. The race test uses
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -540,3 +541,44 @@ def test_a_servers_folder_stays_while_its_supervisor_or_any_worker_lives(tmp_pat
     assert not (workers_dir / first).exists()
     assert (workers_dir / second).is_dir()
     os.close(second_held)
+
+
+def test_a_server_starting_is_not_swept_between_creating_and_locking_its_server_lock(tmp_path, monkeypatch):
+    """Another server's sweep at the moment ``claim_server`` has created its ``server.lock`` but not yet
+    locked it took the starting server's hidden folder for a dead one and removed it: the start failed."""
+    import fcntl
+
+    import outcrop.workers as workers
+
+    real = fcntl.flock
+    swept: list[bool] = []
+
+    def flock(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_SH and not swept:
+            swept.append(True)
+            workers.sweep(tmp_path, keep="another-server")  # a second server starting on the same data dir
+        real(fd, op)
+
+    monkeypatch.setattr(workers.fcntl, "flock", flock)
+    name, fd = workers.claim_server(tmp_path)
+    try:
+        assert swept and (tmp_path / name / workers.SERVER_LOCK).exists()
+    finally:
+        os.close(fd)
+
+
+def test_a_deployment_only_a_dead_worker_used_has_every_field_of_a_live_one(tmp_path):
+    """/_outcrop/routing: a deployment kept only by a dead worker's counts was listed without the fields
+    every other deployment has (backend, maxConcurrency, rpm, tpm)."""
+    from outcrop.workers import fold_counts, retired_counts
+
+    def status(deployment: str) -> dict:
+        routing = _routing(2, deployment=deployment)
+        for d in routing["deployments"]:
+            d.update(backend="builtin", maxConcurrency=None, rpm=None, tpm=None)
+        return routing
+
+    gone = fold_counts([retired_counts({"metrics": [], "routing": status("only-the-dead-one")})])
+    merged = merge_routing([status("d0")], [gone["routing"]])
+    fields = [set(d) for d in merged["deployments"]]
+    assert len(fields) == 2 and fields[0] - {"breakersOpen"} <= fields[1], fields
