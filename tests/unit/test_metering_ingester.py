@@ -444,3 +444,12 @@ def test_an_ingest_process_that_cannot_be_started_again_leaves_no_stale_descript
             with contextlib.suppress(OSError):
                 os.close(fd)
         os.close(lock_fd)
+
+
+def test_a_journal_line_that_is_json_but_no_event_is_skipped_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged line that still parses (a number, a string, null) crashed the ingester on every restart."""
+    from outcrop.metering.ingester import parse
+
+    events = parse([b"42\n", b'"text"\n', b"null\n", _line(1)], "owner")
+    assert [e["request_id"] for e in events] == ["req-0001"]
+    assert caplog.text.count("a line that is no event") == 3

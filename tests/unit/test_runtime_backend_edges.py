@@ -221,3 +221,23 @@ def test_an_error_event_in_an_openai_stream_is_a_stream_error_with_the_backends_
     assert "CUDA out of memory" in str(failed.value)
     with pytest.raises(ModelStreamError, match="overloaded"):
         _events([{"error": "overloaded"}])
+
+
+def test_openai_stream_chunk_with_a_null_error_member_is_not_a_failure() -> None:
+    # Proxies that serialize every field of their chunk model send "error": null alongside a normal chunk;
+    # the final usage chunk has no choices. Before the mid-stream error events this stream was fine.
+    events = _events([{"choices": [{"delta": {"content": "hello"}}]},
+                      {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+                      {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}, "error": None}])
+    assert next(e for e in events if isinstance(e, MessageStop)).stop_reason == "end_turn"
+    assert next(e for e in events if isinstance(e, Metadata)).usage.output_tokens == 1
+
+
+def test_openai_stream_call_whose_id_comes_after_its_first_piece_stays_one_call() -> None:
+    # The call's index says it is one call; its id arriving on a later piece does not start another.
+    events = _events([
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": ""}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {"arguments": '{"a": 1}'}}]}}]},
+        {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}])
+    response = _streamed(events)
+    assert [(b.name, b.input) for b in response.content] == [("f", {"a": 1})]

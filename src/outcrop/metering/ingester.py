@@ -88,6 +88,9 @@ def parse(lines: list[bytes], owner: str) -> list[UsageEvent]:
         except orjson.JSONDecodeError:
             log.warning("metering: skipping an unreadable line in the journal of %s", owner)
             continue
+        if not isinstance(event, list | dict):
+            log.warning("metering: skipping a line that is no event in the journal of %s", owner)
+            continue
         if isinstance(event, list):
             if len(event) != len(FIELDS):
                 log.warning("metering: skipping a line of %d values (not %d) in the journal of %s", len(event),

@@ -394,7 +394,7 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
             break
         try:
             chunk = orjson.loads(data)
-            if chunk.__class__ is dict and "error" in chunk and not chunk.get("choices"):
+            if chunk.__class__ is dict and chunk.get("error") is not None and not chunk.get("choices"):
                 raise _stream_failure(chunk["error"], data)
             chunk_usage, choices = _stream_chunk(chunk)
         except MALFORMED:
@@ -426,8 +426,11 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
                 # with no index (Gemini's OpenAI layer) or every call at index 0.
                 position = call.get("index")
                 if kind is not None and kind.startswith("tool") and (
-                        (position is not None and kind != f"tool{position}") or (call_id and call_id != call_ids[-1])):
+                        (position is not None and kind != f"tool{position}")
+                        or (call_id and call_ids[-1] and call_id != call_ids[-1])):
                     kind = None
+                elif kind is not None and kind.startswith("tool") and call_id and not call_ids[-1]:
+                    call_ids[-1] = call_id  # the id of the call under way, sent after its first piece
                 if kind is None or not kind.startswith("tool"):
                     if index >= 0:
                         yield BlockStop(index)
