@@ -468,11 +468,7 @@ def merge_routing(states: Iterable[dict[str, Any]], retired: Iterable[dict[str, 
     merged = dict(states[0])
     merged["failovers"] = sum(s["failovers"] for s in states)
     merged["waiting"] = sum(s["waiting"] for s in states)
-    rejections: dict[str, int] = {}
-    for s in states:
-        for reason, n in s["rejections"].items():
-            rejections[reason] = rejections.get(reason, 0) + n
-    merged["rejections"] = dict(sorted(rejections.items()))
+    merged["rejections"] = _summed(*(s["rejections"] for s in states))
     deployments: dict[tuple[str, str, str], dict[str, Any]] = {}
     for s in states:
         for d in s["deployments"]:
@@ -480,7 +476,7 @@ def merge_routing(states: Iterable[dict[str, Any]], retired: Iterable[dict[str, 
             into = deployments.get(key)
             open_here = int(d["breaker"] == "open")
             if into is None:
-                deployments[key] = {**d, "attempts": dict(d["attempts"]), "breakersOpen": open_here}
+                deployments[key] = {**d, "attempts": _summed(d["attempts"]), "breakersOpen": open_here}
                 continue
             if _BREAKER_ORDER[d["breaker"]] > _BREAKER_ORDER[into["breaker"]]:
                 into["breaker"] = d["breaker"]
@@ -488,9 +484,7 @@ def merge_routing(states: Iterable[dict[str, Any]], retired: Iterable[dict[str, 
             into["consecutiveFailures"] = max(into["consecutiveFailures"], d["consecutiveFailures"])
             into["timesOpened"] += d["timesOpened"]
             into["outstanding"] += d["outstanding"]
-            for outcome, n in d["attempts"].items():
-                into["attempts"][outcome] = into["attempts"].get(outcome, 0) + n
-            into["attempts"] = dict(sorted(into["attempts"].items()))
+            into["attempts"] = _summed(into["attempts"], d["attempts"])
             for field in ("rpmAvailable", "tpmAvailable"):
                 if field in d:
                     into[field] = min(into.get(field, d[field]), d[field])
@@ -507,10 +501,7 @@ def _add_counts(into: dict[str, Any], counts: dict[str, Any], *, neutral: bool) 
     """Add a dead worker's routing counts to ``into``. A deployment only it had used is added as well: with
     ``neutral``, with the fields of a live status, its breaker closed and nothing outstanding."""
     into["failovers"] += counts["failovers"]
-    rejections = dict(into["rejections"])
-    for reason, n in counts["rejections"].items():
-        rejections[reason] = rejections.get(reason, 0) + n
-    into["rejections"] = dict(sorted(rejections.items()))
+    into["rejections"] = _summed(into["rejections"], counts["rejections"])
     known = {(d["region"], d["model"], d["deployment"]): d for d in into["deployments"]}
     for d in counts["deployments"]:
         target = known.get((d["region"], d["model"], d["deployment"]))
@@ -520,11 +511,17 @@ def _add_counts(into: dict[str, Any], counts: dict[str, Any], *, neutral: bool) 
                 target.update(breaker="closed", consecutiveFailures=0, outstanding=0, breakersOpen=0)
             into["deployments"].append(target)
             known[(d["region"], d["model"], d["deployment"])] = target
-        attempts = dict(target["attempts"])
-        for outcome, n in d["attempts"].items():
-            attempts[outcome] = attempts.get(outcome, 0) + n
-        target["attempts"] = dict(sorted(attempts.items()))
+        target["attempts"] = _summed(target["attempts"], d["attempts"])
         target["timesOpened"] += d["timesOpened"]
+
+
+def _summed(*counts: dict[str, int]) -> dict[str, int]:
+    """Counts by name (attempts by outcome, rejections by reason), added up, sorted by name."""
+    total: dict[str, int] = {}
+    for each in counts:
+        for name, n in each.items():
+            total[name] = total.get(name, 0) + n
+    return dict(sorted(total.items()))
 
 
 # A Prometheus family as a snapshot holds it: (name, type, help, [(sample name, labels, value)]).
