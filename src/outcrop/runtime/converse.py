@@ -176,17 +176,20 @@ class StreamedResponse:
         return ChatResponse(tuple(blocks[i] for i in sorted(blocks)), stop.stop_reason, usage, stop.stop_sequence)
 
 
-def tool_result_items(content: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:
-    """A toolResult's content, neutral: text as ``str``, ``json`` as its value, an image as ``Image``. Other
-    items (documents, videos …) carry nothing a model here reads and are left out, never sent as ``null``."""
+def tool_result_items(
+    content: Iterable[Mapping[str, Any]], image: Callable[[Mapping[str, Any], int], Block | None],
+) -> tuple[Any, ...]:
+    """A toolResult's content, neutral: text as ``str``, ``json`` as its value, an image as ``Image`` (read
+    by ``image``, given the item and its index: the body's own reader of image blocks). Other items
+    (documents, videos …) carry nothing a model here reads and are left out, never sent as ``null``."""
     items: list[Any] = []
-    for c in content:
+    for k, c in enumerate(content):
         if "text" in c:
             items.append(c["text"])
         elif "json" in c:
             items.append(c["json"])
         elif "image" in c:
-            items.append(Image(c["image"].get("format", "png"), c["image"].get("source", {}).get("bytes", b"")))
+            items.append(image(c, k))
     return tuple(items)
 
 
@@ -200,7 +203,8 @@ def _block(raw: Mapping[str, Any]) -> Block | None:
         return ToolUse(t["toolUseId"], t["name"], t.get("input") if t.get("input") is not None else {})
     if "toolResult" in raw:
         t = raw["toolResult"]
-        return ToolResult(t["toolUseId"], tool_result_items(t.get("content", ())), t.get("status"))
+        return ToolResult(t["toolUseId"], tool_result_items(t.get("content", ()), lambda c, _: _block(c)),
+                          t.get("status"))
     if "reasoningContent" in raw:  # a model's earlier reasoning, sent back (redacted reasoning is left out)
         text = raw["reasoningContent"].get("reasoningText")
         return Reasoning(text.get("text", ""), text.get("signature")) if text else None

@@ -27,7 +27,7 @@ from outcrop.providers.messages import (
     ToolResult,
     ToolUse,
 )
-from outcrop.runtime.converse import cache_ttl, reasoning_effort, reasons_by_effort
+from outcrop.runtime.converse import cache_ttl, reasoning_effort, reasons_by_effort, tool_result_items
 from outcrop.runtime.families.base import decode_base64, malformed, optional, require
 from outcrop.runtime.families.schema import (
     INTEGER,
@@ -88,17 +88,8 @@ def _block(raw: Any, where: str) -> Block | None:
         return ToolUse(t.get("toolUseId", ""), t.get("name", ""), t.get("input") or {})
     if "toolResult" in raw:
         t = raw["toolResult"]
-        items: list[Any] = []
-        for k, c in enumerate(t.get("content", ())):
-            if "text" in c:
-                items.append(c["text"])
-            elif "json" in c:
-                items.append(c["json"])
-            elif "image" in c:  # its bytes base64 in Nova's body; documents and videos are left out
-                image = c["image"]
-                items.append(Image(image.get("format", "png"), decode_base64(
-                    image.get("source", {}).get("bytes", ""), f"{where}/toolResult/content/{k}/image/source/bytes")))
-        return ToolResult(t.get("toolUseId", ""), tuple(items), t.get("status"))
+        items = tool_result_items(t.get("content", ()), lambda c, k: _block(c, f"{where}/toolResult/content/{k}"))
+        return ToolResult(t.get("toolUseId", ""), items, t.get("status"))
     if "reasoningContent" in raw:  # Nova 2's earlier reasoning, sent back with the conversation
         text = (raw["reasoningContent"] or {}).get("reasoningText") or {}
         return Reasoning(str(text.get("text", "")))
