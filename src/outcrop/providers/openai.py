@@ -210,12 +210,16 @@ def _stream_chunk(chunk: Any) -> tuple[Any, Any]:
     return chunk.get("usage"), choices
 
 
+def _message_of(error: Any) -> str | None:
+    """The message of a backend's error member: OpenAI's ``{"message": …}``, or Ollama's plain string."""
+    message = error.get("message") if error.__class__ is dict else error
+    return message if message.__class__ is str and message else None
+
+
 def _stream_failure(error: Any, data: str) -> ModelStreamError:
     """An error the backend sent as a stream event (vLLM, LiteLLM, OpenAI: ``data: {"error": {…}}``), with
     its message, as Bedrock's mid-stream error."""
-    message = error.get("message") if error.__class__ is dict else error
-    if message.__class__ is not str or not message:
-        message = data[:500]
+    message = _message_of(error) or data[:500]
     code = error.get("code") if error.__class__ is dict else None
     status = code if code.__class__ is int and 400 <= code < 600 else 500
     return ModelStreamError(f"The model backend failed during the stream: {message[:1000]}",
@@ -243,13 +247,11 @@ def _error(status: int, text: str) -> ServiceError:
     except orjson.JSONDecodeError:
         payload = None
     # OpenAI's {"error": {"message"}}, Ollama's {"error": "…"}, vLLM's older {"object": "error", "message"}.
-    detail = payload.get("error") if isinstance(payload, dict) else None
-    message = detail.get("message") if isinstance(detail, dict) else detail
-    if detail is None and isinstance(payload, dict):
-        message = payload.get("message")
-    if not isinstance(message, str) or not message:
-        message = text
-    message = message[:1000] or f"HTTP {status}"
+    message = None
+    if isinstance(payload, dict):
+        detail = payload.get("error")
+        message = _message_of(detail if detail is not None else payload)
+    message = (message or text)[:1000] or f"HTTP {status}"
     if status == 429:
         return Throttled("Too many requests, please wait before trying again.")
     if status in (408, 504):
@@ -425,13 +427,13 @@ async def _translate_sse(lines: AsyncIterator[str], request: ChatRequest) -> Asy
                 # A call is its index's; a new id also starts one, for servers that send each call whole
                 # with no index (Gemini's OpenAI layer) or every call at index 0.
                 position = call.get("index")
-                if kind is not None and kind.startswith("tool") and (
-                        (position is not None and kind != f"tool{position}")
-                        or (call_id and call_ids[-1] and call_id != call_ids[-1])):
-                    kind = None
-                elif kind is not None and kind.startswith("tool") and call_id and not call_ids[-1]:
-                    call_ids[-1] = call_id  # the id of the call under way, sent after its first piece
-                if kind is None or not kind.startswith("tool"):
+                same_call = kind is not None and kind.startswith("tool") and (
+                    position is None or kind == f"tool{position}") and not (
+                    call_id and call_ids[-1] and call_id != call_ids[-1])
+                if same_call:
+                    if call_id and not call_ids[-1]:
+                        call_ids[-1] = call_id  # the id of the call under way, sent after its first piece
+                else:
                     if index >= 0:
                         yield BlockStop(index)
                     index, kind = index + 1, f"tool{position if position is not None else len(call_ids)}"
